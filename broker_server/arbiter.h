@@ -1,0 +1,147 @@
+// The arbiter: the broker's policy, with no I/O in it.
+//
+// It is fed events (hello, acquire, release, residency report, heartbeat,
+// disconnect, admin change, clock tick) and returns decisions (grant, revoke
+// with a deadline, evict N bytes from a client, reject with a reason,
+// disconnect). The server turns decisions into frames; tests feed events
+// directly. Time is passed in (microseconds on any monotonic clock), never read.
+//
+// Policy (docs/architecture.md has the long form):
+//  - one exclusive compute lease per device;
+//  - priority classes inference > training > batch, FIFO inside a class;
+//  - a higher class preempts the holder at once (revoke, short deadline);
+//  - after `quantum_ms` an equal-priority waiter preempts the holder;
+//  - aging: a waiter that waited `aging_ms` counts one class higher, so the
+//    lowest class is never starved;
+//  - memory-aware grants: before granting, residents of the device are asked
+//    to evict just enough bytes for the grantee's declared need; idle
+//    residents stay on the device while everything fits;
+//  - a need larger than the device capacity is rejected, never queued;
+//  - a client that disconnects or misses heartbeats loses its lease and its
+//    residency at once; one that ignores a revoke past deadline + grace is
+//    disconnected.
+//
+// Thread-safety: none; the server calls it from its one io_context thread.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+namespace acb::broker {
+
+using ClientId = std::uint64_t;
+using DeviceId = int;
+using TimeUs = std::uint64_t;  ///< monotonic microseconds
+
+enum class Priority { inference = 0, training = 1, batch = 2 };
+const char* to_string(Priority p);
+/// Parses "inference" | "training" | "batch"; nullopt otherwise.
+std::optional<Priority> parse_priority(const std::string& text);
+
+enum class RevokeReason { preempt, quantum, drain };
+const char* to_string(RevokeReason r);
+
+struct ArbiterConfig {
+  std::uint64_t quantum_ms = 200;            ///< equal-priority time slice
+  std::uint64_t preempt_deadline_ms = 200;   ///< revoke deadline when a higher class waits
+  std::uint64_t quantum_deadline_ms = 1000;  ///< revoke deadline at quantum expiry / drain
+  std::uint64_t revoke_grace_ms = 2000;      ///< after the deadline, before disconnecting
+  std::uint64_t aging_ms = 5000;             ///< wait after which a waiter counts one class higher
+  std::uint64_t heartbeat_timeout_ms = 5000; ///< silence after which a client is dead
+};
+
+// ---- decisions ----------------------------------------------------------------
+struct Grant { ClientId client; DeviceId device; std::uint64_t lease; };
+struct Revoke { ClientId client; DeviceId device; std::uint64_t lease; std::uint64_t deadline_ms; RevokeReason reason; };
+struct Evict { ClientId client; DeviceId device; std::uint64_t bytes; };
+struct Reject { ClientId client; std::string reason; };
+struct Disconnect { ClientId client; std::string reason; };
+using Decision = std::variant<Grant, Revoke, Evict, Reject, Disconnect>;
+using Decisions = std::vector<Decision>;
+
+// ---- events' payloads and snapshots -------------------------------------------
+struct HelloInfo {
+  std::string name;
+  int pid = 0;
+  Priority priority = Priority::training;
+  std::uint64_t need_bytes = 0;
+  std::optional<DeviceId> pinned_device;  ///< nullopt: the arbiter places the client
+};
+
+/// Result of on_hello: the device the client was placed on, or why not.
+struct Placement {
+  std::optional<DeviceId> device;
+  std::string error;
+};
+
+enum class ClientState { idle, waiting, holding, revoked };
+const char* to_string(ClientState s);
+
+struct ClientSnapshot {
+  ClientId client_id; std::string name; int pid; Priority priority; DeviceId device;
+  ClientState state; std::uint64_t resident_bytes; std::uint64_t need_bytes;
+  std::uint64_t quota_bytes; std::uint64_t grants; std::uint64_t waited_us_total;
+  std::uint64_t preemptions;
+};
+struct DeviceSnapshot {
+  DeviceId device; std::string name; std::uint64_t capacity_bytes; std::uint64_t resident_bytes;
+  std::optional<ClientId> holder; std::vector<ClientId> queue; bool draining;
+};
+struct Snapshot { std::vector<DeviceSnapshot> devices; std::vector<ClientSnapshot> clients; };
+
+/// One lease in the timeline; end_us is nullopt while held.
+struct LeaseSlice { DeviceId device; ClientId client; std::string name; TimeUs start_us; std::optional<TimeUs> end_us; };
+
+/// Counters the metrics endpoint exports.
+struct ArbiterCounters {
+  std::uint64_t grants = 0, preemptions = 0, revokes = 0, evict_requests = 0,
+                evict_requested_bytes = 0, rejects = 0, disconnects = 0;
+};
+
+class Arbiter {
+ public:
+  explicit Arbiter(ArbiterConfig config = {});
+
+  // devices (admin)
+  DeviceId add_device(std::string name, std::uint64_t capacity_bytes);
+  Decisions drain_device(DeviceId device, TimeUs now);
+  /// Drains, and forgets the device once no client is placed on it.
+  Decisions remove_device(DeviceId device, TimeUs now);
+
+  // client events
+  Placement on_hello(ClientId client, const HelloInfo& info, TimeUs now);
+  Decisions on_acquire(ClientId client, std::optional<std::uint64_t> need_bytes, TimeUs now);
+  Decisions on_release(ClientId client, std::optional<std::uint64_t> resident_bytes, TimeUs now);
+  Decisions on_residency(ClientId client, std::uint64_t resident_bytes, TimeUs now);
+  void on_heartbeat(ClientId client, TimeUs now);
+  Decisions on_disconnect(ClientId client, TimeUs now);
+  /// Quantum expiry, revoke deadlines, heartbeat timeouts, aging.
+  Decisions on_tick(TimeUs now);
+
+  // admin changes
+  Decisions set_priority(ClientId client, Priority priority, TimeUs now);
+  Decisions set_quota(ClientId client, std::uint64_t quota_bytes, TimeUs now);
+  Decisions set_quantum(std::uint64_t quantum_ms, TimeUs now);
+
+  bool has_client(ClientId client) const;
+  std::optional<DeviceId> device_of(ClientId client) const;
+  std::uint64_t capacity_of(DeviceId device) const;
+  Snapshot snapshot(TimeUs now) const;
+  /// The last `max_slices` leases (bounded history), oldest first.
+  std::vector<LeaseSlice> timeline(std::size_t max_slices = 10000) const;
+  const ArbiterCounters& counters() const;
+  const ArbiterConfig& config() const;
+
+  /// Checks every invariant (at most one holder per device, resident bytes
+  /// never over capacity, queues consistent); throws std::logic_error.
+  void validate() const;
+
+ private:
+  struct State;
+  std::shared_ptr<State> state_;
+};
+
+}  // namespace acb::broker

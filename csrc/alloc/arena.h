@@ -1,0 +1,108 @@
+// Arena: one per device. A large VA reservation, physical memory mapped in
+// segments (multiples of the driver granularity), a caching sub-allocator on
+// top, and offload/restore of segments to pinned host backups at the same
+// addresses.
+//
+// This header is the public C++ API of the memory manager; the torch layer
+// and the C ABI (pluggable_allocator.cpp) use only what is declared here.
+//
+// Thread-safety: all public methods are thread-safe (one mutex per arena).
+// offload() requires the caller to guarantee quiescence (no kernel or copy in
+// flight touching the arena; the arena synchronises the device itself before
+// copying).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "alloc/driver.h"
+#include "alloc/stats.h"
+
+namespace acb::alloc {
+
+/// Thrown when device memory cannot be had. what() carries the sizes:
+/// requested, free on the device, reserved and allocated by this arena.
+class OutOfMemory : public std::runtime_error {
+ public:
+  OutOfMemory(const std::string& message, std::size_t requested_bytes, std::size_t free_bytes)
+      : std::runtime_error(message), requested_bytes_(requested_bytes), free_bytes_(free_bytes) {}
+  std::size_t requested_bytes() const { return requested_bytes_; }
+  std::size_t free_bytes() const { return free_bytes_; }
+
+ private:
+  std::size_t requested_bytes_;
+  std::size_t free_bytes_;
+};
+
+/// Thrown by offload() when the host backup limit cannot hold what must be
+/// copied; nothing has been released when it is thrown.
+class HostBackupLimitExceeded : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+struct ArenaOptions {
+  /// VA reserved up front, in bytes (0: 4 x the device's total memory).
+  std::size_t va_reserve_bytes = 0;
+  /// Upper bound of pinned host memory for backups (ACB_HOST_BACKUP_LIMIT; 0: unbounded).
+  std::size_t host_backup_limit_bytes = 0;
+  /// Size of one copy chunk and number of chunks kept in flight.
+  std::size_t copy_chunk_bytes = std::size_t{8} << 20;
+  int copy_chunks_in_flight = 4;
+};
+
+struct OffloadResult {
+  std::size_t released_bytes = 0;      ///< physical bytes given back to the device
+  std::size_t copied_bytes = 0;        ///< bytes copied to host backups
+  std::size_t skipped_clean_bytes = 0; ///< live bytes not copied because the backup was current
+};
+
+class Arena {
+ public:
+  Arena(Driver& driver, int device, ArenaOptions options = {});
+  ~Arena();
+  Arena(const Arena&) = delete;
+  Arena& operator=(const Arena&) = delete;
+
+  /// Allocates `bytes` for use on `stream`. Throws OutOfMemory.
+  void* malloc(std::size_t bytes, StreamHandle stream);
+  /// Frees a pointer returned by malloc; reuse on another stream waits for `stream`.
+  void free(void* ptr, StreamHandle stream);
+  /// Notes that `ptr` is also used on `stream` (torch's record_stream).
+  void record_stream(void* ptr, StreamHandle stream);
+  /// Releases every fully free segment (torch's empty_cache).
+  void empty_cache();
+
+  /// Marks [ptr, ptr + bytes) as written since its last backup.
+  void mark_written(const void* ptr, std::size_t bytes);
+
+  /// Releases at least `budget_bytes` of physical memory (all with SIZE_MAX),
+  /// least recently used segments first, copying live dirty data to host backups.
+  OffloadResult offload(std::size_t budget_bytes = SIZE_MAX);
+  /// Maps back and restores every offloaded segment. Throws OutOfMemory with
+  /// the bytes needed and free; on failure the state stays consistent.
+  std::size_t restore_all();
+  /// Restores the segments overlapping [ptr, ptr + bytes).
+  std::size_t restore(const void* ptr, std::size_t bytes);
+  /// True when all of [ptr, ptr + bytes) is backed by device memory.
+  bool is_resident(const void* ptr, std::size_t bytes) const;
+  /// True when `ptr` lies in this arena's reservation.
+  bool owns(const void* ptr) const;
+
+  /// Physical bytes currently mapped on the device.
+  std::size_t resident_bytes() const;
+  Stats stats() const;
+  /// Checks every invariant; throws std::logic_error naming the broken one.
+  void validate() const;
+
+  int device() const;
+  Driver& driver() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace acb::alloc

@@ -1,0 +1,95 @@
+// BrokerClient: the broker connection that lives in each user process.
+//
+// It connects with a token, says hello, and then owns a background I/O thread
+// that reads the broker's frames (grants, revokes, evicts) and sends
+// heartbeats, so a revoke is heard while the user's threads compute and
+// whatever the GIL does. acquire() blocks the calling thread until the
+// broker grants the lease or rejects the request.
+//
+// Thread-safety: every method may be called from any thread. Callbacks run on
+// the I/O thread and must not block on acquire().
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+namespace acb::client {
+
+struct ClientOptions {
+  std::string host = "127.0.0.1";
+  std::uint16_t port = 0;
+  std::string token;                   ///< empty: read with acb::auth::read_token
+  std::string name;
+  std::string priority = "training";  ///< "inference" | "training" | "batch"
+  std::uint64_t need_bytes = 0;        ///< declared device memory need
+  int device = -1;                     ///< pin to a device; -1 lets the broker place
+  bool admin = false;                  ///< present the admin token
+  std::chrono::milliseconds connect_timeout{5000};
+};
+
+/// Connection, authentication or protocol failure. The connection is closed.
+class BrokerError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+/// The broker rejected an acquire (e.g. need above the device capacity).
+class LeaseRejected : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+struct Welcome {
+  std::uint64_t client_id = 0;
+  int device = -1;
+  std::uint64_t device_capacity_bytes = 0;
+  std::uint64_t heartbeat_interval_ms = 0;
+  std::uint64_t heartbeat_timeout_ms = 0;
+};
+struct Grant { int device = -1; std::uint64_t lease = 0; std::uint64_t quantum_ms = 0; };
+struct Revoke { int device = -1; std::uint64_t lease = 0; std::uint64_t deadline_ms = 0; std::string reason; };
+struct Evict { int device = -1; std::uint64_t bytes = 0; };
+
+class BrokerClient {
+ public:
+  /// Connects, authenticates and starts the I/O thread. Throws BrokerError.
+  explicit BrokerClient(ClientOptions options);
+  /// Closes the connection (the broker reclaims anything still held).
+  ~BrokerClient();
+  BrokerClient(const BrokerClient&) = delete;
+  BrokerClient& operator=(const BrokerClient&) = delete;
+
+  const Welcome& welcome() const;
+
+  /// Blocks until the lease is granted. Throws LeaseRejected, or BrokerError
+  /// when the connection is lost or `timeout` passes (nullopt: wait forever).
+  Grant acquire(std::optional<std::uint64_t> need_bytes = std::nullopt,
+                std::optional<std::chrono::milliseconds> timeout = std::nullopt);
+  /// Gives the lease back; `resident_bytes` stay on the device.
+  void release(std::optional<std::uint64_t> resident_bytes = std::nullopt);
+  void report_residency(std::uint64_t resident_bytes);
+
+  /// Called on the I/O thread when the broker revokes the lease.
+  void on_revoke(std::function<void(const Revoke&)> handler);
+  /// Called on the I/O thread when the broker asks for memory back.
+  void on_evict(std::function<void(const Evict&)> handler);
+
+  /// Sends a request op with a fresh "seq" and waits for the reply with the
+  /// same seq (status, admin ops). Throws BrokerError on error replies.
+  nlohmann::json request(nlohmann::json message,
+                         std::chrono::milliseconds timeout = std::chrono::milliseconds{5000});
+
+  bool connected() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace acb::client

@@ -1,0 +1,61 @@
+// Framing of the broker protocol (docs/protocol.md): a 4-byte big-endian
+// payload length followed by a JSON object with a string "op".
+//
+// FrameParser knows bytes, not sockets: feed it whatever arrived and ask for
+// the next frame; it answers good, incomplete or bad. It is not thread-safe;
+// each connection owns one.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include <nlohmann/json.hpp>
+
+namespace acb::wire {
+
+/// Largest payload accepted or sent, in bytes.
+inline constexpr std::uint32_t kMaxFrameBytes = 1u << 20;
+/// Size of the length prefix, in bytes.
+inline constexpr std::size_t kHeaderBytes = 4;
+/// The protocol versions this build speaks, newest last.
+inline constexpr int kProtocolVersion = 1;
+
+/// Returns header + payload. Throws std::length_error when the payload is
+/// larger than max_payload_bytes.
+std::string encode_frame(std::string_view payload, std::uint32_t max_payload_bytes = kMaxFrameBytes);
+
+/// Serialises a message and frames it.
+std::string encode_message(const nlohmann::json& message);
+
+/// Incremental frame splitter with a checked maximum payload size.
+class FrameParser {
+ public:
+  enum class Result { good, incomplete, bad };
+
+  explicit FrameParser(std::uint32_t max_payload_bytes = kMaxFrameBytes);
+
+  /// Appends received bytes.
+  void feed(const char* data, std::size_t size);
+
+  /// Extracts the next complete frame into payload. After `bad` the parser
+  /// stays bad (the connection must be closed); error() says why.
+  Result next(std::string& payload);
+
+  const std::string& error() const { return error_; }
+  std::size_t buffered_bytes() const { return buffer_.size() - consumed_; }
+
+ private:
+  std::uint32_t max_payload_bytes_;
+  std::string buffer_;
+  std::size_t consumed_ = 0;
+  std::string error_;
+};
+
+/// Parses a payload into a message: a JSON object with a string "op".
+/// Returns nullopt and sets error on anything else.
+std::optional<nlohmann::json> parse_message(std::string_view payload, std::string& error);
+
+}  // namespace acb::wire
