@@ -1,0 +1,126 @@
+"""The broker protocol from Python (docs/protocol.md): length-prefixed JSON frames.
+
+Used by the `acb` command (status, admin), the demo's simulated jobs and the
+tests. The user processes' lease traffic goes through the C++ client in acb._C.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import socket
+import struct
+from typing import Any, Optional
+
+MAX_FRAME_BYTES = 1 << 20
+PROTOCOL_VERSION = 1
+
+
+class BrokerError(RuntimeError):
+    """The broker refused a request, closed the connection, or could not be reached."""
+
+
+def token_dir() -> str:
+    """Where the token files live (the same rule as csrc/common/token.h)."""
+    if os.environ.get("ACB_TOKEN_DIR"):
+        return os.environ["ACB_TOKEN_DIR"]
+    if os.environ.get("XDG_RUNTIME_DIR"):
+        return os.path.join(os.environ["XDG_RUNTIME_DIR"], "acb")
+    return f"/tmp/acb-{os.getuid()}"
+
+
+def read_token(admin: bool = False) -> str:
+    """The client (or admin) token: ACB_TOKEN / ACB_ADMIN_TOKEN, else its file."""
+    env = os.environ.get("ACB_ADMIN_TOKEN" if admin else "ACB_TOKEN")
+    if env:
+        return env
+    path = os.path.join(token_dir(), "admin-token" if admin else "token")
+    try:
+        with open(path, encoding="ascii") as f:
+            token = f.read().strip()
+    except OSError as e:
+        raise BrokerError(f"cannot read the acb token from {path}: {e.strerror} "
+                          f"(start a broker once, or set {'ACB_ADMIN_TOKEN' if admin else 'ACB_TOKEN'})") from e
+    if not token:
+        raise BrokerError(f"token file {path} is empty")
+    return token
+
+
+def encode(message: dict) -> bytes:
+    payload = json.dumps(message, separators=(",", ":")).encode()
+    if len(payload) > MAX_FRAME_BYTES:
+        raise ValueError(f"message of {len(payload)} bytes exceeds the frame maximum of {MAX_FRAME_BYTES}")
+    return struct.pack(">I", len(payload)) + payload
+
+
+class Connection:
+    """One authenticated connection to the broker. Not thread-safe."""
+
+    def __init__(self, host: str, port: int, *, name: str = "acb-cli", role: str = "client",
+                 token: Optional[str] = None, priority: str = "training", need_bytes: int = 0,
+                 device: int = -1, timeout_s: float = 5.0) -> None:
+        self._seq = itertools.count(1)
+        try:
+            self.sock = socket.create_connection((host, port), timeout=timeout_s)
+        except OSError as e:
+            raise BrokerError(f"cannot reach the acb broker at {host}:{port}: {e}") from e
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._buffer = b""
+        self.pending: list = []
+        self.send({"op": "hello", "versions": [PROTOCOL_VERSION],
+                   "token": token if token is not None else read_token(admin=(role == "admin")),
+                   "name": name, "pid": os.getpid(), "role": role, "priority": priority,
+                   "need_bytes": need_bytes, "device": device})
+        welcome = self.recv()
+        if welcome.get("op") != "welcome":
+            self.close()
+            raise BrokerError(f"broker refused the connection: {welcome.get('reason', welcome)}")
+        self.welcome = welcome
+
+    def send(self, message: dict) -> None:
+        self.sock.sendall(encode(message))
+
+    def _read_exact(self, n: int) -> bytes:
+        while len(self._buffer) < n:
+            chunk = self.sock.recv(max(65536, n - len(self._buffer)))
+            if not chunk:
+                raise BrokerError("the broker closed the connection")
+            self._buffer += chunk
+        data, self._buffer = self._buffer[:n], self._buffer[n:]
+        return data
+
+    def recv(self, timeout_s: Optional[float] = None) -> dict:
+        """The next message from the broker (blocks up to timeout_s; None keeps the socket's)."""
+        if timeout_s is not None:
+            self.sock.settimeout(timeout_s)
+        (size,) = struct.unpack(">I", self._read_exact(4))
+        if size > MAX_FRAME_BYTES:
+            raise BrokerError(f"broker sent a frame of {size} bytes, above the maximum")
+        return json.loads(self._read_exact(size))
+
+    def request(self, message: dict, timeout_s: float = 5.0) -> dict:
+        """Sends a request with a fresh seq and returns the reply with that seq.
+
+        Messages that arrive in between (grant, revoke, evict) are kept in `pending`."""
+        seq = next(self._seq)
+        self.send({**message, "seq": seq})
+        while True:
+            reply = self.recv(timeout_s)
+            if reply.get("seq") == seq:
+                if reply.get("op") == "error":
+                    raise BrokerError(reply.get("reason", "request failed"))
+                return reply
+            self.pending.append(reply)
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def __enter__(self) -> "Connection":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
