@@ -1,0 +1,206 @@
+// BrokerClient: wires the socket, the handshake, the lease state, the
+// pending requests and the I/O thread together (see broker_client.h).
+#include "client/broker_client.h"
+
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdio>
+#include <mutex>
+
+#include "client/io_loop.h"
+#include "client/lease_state.h"
+#include "client/messages.h"
+#include "client/pending_requests.h"
+#include "client/socket.h"
+#include "common/frame.h"
+#include "common/token.h"
+
+namespace acb::client {
+namespace {
+
+std::string resolve_token(const ClientOptions& options) {
+  if (!options.token.empty()) return options.token;
+  try {
+    return auth::read_token(options.admin ? auth::TokenKind::admin : auth::TokenKind::client);
+  } catch (const auth::TokenError& e) {
+    throw BrokerError(std::string("cannot authenticate to the acb broker: ") + e.what());
+  }
+}
+
+// Sends hello and reads the welcome within the connect timeout, on the
+// caller's thread (the I/O thread starts only once the session exists).
+// Bytes that follow the welcome stay in `parser` for the I/O thread.
+Welcome handshake(Socket& socket, const ClientOptions& options, wire::FrameParser& parser) {
+  socket.send_all(wire::encode_message(messages::hello(options, resolve_token(options), ::getpid())));
+  const auto deadline = std::chrono::steady_clock::now() + options.connect_timeout;
+  std::string payload;
+  char buffer[4096];
+  for (;;) {
+    const auto result = parser.next(payload);
+    if (result == wire::FrameParser::Result::bad) {
+      throw BrokerError("protocol error from the acb broker at " + socket.peer() + ": " + parser.error());
+    }
+    if (result == wire::FrameParser::Result::good) break;
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0 || !socket.wait_readable(left)) {
+      throw BrokerError("the acb broker at " + socket.peer() + " did not answer hello within " +
+                        std::to_string(options.connect_timeout.count()) + " ms");
+    }
+    const std::size_t n = socket.recv_some(buffer, sizeof buffer);
+    if (n == 0) throw BrokerError("the acb broker at " + socket.peer() + " closed the connection during hello");
+    parser.feed(buffer, n);
+  }
+  std::string error;
+  const auto message = wire::parse_message(payload, error);
+  if (!message) throw BrokerError("protocol error from the acb broker at " + socket.peer() + ": " + error);
+  return messages::parse_welcome(*message);
+}
+
+bool is_reply(const std::string& op) { return op == "ok" || op == "status" || op == "trace" || op == "error"; }
+
+}  // namespace
+
+struct BrokerClient::Impl {
+  ClientOptions options;
+  Socket socket;
+  Welcome welcome;
+  LeaseState lease;
+  PendingRequests pending;
+  std::atomic<bool> connected{false};
+  std::mutex handlers_mutex;
+  std::function<void(const Revoke&)> revoke_handler;
+  std::function<void(const Evict&)> evict_handler;
+  std::unique_ptr<IoLoop> io;  // last: stopped first, before the state it feeds
+
+  explicit Impl(ClientOptions opts)
+      : options(std::move(opts)), socket(options.host, options.port, options.connect_timeout) {
+    wire::FrameParser parser;
+    welcome = handshake(socket, options, parser);
+    connected.store(true);
+    io = std::make_unique<IoLoop>(socket, std::move(parser), std::chrono::milliseconds(welcome.heartbeat_interval_ms),
+                                  IoLoop::Sink{[this](nlohmann::json& m) { dispatch(m); },
+                                               [this](const std::string& reason) { lose(reason); }});
+  }
+
+  ~Impl() { io.reset(); }
+
+  void send(const nlohmann::json& message) {
+    if (!connected.load()) throw BrokerError(message.value("op", std::string("send")) + ": " + lease.lost_reason());
+    io->send(message);
+  }
+
+  // On the I/O thread.
+  void dispatch(nlohmann::json& message) {
+    const std::string op = message.value("op", std::string());
+    const auto seq = message.find("seq");
+    if (is_reply(op) && seq != message.end() && seq->is_number_unsigned()) {
+      pending.complete(seq->get<std::uint64_t>(), std::move(message));
+      return;
+    }
+    if (op == "grant") {
+      lease.on_grant(messages::parse_grant(message));  // a stale grant (withdrawn request) is dropped
+    } else if (op == "reject") {
+      lease.on_reject(message.value("reason", std::string("no reason given")));
+    } else if (op == "revoke") {
+      const Revoke revoke = messages::parse_revoke(message);
+      lease.on_revoke(revoke);
+      call(revoke_handler, revoke, "revoke");
+    } else if (op == "evict") {
+      call(evict_handler, messages::parse_evict(message), "evict");
+    } else if (op == "error") {
+      throw BrokerError("the acb broker closed the connection: " + message.value("reason", std::string("no reason")));
+    }
+    // Anything else is a newer broker's op this client does not know: ignored.
+  }
+
+  // A throwing callback must not kill the I/O thread (heartbeats would stop
+  // and the broker would reclaim the lease), so it is reported and dropped.
+  template <typename Event>
+  void call(std::function<void(const Event&)>& slot, const Event& event, const char* what) {
+    std::function<void(const Event&)> handler;
+    {
+      std::lock_guard lock(handlers_mutex);
+      handler = slot;
+    }
+    if (!handler) return;
+    try {
+      handler(event);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "acb: the %s handler threw: %s\n", what, e.what());
+    }
+  }
+
+  void lose(const std::string& reason) {
+    connected.store(false);
+    lease.on_lost(reason);
+    pending.fail_all(reason);
+  }
+};
+
+BrokerClient::BrokerClient(ClientOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {}
+
+BrokerClient::~BrokerClient() = default;
+
+const Welcome& BrokerClient::welcome() const { return impl_->welcome; }
+
+Grant BrokerClient::acquire(std::optional<std::uint64_t> need_bytes, std::optional<std::chrono::milliseconds> timeout) {
+  impl_->lease.begin_acquire();
+  try {
+    impl_->send(messages::acquire(need_bytes));
+  } catch (...) {
+    impl_->lease.on_release();
+    throw;
+  }
+  try {
+    return impl_->lease.wait(timeout);
+  } catch (const BrokerError&) {
+    // Timed out: withdraw the request so the broker does not grant a lease
+    // nobody waits for. A grant already in flight is released by the same frame.
+    if (impl_->connected.load()) {
+      try {
+        impl_->io->send(messages::release(std::nullopt));
+      } catch (const BrokerError&) {
+      }
+    }
+    throw;
+  }
+}
+
+void BrokerClient::release(std::optional<std::uint64_t> resident_bytes) {
+  impl_->send(messages::release(resident_bytes));
+  impl_->lease.on_release();
+}
+
+void BrokerClient::report_residency(std::uint64_t resident_bytes) {
+  impl_->send(messages::residency(resident_bytes));
+}
+
+void BrokerClient::on_revoke(std::function<void(const Revoke&)> handler) {
+  std::lock_guard lock(impl_->handlers_mutex);
+  impl_->revoke_handler = std::move(handler);
+}
+
+void BrokerClient::on_evict(std::function<void(const Evict&)> handler) {
+  std::lock_guard lock(impl_->handlers_mutex);
+  impl_->evict_handler = std::move(handler);
+}
+
+nlohmann::json BrokerClient::request(nlohmann::json message, std::chrono::milliseconds timeout) {
+  if (!message.is_object() || !message.contains("op") || !message["op"].is_string()) {
+    throw BrokerError("request: the message must be a JSON object with a string \"op\", got " + message.dump());
+  }
+  const std::uint64_t seq = impl_->pending.open();
+  message["seq"] = seq;
+  try {
+    impl_->send(message);
+  } catch (...) {
+    impl_->pending.abandon(seq);
+    throw;
+  }
+  return impl_->pending.wait(seq, timeout);
+}
+
+bool BrokerClient::connected() const { return impl_->connected.load(); }
+
+}  // namespace acb::client

@@ -1,0 +1,106 @@
+#include "client/messages.h"
+
+namespace acb::client::messages {
+namespace {
+
+const nlohmann::json& member(const nlohmann::json& message, const char* name) {
+  const auto it = message.find(name);
+  if (it == message.end()) {
+    throw BrokerError("protocol error: '" + message.value("op", std::string("?")) + "' from the acb broker lacks '" +
+                      name + "'");
+  }
+  return *it;
+}
+
+std::uint64_t unsigned_member(const nlohmann::json& message, const char* name) {
+  const auto& value = member(message, name);
+  if (!value.is_number_unsigned() && !(value.is_number_integer() && value.get<std::int64_t>() >= 0)) {
+    throw BrokerError("protocol error: '" + message.value("op", std::string("?")) + "." + name +
+                      "' is not a non-negative integer: " + value.dump());
+  }
+  return value.get<std::uint64_t>();
+}
+
+int device_member(const nlohmann::json& message, const char* name) {
+  const auto& value = member(message, name);
+  if (!value.is_number_integer()) {
+    throw BrokerError("protocol error: '" + message.value("op", std::string("?")) + "." + name +
+                      "' is not an integer: " + value.dump());
+  }
+  return value.get<int>();
+}
+
+}  // namespace
+
+nlohmann::json hello(const ClientOptions& options, const std::string& token, long pid) {
+  return {{"op", "hello"},
+          {"versions", {1}},
+          {"token", token},
+          {"name", options.name},
+          {"pid", pid},
+          {"role", options.admin ? "admin" : "client"},
+          {"priority", options.priority},
+          {"need_bytes", options.need_bytes},
+          {"device", options.device}};
+}
+
+nlohmann::json acquire(std::optional<std::uint64_t> need_bytes) {
+  nlohmann::json m{{"op", "acquire"}};
+  if (need_bytes) m["need_bytes"] = *need_bytes;
+  return m;
+}
+
+nlohmann::json release(std::optional<std::uint64_t> resident_bytes) {
+  nlohmann::json m{{"op", "release"}};
+  if (resident_bytes) m["resident_bytes"] = *resident_bytes;
+  return m;
+}
+
+nlohmann::json residency(std::uint64_t resident_bytes) {
+  return {{"op", "residency"}, {"resident_bytes", resident_bytes}};
+}
+
+nlohmann::json heartbeat() { return {{"op", "heartbeat"}}; }
+
+Welcome parse_welcome(const nlohmann::json& message) {
+  const std::string op = message.value("op", std::string());
+  if (op == "error") {
+    throw BrokerError("the acb broker refused the connection: " +
+                      message.value("reason", std::string("no reason given")));
+  }
+  if (op != "welcome") throw BrokerError("protocol error: expected 'welcome' from the acb broker, got '" + op + "'");
+  Welcome w;
+  w.client_id = unsigned_member(message, "client_id");
+  w.device = device_member(message, "device");
+  w.device_capacity_bytes = unsigned_member(message, "device_capacity_bytes");
+  w.heartbeat_interval_ms = unsigned_member(message, "heartbeat_interval_ms");
+  w.heartbeat_timeout_ms = unsigned_member(message, "heartbeat_timeout_ms");
+  return w;
+}
+
+Grant parse_grant(const nlohmann::json& message) {
+  Grant g;
+  g.device = device_member(message, "device");
+  g.lease = unsigned_member(message, "lease");
+  g.quantum_ms = message.contains("quantum_ms") ? unsigned_member(message, "quantum_ms") : 0;
+  return g;
+}
+
+Revoke parse_revoke(const nlohmann::json& message) {
+  Revoke r;
+  r.device = device_member(message, "device");
+  r.lease = unsigned_member(message, "lease");
+  r.deadline_ms = message.contains("deadline_ms") ? unsigned_member(message, "deadline_ms") : 0;
+  const auto it = message.find("reason");
+  r.reason = (it != message.end() && it->is_string()) ? it->get<std::string>() : std::string();
+  return r;
+}
+
+Evict parse_evict(const nlohmann::json& message) {
+  Evict e;
+  e.device = device_member(message, "device");
+  e.bytes = unsigned_member(message, "bytes");
+  return e;
+}
+
+}  // namespace acb::client::messages

@@ -1,0 +1,31 @@
+// messages: the client's side of docs/protocol.md as JSON <-> structs.
+//
+// Building hello and the lease ops, and reading welcome, grant, revoke and
+// evict with their members type-checked. A member of the wrong type or a
+// missing member is a protocol error (BrokerError naming the op and member).
+// Pure functions; no I/O.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "client/broker_client.h"
+
+namespace acb::client::messages {
+
+nlohmann::json hello(const ClientOptions& options, const std::string& token, long pid);
+nlohmann::json acquire(std::optional<std::uint64_t> need_bytes);
+nlohmann::json release(std::optional<std::uint64_t> resident_bytes);
+nlohmann::json residency(std::uint64_t resident_bytes);
+nlohmann::json heartbeat();
+
+/// Reads a welcome; an "error" reply becomes BrokerError with its reason.
+Welcome parse_welcome(const nlohmann::json& message);
+Grant parse_grant(const nlohmann::json& message);
+Revoke parse_revoke(const nlohmann::json& message);
+Evict parse_evict(const nlohmann::json& message);
+
+}  // namespace acb::client::messages
