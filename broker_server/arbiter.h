@@ -6,7 +6,7 @@
 // disconnect). The server turns decisions into frames; tests feed events
 // directly. Time is passed in (microseconds on any monotonic clock), never read.
 //
-// Policy (docs/architecture.md has the long form):
+// Policy (docs/scheduling.md states it precisely):
 //  - one exclusive compute lease per device;
 //  - priority classes inference > training > batch, FIFO inside a class;
 //  - a higher class preempts the holder at once (revoke, short deadline);
@@ -24,8 +24,11 @@
 // Thread-safety: none; the server calls it from its one io_context thread.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <variant>
 #include <vector>
@@ -51,10 +54,20 @@ struct ArbiterConfig {
   std::uint64_t revoke_grace_ms = 2000;      ///< after the deadline, before disconnecting
   std::uint64_t aging_ms = 5000;             ///< wait after which a waiter counts one class higher
   std::uint64_t heartbeat_timeout_ms = 5000; ///< silence after which a client is dead
+  std::size_t timeline_capacity = 10000;     ///< lease slices kept for `acb trace` (oldest dropped)
+};
+
+/// A request the arbiter cannot carry out (unknown device or client, bad
+/// value); the message names the call and the offending id or value.
+class ArbiterError : public std::invalid_argument {
+ public:
+  using std::invalid_argument::invalid_argument;
 };
 
 // ---- decisions ----------------------------------------------------------------
-struct Grant { ClientId client; DeviceId device; std::uint64_t lease; };
+/// `waited_us`: how long the client waited in the queue for this lease (0 for
+/// the re-grant that answers a holder's growth); the server's wait histogram.
+struct Grant { ClientId client; DeviceId device; std::uint64_t lease; std::uint64_t waited_us = 0; };
 struct Revoke { ClientId client; DeviceId device; std::uint64_t lease; std::uint64_t deadline_ms; RevokeReason reason; };
 struct Evict { ClientId client; DeviceId device; std::uint64_t bytes; };
 struct Reject { ClientId client; std::string reason; };
@@ -105,13 +118,16 @@ class Arbiter {
  public:
   explicit Arbiter(ArbiterConfig config = {});
 
-  // devices (admin)
+  // devices (admin); an unknown device throws ArbiterError.
   DeviceId add_device(std::string name, std::uint64_t capacity_bytes);
   Decisions drain_device(DeviceId device, TimeUs now);
   /// Drains, and forgets the device once no client is placed on it.
   Decisions remove_device(DeviceId device, TimeUs now);
 
-  // client events
+  // client events. An event naming a client the arbiter does not know (it
+  // was disconnected by an earlier decision) is ignored: empty decisions.
+  // A Disconnect decision has already reclaimed the client; the server's
+  // later on_disconnect for it is a no-op.
   Placement on_hello(ClientId client, const HelloInfo& info, TimeUs now);
   Decisions on_acquire(ClientId client, std::optional<std::uint64_t> need_bytes, TimeUs now);
   Decisions on_release(ClientId client, std::optional<std::uint64_t> resident_bytes, TimeUs now);
@@ -120,8 +136,12 @@ class Arbiter {
   Decisions on_disconnect(ClientId client, TimeUs now);
   /// Quantum expiry, revoke deadlines, heartbeat timeouts, aging.
   Decisions on_tick(TimeUs now);
+  /// The earliest time at which on_tick could decide something (a heartbeat
+  /// timeout, a revoke past its grace, a quantum expiry, an aging step);
+  /// nullopt when nothing is pending. Never earlier than `now`.
+  std::optional<TimeUs> next_wakeup(TimeUs now) const;
 
-  // admin changes
+  // admin changes; an unknown client or device, or a bad value, throws ArbiterError.
   Decisions set_priority(ClientId client, Priority priority, TimeUs now);
   Decisions set_quota(ClientId client, std::uint64_t quota_bytes, TimeUs now);
   Decisions set_quantum(std::uint64_t quantum_ms, TimeUs now);

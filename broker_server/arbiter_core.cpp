@@ -1,0 +1,262 @@
+// The scheduling steps shared by the arbiter's events (arbiter_state.h).
+#include <algorithm>
+#include <string>
+
+#include "broker_server/arbiter_state.h"
+#include "broker_server/policy_memory.h"
+#include "broker_server/policy_placement.h"
+#include "broker_server/policy_queue.h"
+
+namespace acb::broker {
+
+namespace {
+std::uint64_t sat_sub(std::uint64_t a, std::uint64_t b) { return a > b ? a - b : 0; }
+}  // namespace
+
+ClientRec* Arbiter::State::find_client(ClientId id) {
+  auto it = clients.find(id);
+  return it == clients.end() ? nullptr : &it->second;
+}
+
+DeviceRec& Arbiter::State::device(DeviceId id, const char* call) {
+  auto it = devices.find(id);
+  if (it == devices.end())
+    throw ArbiterError(std::string(call) + ": device " + std::to_string(id) + " does not exist");
+  return it->second;
+}
+
+ClientRec& Arbiter::State::client(ClientId id, const char* call) {
+  auto it = clients.find(id);
+  if (it == clients.end())
+    throw ArbiterError(std::string(call) + ": client " + std::to_string(id) + " is not connected");
+  return it->second;
+}
+
+std::uint64_t Arbiter::State::reserved_bytes(const ClientRec& c) const {
+  return c.holds() ? std::max(c.need_bytes, c.resident_bytes) : c.resident_bytes;
+}
+
+std::uint64_t Arbiter::State::device_bytes(const DeviceRec& d, std::optional<ClientId> except) const {
+  std::uint64_t total = 0;
+  for (ClientId id : d.members)
+    if (id != except) total += reserved_bytes(clients.at(id));
+  return total;
+}
+
+std::vector<ClientId> Arbiter::State::ordered_queue(const DeviceRec& d, TimeUs now) const {
+  std::vector<policy::Waiter> waiters;
+  waiters.reserve(d.queue.size());
+  for (ClientId id : d.queue) {
+    const ClientRec& c = clients.at(id);
+    waiters.push_back({id, c.priority, c.wait_since_us, c.wait_seq});
+  }
+  return policy::order_waiters(std::move(waiters), now, config.aging_ms);
+}
+
+int Arbiter::State::waiter_class(const ClientRec& c, TimeUs now) const {
+  return policy::effective_class(c.priority, c.wait_since_us, now, config.aging_ms);
+}
+
+void Arbiter::State::apply_residency(ClientRec& c, std::uint64_t reported, Decisions& out) {
+  // A report is the new truth: whatever was asked before is superseded.
+  c.pending_evict_bytes = 0;
+  const DeviceRec& d = devices.at(c.device);
+  std::uint64_t limit = sat_sub(d.capacity_bytes, device_bytes(d, c.id));
+  if (c.quota_bytes != 0) limit = std::min(limit, c.quota_bytes);
+  c.resident_bytes = std::min(reported, limit);
+  if (reported > c.resident_bytes) {
+    // Over capacity or quota: account only what fits and ask for the rest back.
+    const std::uint64_t excess = reported - c.resident_bytes;
+    ++counters.evict_requests;
+    counters.evict_requested_bytes += excess;
+    out.push_back(Evict{c.id, c.device, excess});
+  }
+}
+
+void Arbiter::State::enqueue(ClientRec& c, TimeUs now) {
+  c.state = ClientState::waiting;
+  c.wait_since_us = now;
+  c.wait_seq = next_wait_seq++;
+  devices.at(c.device).queue.push_back(c.id);
+}
+
+void Arbiter::State::dequeue(ClientRec& c) {
+  auto& q = devices.at(c.device).queue;
+  q.erase(std::remove(q.begin(), q.end(), c.id), q.end());
+  c.state = ClientState::idle;
+}
+
+void Arbiter::State::evict(ClientRec& c, std::uint64_t bytes, Decisions& out) {
+  if (bytes == 0) return;
+  c.pending_evict_bytes += bytes;
+  ++counters.evict_requests;
+  counters.evict_requested_bytes += bytes;
+  out.push_back(Evict{c.id, c.device, bytes});
+}
+
+void Arbiter::State::reject(ClientRec& c, std::string reason, Decisions& out) {
+  ++counters.rejects;
+  out.push_back(Reject{c.id, std::move(reason)});
+}
+
+void Arbiter::State::end_lease(ClientRec& c, TimeUs now) {
+  DeviceRec& d = devices.at(c.device);
+  if (d.holder == c.id) d.holder.reset();
+  close_slice(c, now);
+  c.state = ClientState::idle;
+  c.growth_need_bytes.reset();
+  c.revoke_deadline_us = 0;
+}
+
+bool Arbiter::State::make_room(DeviceRec& d, ClientRec& requester, std::uint64_t need_bytes,
+                               Decisions& out) {
+  const std::uint64_t deficit =
+      policy::fit_deficit(d.capacity_bytes, device_bytes(d, requester.id), requester.resident_bytes, need_bytes);
+  if (deficit == 0) return true;
+  std::uint64_t pending = 0;
+  std::vector<policy::Resident> residents;
+  for (ClientId id : d.members) {
+    if (id == requester.id) continue;
+    const ClientRec& m = clients.at(id);
+    pending += m.pending_evict_bytes;
+    if (!m.holds())
+      residents.push_back({id, m.priority, m.last_grant_us, m.resident_bytes - m.pending_evict_bytes});
+  }
+  if (pending >= deficit) return false;  // enough is already on its way out
+  for (const policy::EvictRequest& r : policy::plan_evictions(std::move(residents), deficit - pending))
+    evict(clients.at(r.client), r.bytes, out);
+  return false;
+}
+
+void Arbiter::State::schedule(DeviceRec& d, TimeUs now, Decisions& out) {
+  if (d.holder) {
+    ClientRec& h = clients.at(*d.holder);
+    if (h.growth_need_bytes && make_room(d, h, *h.growth_need_bytes, out)) {
+      h.need_bytes = *h.growth_need_bytes;
+      h.growth_need_bytes.reset();
+      out.push_back(Grant{h.id, d.id, h.lease, 0});
+    }
+    if (h.state != ClientState::holding) return;  // already revoked: wait for the release
+    auto revoke = [&](RevokeReason reason, std::uint64_t deadline_ms) {
+      h.state = ClientState::revoked;
+      h.revoke_deadline_us = now + deadline_ms * 1000;
+      ++counters.revokes;
+      out.push_back(Revoke{h.id, d.id, h.lease, deadline_ms, reason});
+    };
+    if (d.draining) {
+      revoke(RevokeReason::drain, config.quantum_deadline_ms);
+      return;
+    }
+    if (d.queue.empty()) return;
+    const ClientRec& head = clients.at(ordered_queue(d, now).front());
+    const int head_class = waiter_class(head, now);
+    if (head_class < h.lease_class) {
+      ++counters.preemptions;
+      ++h.preemptions;
+      revoke(RevokeReason::preempt, config.preempt_deadline_ms);
+    } else if (head_class == h.lease_class && now - h.lease_start_us >= config.quantum_ms * 1000) {
+      revoke(RevokeReason::quantum, config.quantum_deadline_ms);
+    }
+    return;
+  }
+  if (d.draining || d.queue.empty()) return;
+  ClientRec& head = clients.at(ordered_queue(d, now).front());
+  if (!make_room(d, head, head.need_bytes, out)) return;
+  const int cls = waiter_class(head, now);
+  dequeue(head);
+  const std::uint64_t waited = now > head.wait_since_us ? now - head.wait_since_us : 0;
+  head.state = ClientState::holding;
+  head.lease = ++next_lease;
+  head.lease_start_us = now;
+  head.lease_class = cls;
+  head.last_grant_us = now;
+  head.waited_us_total += waited;
+  ++head.grants;
+  ++counters.grants;
+  d.holder = head.id;
+  open_slice(head, now);
+  out.push_back(Grant{head.id, d.id, head.lease, waited});
+}
+
+void Arbiter::State::schedule_all(TimeUs now, Decisions& out) {
+  for (auto& [id, d] : devices) schedule(d, now, out);
+}
+
+std::optional<DeviceId> Arbiter::State::move_target(const ClientRec& c, std::uint64_t need_bytes) const {
+  std::vector<policy::DeviceLoad> loads;
+  for (const auto& [id, d] : devices) {
+    if (id == c.device) continue;
+    std::uint64_t placed_need = 0;
+    for (ClientId m : d.members) placed_need += clients.at(m).need_bytes;
+    loads.push_back({id, d.capacity_bytes, d.draining, d.members.size(), d.queue.size(), placed_need});
+  }
+  return policy::choose_device(loads, need_bytes);
+}
+
+bool Arbiter::State::relocate(ClientRec& c, TimeUs now, Decisions& out) {
+  if (c.holds()) return true;  // moved after it releases
+  const auto target = move_target(c, c.need_bytes);
+  if (!target) return false;
+  if (c.resident_bytes > 0) {
+    // Its memory lives on the draining device: it moves once it reports 0.
+    evict(c, c.resident_bytes - c.pending_evict_bytes, out);
+    return true;
+  }
+  DeviceRec& from = devices.at(c.device);
+  DeviceRec& to = devices.at(*target);
+  from.members.erase(c.id);
+  to.members.insert(c.id);
+  if (c.state == ClientState::waiting) {
+    from.queue.erase(std::remove(from.queue.begin(), from.queue.end(), c.id), from.queue.end());
+    to.queue.push_back(c.id);  // keeps its wait_since: the move costs it no place
+  }
+  c.device = *target;
+  return true;
+}
+
+void Arbiter::State::leave_draining(ClientRec& c, TimeUs now, Decisions& out) {
+  if (c.holds() || !devices.at(c.device).draining) return;
+  if (relocate(c, now, out) || c.state != ClientState::waiting) return;
+  dequeue(c);
+  reject(c,
+         "device " + std::to_string(c.device) + " is draining and no other device can take " +
+             std::to_string(c.need_bytes) + " bytes",
+         out);
+}
+
+void Arbiter::State::drop_client(ClientId id, TimeUs now, Decisions& out) {
+  ClientRec& c = clients.at(id);
+  if (c.holds()) end_lease(c, now);
+  if (c.state == ClientState::waiting) dequeue(c);
+  devices.at(c.device).members.erase(id);
+  clients.erase(id);
+  schedule_all(now, out);
+  reap_devices();
+}
+
+void Arbiter::State::kill(ClientId id, std::string reason, TimeUs now, Decisions& out) {
+  ++counters.disconnects;
+  out.push_back(Disconnect{id, std::move(reason)});
+  drop_client(id, now, out);
+}
+
+void Arbiter::State::reap_devices() {
+  std::erase_if(devices, [](const auto& kv) { return kv.second.removing && kv.second.members.empty(); });
+}
+
+void Arbiter::State::open_slice(ClientRec& c, TimeUs now) {
+  slices.push_back(LeaseSlice{c.device, c.id, c.name, now, std::nullopt});
+  c.slice = first_slice + slices.size() - 1;
+  while (slices.size() > config.timeline_capacity) {
+    slices.pop_front();
+    ++first_slice;
+  }
+}
+
+void Arbiter::State::close_slice(ClientRec& c, TimeUs now) {
+  if (c.slice && *c.slice >= first_slice && *c.slice - first_slice < slices.size())
+    slices[*c.slice - first_slice].end_us = now;
+  c.slice.reset();
+}
+
+}  // namespace acb::broker

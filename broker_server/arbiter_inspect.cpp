@@ -1,0 +1,117 @@
+// The arbiter's read-only views: queries, snapshot, timeline, next wake-up,
+// and the invariant checker.
+#include <algorithm>
+#include <stdexcept>
+#include <string>
+
+#include "broker_server/arbiter.h"
+#include "broker_server/arbiter_state.h"
+#include "broker_server/policy_queue.h"
+
+namespace acb::broker {
+
+bool Arbiter::has_client(ClientId client) const { return state_->clients.count(client) != 0; }
+
+std::optional<DeviceId> Arbiter::device_of(ClientId client) const {
+  auto it = state_->clients.find(client);
+  if (it == state_->clients.end()) return std::nullopt;
+  return it->second.device;
+}
+
+std::uint64_t Arbiter::capacity_of(DeviceId device) const {
+  auto it = state_->devices.find(device);
+  if (it == state_->devices.end())
+    throw ArbiterError("capacity_of: device " + std::to_string(device) + " does not exist");
+  return it->second.capacity_bytes;
+}
+
+const ArbiterCounters& Arbiter::counters() const { return state_->counters; }
+const ArbiterConfig& Arbiter::config() const { return state_->config; }
+
+Snapshot Arbiter::snapshot(TimeUs now) const {
+  const State& s = *state_;
+  Snapshot snap;
+  for (const auto& [id, d] : s.devices)
+    snap.devices.push_back({id, d.name, d.capacity_bytes, s.device_bytes(d), d.holder, s.ordered_queue(d, now),
+                            d.draining});
+  for (const auto& [id, c] : s.clients)
+    snap.clients.push_back({id, c.name, c.pid, c.priority, c.device, c.state, c.resident_bytes, c.need_bytes,
+                            c.quota_bytes, c.grants, c.waited_us_total, c.preemptions});
+  return snap;
+}
+
+std::vector<LeaseSlice> Arbiter::timeline(std::size_t max_slices) const {
+  const auto& slices = state_->slices;
+  const std::size_t n = std::min(max_slices, slices.size());
+  return std::vector<LeaseSlice>(slices.end() - static_cast<std::ptrdiff_t>(n), slices.end());
+}
+
+std::optional<TimeUs> Arbiter::next_wakeup(TimeUs now) const {
+  const State& s = *state_;
+  std::optional<TimeUs> at;
+  auto consider = [&](TimeUs t) { at = at ? std::min(*at, t) : t; };
+  for (const auto& [id, c] : s.clients) {
+    if (s.config.heartbeat_timeout_ms != 0) consider(c.last_heard_us + s.config.heartbeat_timeout_ms * 1000);
+    if (c.state == ClientState::revoked) consider(c.revoke_deadline_us + s.config.revoke_grace_ms * 1000);
+    if (c.state == ClientState::waiting)
+      if (auto t = policy::next_aging_step(c.priority, c.wait_since_us, now, s.config.aging_ms)) consider(*t);
+  }
+  for (const auto& [id, d] : s.devices) {
+    if (!d.holder || d.queue.empty()) continue;
+    const ClientRec& h = s.clients.at(*d.holder);
+    if (h.state == ClientState::holding) consider(h.lease_start_us + s.config.quantum_ms * 1000);
+  }
+  if (at && *at < now) at = now;
+  return at;
+}
+
+namespace {
+[[noreturn]] void broken(const std::string& what) { throw std::logic_error("arbiter invariant broken: " + what); }
+std::string dev(DeviceId d) { return "device " + std::to_string(d); }
+std::string cli(ClientId c) { return "client " + std::to_string(c); }
+}  // namespace
+
+void Arbiter::validate() const {
+  const State& s = *state_;
+  for (const auto& [id, d] : s.devices) {
+    if (d.id != id) broken(dev(id) + " is filed under another id");
+    std::size_t holders = 0;
+    for (ClientId m : d.members) {
+      auto it = s.clients.find(m);
+      if (it == s.clients.end()) broken(dev(id) + " lists unknown " + cli(m));
+      const ClientRec& c = it->second;
+      if (c.device != id) broken(cli(m) + " is a member of " + dev(id) + " but placed on " + dev(c.device));
+      if (c.holds()) {
+        ++holders;
+        if (d.holder != m) broken(cli(m) + " holds but is not the holder of " + dev(id));
+      }
+      if (c.pending_evict_bytes > c.resident_bytes)
+        broken(cli(m) + " has more bytes asked to evict than resident");
+      if (c.growth_need_bytes && !c.holds()) broken(cli(m) + " grows without holding");
+    }
+    if (holders > 1) broken(dev(id) + " has " + std::to_string(holders) + " holders");
+    if (d.holder && holders != 1) broken(dev(id) + " holder is not a holding member");
+    std::vector<ClientId> q = d.queue;
+    std::sort(q.begin(), q.end());
+    if (std::adjacent_find(q.begin(), q.end()) != q.end()) broken(dev(id) + " queues a client twice");
+    for (ClientId w : d.queue) {
+      if (!d.members.count(w)) broken(dev(id) + " queues non-member " + cli(w));
+      if (s.clients.at(w).state != ClientState::waiting) broken(dev(id) + " queues " + cli(w) + " that is not waiting");
+    }
+    const std::uint64_t bytes = s.device_bytes(d);
+    if (bytes > d.capacity_bytes)
+      broken(dev(id) + " accounts " + std::to_string(bytes) + " bytes over its capacity " +
+             std::to_string(d.capacity_bytes));
+    if (d.removing && d.members.empty()) broken(dev(id) + " is removed but still listed");
+  }
+  for (const auto& [id, c] : s.clients) {
+    auto it = s.devices.find(c.device);
+    if (it == s.devices.end()) broken(cli(id) + " is placed on missing " + dev(c.device));
+    if (!it->second.members.count(id)) broken(cli(id) + " is missing from the members of " + dev(c.device));
+    const auto& q = it->second.queue;
+    const auto n = std::count(q.begin(), q.end(), id);
+    if (c.state == ClientState::waiting && n != 1) broken(cli(id) + " waits but is queued " + std::to_string(n) + " times");
+  }
+}
+
+}  // namespace acb::broker

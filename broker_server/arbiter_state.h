@@ -1,0 +1,115 @@
+// The arbiter's internal state and the scheduling steps shared by its events.
+//
+// Private to the arbiter's .cpp files. Records:
+//  - ClientRec: one per client that said hello; `device` is where it is placed
+//    and where its resident bytes live.
+//  - DeviceRec: capacity, holder, queue of waiting clients (arrival order; the
+//    grant order is computed by policy::order_waiters at each decision), and
+//    the set of clients placed on it.
+// Invariants (checked by Arbiter::validate): a device's holder is a member in
+// state holding/revoked and is the only such member; every waiting client is
+// in its device's queue exactly once and nothing else is; the device's
+// accounted bytes (policy_memory.h) never exceed its capacity.
+//
+// Thread-safety: none (see arbiter.h).
+#pragma once
+
+#include <deque>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "broker_server/arbiter.h"
+
+namespace acb::broker {
+
+struct ClientRec {
+  ClientId id = 0;
+  std::string name;
+  int pid = 0;
+  Priority priority = Priority::training;
+  DeviceId device = 0;
+  ClientState state = ClientState::idle;
+  std::uint64_t resident_bytes = 0;       ///< as accounted (reports clamped to what fits)
+  std::uint64_t need_bytes = 0;           ///< declared need; the holder's reservation
+  std::uint64_t quota_bytes = 0;          ///< 0: none
+  std::optional<std::uint64_t> growth_need_bytes;  ///< holder asked for more; re-granted once it fits
+  std::uint64_t pending_evict_bytes = 0;  ///< asked to evict, not yet reported
+  TimeUs last_heard_us = 0;
+  TimeUs wait_since_us = 0;
+  std::uint64_t wait_seq = 0;
+  TimeUs last_grant_us = 0;
+  std::uint64_t lease = 0;
+  TimeUs lease_start_us = 0;
+  int lease_class = 0;                    ///< effective class it was granted with
+  TimeUs revoke_deadline_us = 0;
+  std::optional<std::uint64_t> slice;     ///< index of its open LeaseSlice
+  std::uint64_t grants = 0, waited_us_total = 0, preemptions = 0;
+
+  bool holds() const { return state == ClientState::holding || state == ClientState::revoked; }
+};
+
+struct DeviceRec {
+  DeviceId id = 0;
+  std::string name;
+  std::uint64_t capacity_bytes = 0;
+  bool draining = false;
+  bool removing = false;  ///< forget once no client is placed here
+  std::optional<ClientId> holder;
+  std::vector<ClientId> queue;  ///< waiting clients, arrival order
+  std::set<ClientId> members;   ///< clients placed here
+};
+
+struct Arbiter::State {
+  ArbiterConfig config;
+  std::map<DeviceId, DeviceRec> devices;
+  std::map<ClientId, ClientRec> clients;
+  DeviceId next_device = 0;
+  std::uint64_t next_lease = 0;
+  std::uint64_t next_wait_seq = 0;
+  std::deque<LeaseSlice> slices;
+  std::uint64_t first_slice = 0;  ///< global index of slices.front()
+  ArbiterCounters counters;
+
+  ClientRec* find_client(ClientId id);
+  DeviceRec& device(DeviceId id, const char* call);
+  ClientRec& client(ClientId id, const char* call);
+
+  /// What a client counts on its device (policy_memory.h).
+  std::uint64_t reserved_bytes(const ClientRec& c) const;
+  std::uint64_t device_bytes(const DeviceRec& d, std::optional<ClientId> except = std::nullopt) const;
+  std::vector<ClientId> ordered_queue(const DeviceRec& d, TimeUs now) const;
+  int waiter_class(const ClientRec& c, TimeUs now) const;
+
+  void touch(ClientRec& c, TimeUs now) { c.last_heard_us = std::max(c.last_heard_us, now); }
+  /// Accounts a residency report: clamped to the quota and to what fits on the
+  /// device; the excess is asked back with an Evict.
+  void apply_residency(ClientRec& c, std::uint64_t reported, Decisions& out);
+  void enqueue(ClientRec& c, TimeUs now);
+  void dequeue(ClientRec& c);
+  void evict(ClientRec& c, std::uint64_t bytes, Decisions& out);
+  void reject(ClientRec& c, std::string reason, Decisions& out);
+  /// The lease ends (release, disconnect): frees the device, closes the slice.
+  void end_lease(ClientRec& c, TimeUs now);
+  /// Asks the device's residents (all but `requester`) for what the requester
+  /// still misses; true when it fits now.
+  bool make_room(DeviceRec& d, ClientRec& requester, std::uint64_t need_bytes, Decisions& out);
+  /// Grants, revokes, or asks for memory on one device, as the policy says now.
+  void schedule(DeviceRec& d, TimeUs now, Decisions& out);
+  void schedule_all(TimeUs now, Decisions& out);
+  /// Moves a client off a draining device when it can (see docs/scheduling.md);
+  /// returns false when no other device can take it.
+  bool relocate(ClientRec& c, TimeUs now, Decisions& out);
+  /// A non-holder on a draining device moves away; one that waits and cannot is rejected.
+  void leave_draining(ClientRec& c, TimeUs now, Decisions& out);
+  std::optional<DeviceId> move_target(const ClientRec& c, std::uint64_t need_bytes) const;
+  void drop_client(ClientId id, TimeUs now, Decisions& out);
+  void kill(ClientId id, std::string reason, TimeUs now, Decisions& out);
+  void reap_devices();
+  void open_slice(ClientRec& c, TimeUs now);
+  void close_slice(ClientRec& c, TimeUs now);
+};
+
+}  // namespace acb::broker
