@@ -95,7 +95,8 @@ struct BrokerClient::Impl {
     const std::string op = message.value("op", std::string());
     const auto seq = message.find("seq");
     if (is_reply(op) && seq != message.end() && seq->is_number_unsigned()) {
-      pending.complete(seq->get<std::uint64_t>(), std::move(message));
+      const auto seq_number = seq->get<std::uint64_t>();  // read before the message is moved away
+      pending.complete(seq_number, std::move(message));
       return;
     }
     if (op == "grant") {
