@@ -56,6 +56,8 @@ class CMakeBuild(build_ext):
             shutil.copy2(module, package_dir / module.name)
         for lib in build_dir.glob("**/libacb_alloc.so"):
             shutil.copy2(lib, package_dir / "lib" / lib.name)
+        # The options table is shared with C++; Python reads it at run time.
+        shutil.copy2(ROOT / "csrc" / "common" / "options.json", package_dir / "options.json")
         broker = next(build_dir.glob("**/acb-broker"), None)
         if broker is None:
             raise RuntimeError(f"acb: the build did not produce acb-broker under {build_dir}")
