@@ -1,0 +1,98 @@
+// acb._C: the private Python module. Only bindings here; the logic lives in
+// session / lease_controller / gate / op_hook. Calls that can block (acquire,
+// broker requests) release the GIL so the process's other threads go on.
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include "client/broker_client.h"
+#include "torch/op_hook.h"
+#include "torch/session.h"
+
+#ifndef ACB_TORCH_VERSION
+#error "ACB_TORCH_VERSION (the torch version built against) must be defined by the build"
+#endif
+
+// Readable in the binary even when the module cannot be loaded, so that
+// acb/_loader.py can say which torch it was built for.
+extern "C" __attribute__((used, visibility("default"))) const char acb_built_against_torch[] =
+    "ACB_BUILT_AGAINST_TORCH=" ACB_TORCH_VERSION ";";
+
+namespace py = pybind11;
+namespace th = acb::torch_hook;
+
+namespace {
+py::dict status_dict(const th::ControllerStatus& s) {
+  py::dict d;
+  d["lease_state"] = s.lease_state;
+  d["client_id"] = s.client_id;
+  d["broker_device"] = s.broker_device;
+  d["resident_bytes"] = s.resident_bytes;
+  d["offloaded_bytes"] = s.offloaded_bytes;
+  d["reserved_bytes_peak"] = s.reserved_bytes_peak;
+  d["waits"] = s.waits;
+  d["wait_total_ms"] = s.wait_total_ms;
+  d["wait_p99_ms"] = s.wait_p99_ms;
+  d["wait_max_ms"] = s.wait_max_ms;
+  d["switches"] = s.switches;
+  d["releases"] = s.releases;
+  d["revokes"] = s.revokes;
+  d["evicts"] = s.evicts;
+  d["offloads"] = s.offloads;
+  d["offload_copied_bytes"] = s.offload_copied_bytes;
+  d["skipped_clean_bytes"] = s.skipped_clean_bytes;
+  d["restored_bytes"] = s.restored_bytes;
+  d["regions"] = s.regions;
+  d["oom_regrows"] = s.oom_regrows;
+  return d;
+}
+}  // namespace
+
+PYBIND11_MODULE(_C, m) {
+  m.doc() = "acb's private torch extension (use the acb package instead)";
+  m.attr("torch_version") = ACB_TORCH_VERSION;
+
+  py::register_exception<acb::client::BrokerError>(m, "BrokerError", PyExc_ConnectionError);
+  py::register_exception<acb::client::LeaseRejected>(m, "LeaseRejected", PyExc_RuntimeError);
+
+  m.def(
+      "enable",
+      [](const std::string& host, int port, const std::string& priority, const std::string& name, int device,
+         int broker_device, int idle_gap_ms, bool emulated) {
+        th::EnableOptions o;
+        o.host = host;
+        o.port = static_cast<std::uint16_t>(port);
+        o.priority = priority;
+        o.name = name;
+        o.device = device;
+        o.broker_device = broker_device;
+        o.idle_gap_ms = idle_gap_ms;
+        o.emulated = emulated;
+        py::gil_scoped_release release;
+        th::enable(o);
+      },
+      py::arg("host"), py::arg("port"), py::arg("priority"), py::arg("name"), py::arg("device"),
+      py::arg("broker_device"), py::arg("idle_gap_ms"), py::arg("emulated"));
+  m.def("disable", &th::disable, py::call_guard<py::gil_scoped_release>());
+  m.def("enabled", &th::enabled);
+  m.def("status", [] { return status_dict(th::status()); });
+  m.def("set_priority", &th::set_priority, py::call_guard<py::gil_scoped_release>());
+  m.def(
+      "broker_status",
+      [] {
+        nlohmann::json reply;
+        {
+          py::gil_scoped_release release;
+          reply = th::broker_status();
+        }
+        return reply.dump();
+      },
+      "the broker's status reply, as JSON text");
+  m.def("yield_now", &th::yield_now, py::call_guard<py::gil_scoped_release>());
+
+  m.def("attach_thread", &th::attach_current_thread, "gate this thread's operators");
+  m.def("detach_thread", &th::detach_current_thread);
+  m.def("thread_attached", &th::current_thread_attached);
+  m.def("region_enter", [] { th::region_enter(th::process_gate()); },
+        py::call_guard<py::gil_scoped_release>());
+  m.def("region_exit", [] { th::region_exit(th::process_gate()); });
+}

@@ -1,0 +1,77 @@
+// DirtyTracker: schema analysis and marking (see dirty_tracker.h).
+#include "torch/dirty_tracker.h"
+
+#include <unordered_map>
+
+namespace acb::torch_hook {
+
+namespace {
+OpWrites analyse(const c10::FunctionSchema& schema) {
+  OpWrites writes;
+  const auto& args = schema.arguments();
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    const c10::AliasInfo* alias = args[i].alias_info();
+    if (alias != nullptr && alias->isWrite()) writes.written_args.push_back(static_cast<int>(i));
+  }
+  const auto& rets = schema.returns();
+  for (std::size_t i = 0; i < rets.size(); ++i) {
+    if (rets[i].alias_info() == nullptr) writes.fresh_returns.push_back(static_cast<int>(i));
+  }
+  return writes;
+}
+
+void storages_of(const c10::IValue& value, std::vector<const c10::StorageImpl*>& out) {
+  if (value.isTensor()) {
+    const at::Tensor& t = value.toTensor();
+    if (t.defined() && t.has_storage()) out.push_back(t.storage().unsafeGetStorageImpl());
+  } else if (value.isTensorList()) {
+    for (const at::Tensor& t : value.toTensorList()) {
+      if (t.defined() && t.has_storage()) out.push_back(t.storage().unsafeGetStorageImpl());
+    }
+  } else if (value.isList()) {
+    for (const c10::IValue& element : value.toListRef()) storages_of(element, out);
+  }
+}
+}  // namespace
+
+const OpWrites& DirtyTracker::writes_of(const c10::OperatorHandle& op) {
+  thread_local std::unordered_map<const c10::FunctionSchema*, OpWrites> cache;
+  const c10::FunctionSchema& schema = op.schema();
+  auto it = cache.find(&schema);
+  if (it == cache.end()) it = cache.emplace(&schema, analyse(schema)).first;
+  return it->second;
+}
+
+void DirtyTracker::collect_written_args(const OpWrites& writes, const c10::OperatorHandle& op,
+                                        const torch::jit::Stack& stack,
+                                        std::vector<const c10::StorageImpl*>& out) const {
+  const std::size_t nargs = op.schema().arguments().size();
+  if (stack.size() < nargs) return;
+  const std::size_t base = stack.size() - nargs;
+  for (int index : writes.written_args) storages_of(stack[base + static_cast<std::size_t>(index)], out);
+}
+
+void DirtyTracker::mark(const OpWrites& writes, const c10::OperatorHandle& op, const torch::jit::Stack& stack,
+                        const std::vector<const c10::StorageImpl*>& written_args) const {
+  for (const c10::StorageImpl* storage : written_args) mark_storage(storage);
+  if (writes.fresh_returns.empty()) return;
+  const std::size_t nrets = op.schema().returns().size();
+  if (stack.size() < nrets) return;
+  const std::size_t base = stack.size() - nrets;
+  for (int index : writes.fresh_returns) mark_value(stack[base + static_cast<std::size_t>(index)]);
+}
+
+void DirtyTracker::mark_value(const c10::IValue& value) const {
+  std::vector<const c10::StorageImpl*> storages;
+  storages_of(value, storages);
+  for (const c10::StorageImpl* storage : storages) mark_storage(storage);
+}
+
+void DirtyTracker::mark_storage(const c10::StorageImpl* storage) const {
+  const void* data = storage->data_ptr().get();
+  const std::size_t bytes = storage->nbytes();
+  if (data == nullptr || bytes == 0 || !arena_.owns(data)) return;
+  arena_.mark_written(data, bytes);
+}
+
+}  // namespace acb::torch_hook

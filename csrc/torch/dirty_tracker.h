@@ -1,0 +1,57 @@
+// DirtyTracker: tells the arena which memory an operator writes, so that an
+// offload copies only what changed since its last backup (inference weights
+// are copied out once, then never again).
+//
+// What an op writes comes from its schema's alias annotations: arguments
+// annotated as written (`Tensor(a!)`, including tensor lists) and returns
+// that alias nothing (fresh outputs). Views (`Tensor(a)`) write nothing. The
+// analysis is cached per operator (per thread, no lock). A tensor's whole
+// storage is marked, which over-approximates views but never misses a write.
+//
+// Limits: writes that bypass the dispatcher or that a schema does not declare
+// (e.g. native_batch_norm's running stats) are not seen here; the allocator
+// marks every fresh block as written, which covers outputs of inner kernels.
+//
+// Thread-safety: thread-safe (the cache is thread-local; the arena locks).
+#pragma once
+
+#include <vector>
+
+#include <ATen/core/dispatch/Dispatcher.h>
+#include <ATen/core/stack.h>
+
+#include "alloc/arena.h"
+
+namespace acb::torch_hook {
+
+/// What one operator writes, by position.
+struct OpWrites {
+  std::vector<int> written_args;  ///< argument indices annotated as written
+  std::vector<int> fresh_returns; ///< return indices with no alias annotation
+};
+
+class DirtyTracker {
+ public:
+  explicit DirtyTracker(alloc::Arena& arena) : arena_(arena) {}
+
+  /// The cached analysis of `op`'s schema.
+  const OpWrites& writes_of(const c10::OperatorHandle& op);
+
+  /// Before the call: remembers the storages of written arguments (the
+  /// kernel pops its arguments off the stack).
+  void collect_written_args(const OpWrites& writes, const c10::OperatorHandle& op,
+                            const torch::jit::Stack& stack, std::vector<const c10::StorageImpl*>& out) const;
+  /// After the call: marks the collected storages and the fresh returns.
+  void mark(const OpWrites& writes, const c10::OperatorHandle& op, const torch::jit::Stack& stack,
+            const std::vector<const c10::StorageImpl*>& written_args) const;
+
+  /// Marks one storage when it lives in the arena.
+  void mark_storage(const c10::StorageImpl* storage) const;
+
+ private:
+  void mark_value(const c10::IValue& value) const;
+
+  alloc::Arena& arena_;
+};
+
+}  // namespace acb::torch_hook

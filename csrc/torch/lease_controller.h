@@ -1,0 +1,120 @@
+// LeaseController: the process's side of GPU sharing. It joins the broker
+// client (lease traffic), the arena (offload/restore) and the gate (which ops
+// may run), and owns one monitor thread that watches for idle gaps.
+//
+// Policy (docs/torch.md, "Lease"):
+//   - The first op that finds the gate closed acquires: it declares the
+//     arena's peak reserved bytes as its need, waits for the grant, restores
+//     every offloaded segment (Arena::restore_all) and opens the gate.
+//   - Lazy holding: after a region of work ends the lease is kept until the
+//     broker revokes it.
+//   - A revoke is honoured at the next idle gap (no op in flight and none
+//     entered for idle_gap), or, once its deadline has passed, at the next op
+//     boundary: the gate closes, in-flight ops finish, the device is
+//     synchronised and the lease is released with the memory left resident.
+//   - An evict (only sent while not holding) offloads the bytes asked for on
+//     the I/O thread, before any later grant can be seen, then reports the
+//     residency.
+//
+// Region tracking is done by the monitor at tick granularity (idle_gap / 2):
+// regions are counted for status(), they do not drive any decision except the
+// idle-gap yield.
+//
+// Thread-safety: every public method is thread-safe.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "alloc/arena.h"
+#include "client/broker_client.h"
+#include "torch/gate.h"
+
+namespace acb::torch_hook {
+
+struct ControllerOptions {
+  client::ClientOptions client;
+  /// No op in flight for this long ends a region (ACB_IDLE_GAP_MS, default 10).
+  std::chrono::milliseconds idle_gap{10};
+};
+
+/// A snapshot for acb.status(); times in milliseconds, sizes in bytes.
+struct ControllerStatus {
+  std::string lease_state;     ///< "released" | "acquiring" | "holding" | "yielding"
+  std::uint64_t client_id = 0;
+  int broker_device = -1;
+  std::uint64_t resident_bytes = 0;
+  std::uint64_t offloaded_bytes = 0;
+  std::uint64_t reserved_bytes_peak = 0;
+  std::uint64_t waits = 0;     ///< acquires that blocked an op
+  double wait_total_ms = 0;
+  double wait_p99_ms = 0;
+  double wait_max_ms = 0;
+  std::uint64_t switches = 0;  ///< grants received (each one a switch onto the device)
+  std::uint64_t releases = 0;  ///< leases given back on revoke
+  std::uint64_t revokes = 0;
+  std::uint64_t evicts = 0;
+  std::uint64_t offloads = 0;  ///< arena offload count
+  std::uint64_t offload_copied_bytes = 0;
+  std::uint64_t skipped_clean_bytes = 0;
+  std::uint64_t restored_bytes = 0;
+  std::uint64_t regions = 0;
+  std::uint64_t oom_regrows = 0;
+};
+
+class LeaseController {
+ public:
+  /// Connects to the broker (throws client::BrokerError) and installs itself
+  /// as the gate's acquirer. The gate starts closed: the first op acquires.
+  LeaseController(alloc::Arena& arena, Gate& gate, ControllerOptions options);
+  /// Stops the monitor and closes the connection (the broker reclaims the lease).
+  ~LeaseController();
+  LeaseController(const LeaseController&) = delete;
+  LeaseController& operator=(const LeaseController&) = delete;
+
+  /// The gate's acquirer: blocks until the lease is held and memory restored.
+  void acquire();
+  /// Makes the lease held and all memory resident, then keeps it (disable()).
+  void acquire_and_hold();
+  /// Gives the lease back at once if held (waits for in-flight ops).
+  void yield_now();
+  /// Asks the broker for a larger need while holding (out-of-memory path).
+  /// Returns true when the caller should retry its allocation.
+  bool regrow(std::size_t requested_bytes);
+
+  void set_priority(const std::string& priority);
+  nlohmann::json broker_status();
+  ControllerStatus status() const;
+
+ private:
+  void on_revoke(const client::Revoke& revoke);
+  void on_evict(const client::Evict& evict);
+  void monitor_loop();
+  void record_wait(double wait_ms);
+  std::uint64_t declared_need() const;
+
+  alloc::Arena& arena_;
+  Gate& gate_;
+  ControllerOptions options_;
+  std::unique_ptr<client::BrokerClient> client_;
+
+  mutable std::mutex mutex_;  // guards everything below
+  std::condition_variable wake_;
+  bool stop_ = false;
+  bool revoke_pending_ = false;
+  std::chrono::steady_clock::time_point revoke_deadline_{};
+  std::vector<double> wait_ms_;
+  double wait_total_ms_ = 0;
+  std::uint64_t switches_ = 0, releases_ = 0, revokes_ = 0, evicts_ = 0, regions_ = 0, oom_regrows_ = 0;
+  std::uint64_t need_floor_bytes_ = 0;
+
+  std::thread monitor_;
+};
+
+}  // namespace acb::torch_hook

@@ -1,0 +1,46 @@
+// The op hook: a boxed dispatcher fallback on DispatchKey::TESTING_ONLY_GenericMode
+// (the one spare mode key), which a thread takes part in by including the
+// key in its thread-local dispatch state (attach_current_thread()).
+//
+// For every operator a attached thread issues it
+//   - gates the outermost operator (nested calls from composite kernels run
+//     inside their caller's gate): Gate::enter() before, Gate::exit() after;
+//   - marks what the operator wrote (DirtyTracker) before leaving the gate,
+//     so an offload never misses a write.
+// Which operators are gated: all of them in emulation mode (the brokered
+// device is the CPU arena), otherwise those with a CUDA tensor or a CUDA
+// device argument.
+//
+// The key sits above Autograd, so backward kernels that the autograd engine
+// runs see it through the ThreadLocalState the engine propagates; threads
+// started by the user do not inherit it (the Python layer attaches them).
+//
+// Thread-safety: install/activate are thread-safe; the hook itself is
+// re-entrant and lock-free on the fast path.
+#pragma once
+
+#include "torch/dirty_tracker.h"
+#include "torch/gate.h"
+
+namespace acb::torch_hook {
+
+/// Starts routing attached threads' operators through `gate` and `tracker`,
+/// which must outlive every later operator (they are process-lifetime objects).
+void activate_op_hook(Gate& gate, DirtyTracker& tracker, bool gate_all_ops);
+/// Lets operators pass untouched again (attached threads stay attached).
+void deactivate_op_hook();
+
+/// Includes / excludes the hook's key in this thread's dispatch state.
+void attach_current_thread();
+void detach_current_thread();
+bool current_thread_attached();
+
+/// Operator nesting depth of this thread inside the hook (0 outside any op).
+int current_op_depth();
+
+/// Holds the gate on this thread like an operator does (acb.region()).
+/// Ops issued inside run nested, so they do not gate again.
+void region_enter(Gate& gate);
+void region_exit(Gate& gate);
+
+}  // namespace acb::torch_hook

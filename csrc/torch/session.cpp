@@ -1,0 +1,134 @@
+// Session (see session.h).
+#include "torch/session.h"
+
+#include <memory>
+#include <mutex>
+#include <stdexcept>
+
+#include "alloc/process_arenas.h"
+#include "torch/arena_cpu_allocator.h"
+#include "torch/dirty_tracker.h"
+#include "torch/op_hook.h"
+
+namespace acb::torch_hook {
+
+namespace {
+struct State {
+  std::mutex mutex;
+  alloc::Arena* arena = nullptr;
+  // Process-lifetime objects: operators may reference them at any time, so
+  // they are created once and never destroyed.
+  DirtyTracker* tracker = nullptr;
+  ArenaCpuAllocator* cpu_allocator = nullptr;
+  std::unique_ptr<LeaseController> controller;
+};
+
+State& state() {
+  static State* s = new State();  // never destroyed: see above
+  return *s;
+}
+
+LeaseController& controller_or_throw(State& s) {
+  if (!s.controller) throw std::logic_error("acb is not enabled: call acb.enable() first");
+  return *s.controller;
+}
+}  // namespace
+
+Gate& process_gate() {
+  static Gate* gate = new Gate();  // never destroyed: ops on any thread may use it
+  return *gate;
+}
+
+void enable(const EnableOptions& options) {
+  State& s = state();
+  std::lock_guard<std::mutex> lock(s.mutex);
+  if (s.controller) throw std::logic_error("acb is already enabled in this process");
+  alloc::Arena& arena = alloc::process_arena(options.device);
+  if (s.arena != nullptr && s.arena != &arena) {
+    throw std::logic_error("acb: enable() on device " + std::to_string(options.device) +
+                           " after an earlier enable() on device " + std::to_string(s.arena->device()) +
+                           " in the same process is not supported");
+  }
+  s.arena = &arena;
+  if (s.tracker == nullptr) s.tracker = new DirtyTracker(arena);
+
+  ControllerOptions controller_options;
+  controller_options.client.host = options.host;
+  controller_options.client.port = options.port;
+  controller_options.client.priority = options.priority;
+  controller_options.client.name = options.name;
+  controller_options.client.device = options.broker_device;
+  controller_options.client.need_bytes = arena.stats().reserved_bytes;
+  controller_options.idle_gap = std::chrono::milliseconds(options.idle_gap_ms);
+
+  Gate& gate = process_gate();
+  gate.mark_released();  // the first op acquires
+  try {
+    s.controller = std::make_unique<LeaseController>(arena, gate, controller_options);
+  } catch (...) {
+    gate.force_open();
+    throw;
+  }
+  LeaseController* controller = s.controller.get();
+  arena.set_out_of_memory_handler([controller](std::size_t requested_bytes) {
+    return controller->regrow(requested_bytes);
+  });
+  if (options.emulated) {
+    if (s.cpu_allocator == nullptr) s.cpu_allocator = new ArenaCpuAllocator(arena, gate);
+    s.cpu_allocator->install();
+  }
+  activate_op_hook(gate, *s.tracker, options.emulated);
+  attach_current_thread();
+}
+
+void disable() {
+  State& s = state();
+  std::lock_guard<std::mutex> lock(s.mutex);
+  if (!s.controller) return;
+  Gate& gate = process_gate();
+  std::exception_ptr failure;
+  try {
+    s.controller->acquire_and_hold();
+  } catch (...) {
+    failure = std::current_exception();  // e.g. the broker is gone: still leave cleanly
+  }
+  s.arena->set_out_of_memory_handler(nullptr);
+  s.controller.reset();
+  s.arena->restore_all();  // an evict may have raced the hold above
+  gate.force_open();
+  deactivate_op_hook();
+  if (s.cpu_allocator != nullptr) s.cpu_allocator->uninstall();
+  if (failure) std::rethrow_exception(failure);
+}
+
+bool enabled() {
+  State& s = state();
+  std::lock_guard<std::mutex> lock(s.mutex);
+  return s.controller != nullptr;
+}
+
+ControllerStatus status() {
+  State& s = state();
+  std::lock_guard<std::mutex> lock(s.mutex);
+  return controller_or_throw(s).status();
+}
+
+void set_priority(const std::string& priority) {
+  State& s = state();
+  std::lock_guard<std::mutex> lock(s.mutex);
+  controller_or_throw(s).set_priority(priority);
+}
+
+nlohmann::json broker_status() {
+  State& s = state();
+  std::lock_guard<std::mutex> lock(s.mutex);
+  return controller_or_throw(s).broker_status();
+}
+
+void yield_now() {
+  State& s = state();
+  std::lock_guard<std::mutex> lock(s.mutex);
+  controller_or_throw(s).yield_now();
+}
+
+}  // namespace acb::torch_hook

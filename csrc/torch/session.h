@@ -1,0 +1,48 @@
+// Session: what acb.enable() sets up in a process and acb.disable() takes
+// down. It owns the lease controller and, in emulation mode, the arena-backed
+// CPU allocator, and switches the op hook on and off. The gate, the arena and
+// the dirty tracker live for the whole process (operators on other threads
+// may still reference them after disable()).
+//
+// Thread-safety: all functions are thread-safe (one mutex).
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "torch/gate.h"
+#include "torch/lease_controller.h"
+
+namespace acb::torch_hook {
+
+struct EnableOptions {
+  std::string host = "127.0.0.1";
+  std::uint16_t port = 0;
+  std::string priority = "training";
+  std::string name;
+  int device = 0;           ///< local device index of the arena
+  int broker_device = -1;   ///< device to pin at the broker (-1: broker places)
+  int idle_gap_ms = 10;
+  bool emulated = false;    ///< the brokered device is the emulated arena (CPU tensors)
+};
+
+/// Joins the process to the broker. Throws std::logic_error when already
+/// enabled, client::BrokerError when the broker cannot be reached.
+void enable(const EnableOptions& options);
+/// Makes all memory resident, leaves the broker and lets ops run freely.
+void disable();
+bool enabled();
+
+/// The process gate (also used by acb.region()).
+Gate& process_gate();
+
+/// Throws std::logic_error when not enabled.
+ControllerStatus status();
+void set_priority(const std::string& priority);
+nlohmann::json broker_status();
+/// Releases the lease now if held (tests and benchmarks).
+void yield_now();
+
+}  // namespace acb::torch_hook
