@@ -14,7 +14,9 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <stdexcept>
 #include <string>
 
 #include "alloc/driver.h"
@@ -74,6 +76,12 @@ class Arena {
   void record_stream(void* ptr, StreamHandle stream);
   /// Releases every fully free segment (torch's empty_cache).
   void empty_cache();
+  /// Called (without the arena lock held) when an allocation finds no device
+  /// memory even after releasing this arena's cached segments. If it returns
+  /// true (it made room, e.g. by asking the broker to evict others), the
+  /// allocation is retried once; otherwise OutOfMemory is thrown. Pass an
+  /// empty function to remove it.
+  void set_out_of_memory_handler(std::function<bool(std::size_t requested_bytes)> handler);
 
   /// Marks [ptr, ptr + bytes) as written since its last backup.
   void mark_written(const void* ptr, std::size_t bytes);

@@ -1,0 +1,50 @@
+// CopyEngine: chunked, overlapped copies between device memory and pinned
+// host backups on one copy stream (created on first use, kept for the
+// arena's life).
+//
+// Each copy is cut into chunks of `chunk_bytes`; up to `chunks_in_flight`
+// chunks are enqueued ahead, each followed by an event from a fixed ring, and
+// the engine waits on the oldest event before reusing its slot. So a large
+// offload keeps the copy queue full without an unbounded queue, and finish()
+// is the only full synchronisation.
+//
+// Not thread-safe: used under the arena's mutex.
+#pragma once
+
+#include <cstddef>
+#include <vector>
+
+#include "alloc/driver.h"
+
+namespace acb::alloc {
+
+class CopyEngine {
+ public:
+  CopyEngine(Driver& driver, int device, std::size_t chunk_bytes, int chunks_in_flight);
+  ~CopyEngine();
+  CopyEngine(const CopyEngine&) = delete;
+  CopyEngine& operator=(const CopyEngine&) = delete;
+
+  /// Enqueues device -> host.
+  void to_host(void* dst, DevicePtr src, std::size_t bytes);
+  /// Enqueues host -> device.
+  void to_device(DevicePtr dst, const void* src, std::size_t bytes);
+  /// Waits until every enqueued copy is done.
+  void finish();
+
+ private:
+  void ensure_started();
+  void wait_for_slot();
+  void chunk_enqueued();
+
+  Driver& driver_;
+  int device_;
+  std::size_t chunk_bytes_;
+  std::size_t ring_size_;
+  StreamHandle stream_ = nullptr;
+  std::vector<EventHandle> ring_;
+  std::size_t next_slot_ = 0;
+  std::size_t in_flight_ = 0;
+};
+
+}  // namespace acb::alloc
