@@ -1,0 +1,279 @@
+#include "broker_server/config.h"
+
+#include <cctype>
+#include <cmath>
+#include <cstdlib>
+#include <fstream>
+#include <limits>
+#include <sstream>
+
+namespace acb::broker {
+namespace {
+
+using nlohmann::json;
+
+struct Flag {
+  const char* name;  ///< without the leading "--"
+  const char* key;   ///< the JSON member it sets
+  enum Kind { text, number, device, level } kind;
+};
+
+constexpr Flag kFlags[] = {
+    {"host", "host", Flag::text},
+    {"port", "port", Flag::number},
+    {"metrics-port", "metrics_port", Flag::number},
+    {"device", "devices", Flag::device},
+    {"quantum-ms", "quantum_ms", Flag::number},
+    {"heartbeat-timeout-ms", "heartbeat_timeout_ms", Flag::number},
+    {"preempt-deadline-ms", "preempt_deadline_ms", Flag::number},
+    {"quantum-deadline-ms", "quantum_deadline_ms", Flag::number},
+    {"revoke-grace-ms", "revoke_grace_ms", Flag::number},
+    {"aging-ms", "aging_ms", Flag::number},
+    {"idle-exit-s", "idle_exit_s", Flag::number},
+    {"port-file", "port_file", Flag::text},
+    {"log-level", "log_level", Flag::level},
+};
+
+std::uint64_t parse_unsigned(std::string_view text, const std::string& what) {
+  if (text.empty()) throw ConfigError(what + ": empty value");
+  std::uint64_t value = 0;
+  for (char c : text) {
+    if (!std::isdigit(static_cast<unsigned char>(c))) {
+      throw ConfigError(what + ": \"" + std::string(text) + "\" is not a non-negative integer");
+    }
+    const std::uint64_t digit = static_cast<std::uint64_t>(c - '0');
+    if (value > (std::numeric_limits<std::uint64_t>::max() - digit) / 10) {
+      throw ConfigError(what + ": \"" + std::string(text) + "\" is too large");
+    }
+    value = value * 10 + digit;
+  }
+  return value;
+}
+
+std::uint64_t member_unsigned(const json& merged, const char* key, std::uint64_t fallback,
+                              std::uint64_t max = std::numeric_limits<std::uint64_t>::max()) {
+  auto it = merged.find(key);
+  if (it == merged.end() || it->is_null()) return fallback;
+  std::uint64_t value = 0;
+  if (it->is_number_unsigned()) {
+    value = it->get<std::uint64_t>();
+  } else if (it->is_string()) {
+    value = parse_unsigned(it->get<std::string>(), key);
+  } else {
+    throw ConfigError(std::string("config member \"") + key + "\" must be a non-negative integer");
+  }
+  if (value > max) {
+    throw ConfigError(std::string("config member \"") + key + "\" is " + std::to_string(value) +
+                      ", above the maximum " + std::to_string(max));
+  }
+  return value;
+}
+
+std::string member_string(const json& merged, const char* key, std::string fallback) {
+  auto it = merged.find(key);
+  if (it == merged.end() || it->is_null()) return fallback;
+  if (!it->is_string()) throw ConfigError(std::string("config member \"") + key + "\" must be a string");
+  return it->get<std::string>();
+}
+
+DeviceSpec device_from_json(const json& entry) {
+  if (entry.is_string()) return parse_device_spec(entry.get<std::string>());
+  if (!entry.is_object()) {
+    throw ConfigError("config \"devices\" entries must be \"NAME:CAPACITY\" or {\"name\",\"capacity\"}");
+  }
+  DeviceSpec spec;
+  spec.name = member_string(entry, "name", "");
+  if (spec.name.empty()) throw ConfigError("config \"devices\" entry without a \"name\"");
+  auto cap = entry.find("capacity");
+  if (cap != entry.end() && !cap->is_null()) {
+    if (cap->is_number_unsigned()) {
+      spec.capacity_bytes = cap->get<std::uint64_t>();
+    } else if (cap->is_string()) {
+      spec.capacity_bytes = parse_capacity(cap->get<std::string>());
+    } else {
+      throw ConfigError("config device \"" + spec.name + "\": \"capacity\" must be bytes or a string like \"80GiB\"");
+    }
+  }
+  return spec;
+}
+
+}  // namespace
+
+std::uint64_t parse_capacity(std::string_view text) {
+  const std::string original(text);
+  std::size_t digits_end = 0;
+  while (digits_end < text.size() &&
+         (std::isdigit(static_cast<unsigned char>(text[digits_end])) || text[digits_end] == '.')) {
+    ++digits_end;
+  }
+  std::string_view number = text.substr(0, digits_end);
+  std::string unit(text.substr(digits_end));
+  for (auto& c : unit) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (number.empty() || number.find('.') != number.rfind('.')) {
+    throw ConfigError("capacity \"" + original + "\" is not a size like 80GiB, 512MiB or 4096");
+  }
+  struct Unit { const char* suffix; double factor; };
+  static constexpr Unit kUnits[] = {
+      {"", 1},           {"b", 1},           {"k", 1024.0},  {"kb", 1e3},   {"kib", 1024.0},
+      {"m", 1048576.0},  {"mb", 1e6},        {"mib", 1048576.0},
+      {"g", 1073741824.0}, {"gb", 1e9},      {"gib", 1073741824.0},
+      {"t", 1099511627776.0}, {"tb", 1e12},  {"tib", 1099511627776.0},
+  };
+  for (const auto& u : kUnits) {
+    if (unit != u.suffix) continue;
+    if (number.find('.') == std::string_view::npos && u.factor == 1) {
+      return parse_unsigned(number, "capacity");
+    }
+    const double value = std::strtod(std::string(number).c_str(), nullptr) * u.factor;
+    if (!std::isfinite(value) || value >= 18446744073709551616.0) {
+      throw ConfigError("capacity \"" + original + "\" is too large");
+    }
+    return static_cast<std::uint64_t>(value);
+  }
+  throw ConfigError("capacity \"" + original + "\" has an unknown unit (use B, KiB, MiB, GiB, TiB, KB, MB, GB, TB)");
+}
+
+DeviceSpec parse_device_spec(std::string_view text) {
+  DeviceSpec spec;
+  const auto colon = text.rfind(':');
+  spec.name = std::string(text.substr(0, colon));
+  if (colon != std::string_view::npos) spec.capacity_bytes = parse_capacity(text.substr(colon + 1));
+  if (spec.name.empty()) throw ConfigError("device \"" + std::string(text) + "\" has no name (use NAME:CAPACITY)");
+  return spec;
+}
+
+CommandLine parse_command_line(int argc, const char* const* argv) {
+  CommandLine cl;
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i];
+    if (arg == "-h" || arg == "--help") {
+      cl.help = true;
+      continue;
+    }
+    if (arg.rfind("--", 0) != 0) throw ConfigError("unexpected argument \"" + arg + "\" (see --help)");
+    std::string name = arg.substr(2);
+    std::optional<std::string> value;
+    if (auto eq = name.find('='); eq != std::string::npos) {
+      value = name.substr(eq + 1);
+      name.resize(eq);
+    }
+    auto take_value = [&]() -> std::string {
+      if (value) return *value;
+      if (i + 1 >= argc) throw ConfigError("flag --" + name + " needs a value");
+      return argv[++i];
+    };
+    if (name == "config") {
+      cl.config_file = take_value();
+      continue;
+    }
+    const Flag* flag = nullptr;
+    for (const auto& f : kFlags) {
+      if (name == f.name) flag = &f;
+    }
+    if (!flag) throw ConfigError("unknown flag --" + name + " (see --help)");
+    const std::string v = take_value();
+    switch (flag->kind) {
+      case Flag::text:
+        cl.flags[flag->key] = v;
+        break;
+      case Flag::number:
+        cl.flags[flag->key] = parse_unsigned(v, "--" + name);
+        break;
+      case Flag::device:
+        parse_device_spec(v);  // fail at once on a bad spec
+        cl.flags[flag->key].push_back(v);
+        break;
+      case Flag::level:
+        if (v != "info" && v != "debug") throw ConfigError("--log-level must be info or debug, not \"" + v + "\"");
+        cl.flags[flag->key] = v;
+        break;
+    }
+  }
+  return cl;
+}
+
+BrokerConfig config_from_json(const json& merged) {
+  if (!merged.is_object()) throw ConfigError("the configuration must be a JSON object");
+  static const char* kKnown[] = {"host", "port", "metrics_port", "devices", "quantum_ms",
+                                 "heartbeat_timeout_ms", "preempt_deadline_ms", "quantum_deadline_ms",
+                                 "revoke_grace_ms", "aging_ms", "idle_exit_s", "port_file", "log_level"};
+  for (const auto& [key, value] : merged.items()) {
+    bool known = false;
+    for (const char* k : kKnown) known = known || key == k;
+    if (!known) throw ConfigError("unknown config member \"" + key + "\"");
+  }
+  BrokerConfig c;
+  const ArbiterConfig defaults;
+  c.host = member_string(merged, "host", c.host);
+  c.port = static_cast<std::uint16_t>(member_unsigned(merged, "port", c.port, 65535));
+  c.metrics_port = static_cast<std::uint16_t>(member_unsigned(merged, "metrics_port", c.metrics_port, 65535));
+  c.arbiter.quantum_ms = member_unsigned(merged, "quantum_ms", defaults.quantum_ms);
+  c.arbiter.heartbeat_timeout_ms = member_unsigned(merged, "heartbeat_timeout_ms", defaults.heartbeat_timeout_ms);
+  c.arbiter.preempt_deadline_ms = member_unsigned(merged, "preempt_deadline_ms", defaults.preempt_deadline_ms);
+  c.arbiter.quantum_deadline_ms = member_unsigned(merged, "quantum_deadline_ms", defaults.quantum_deadline_ms);
+  c.arbiter.revoke_grace_ms = member_unsigned(merged, "revoke_grace_ms", defaults.revoke_grace_ms);
+  c.arbiter.aging_ms = member_unsigned(merged, "aging_ms", defaults.aging_ms);
+  if (c.arbiter.quantum_ms == 0) throw ConfigError("quantum_ms must be positive");
+  if (c.arbiter.heartbeat_timeout_ms == 0) throw ConfigError("heartbeat_timeout_ms must be positive");
+  c.idle_exit_s = member_unsigned(merged, "idle_exit_s", 0);
+  c.port_file = member_string(merged, "port_file", "");
+  const std::string level = member_string(merged, "log_level", "info");
+  if (level != "info" && level != "debug") throw ConfigError("log_level must be \"info\" or \"debug\"");
+  c.debug = level == "debug";
+  if (auto it = merged.find("devices"); it != merged.end() && !it->is_null()) {
+    if (!it->is_array()) throw ConfigError("config member \"devices\" must be an array");
+    for (const auto& entry : *it) c.devices.push_back(device_from_json(entry));
+  }
+  return c;
+}
+
+DeviceSpec default_device() {
+  DeviceSpec spec{"0", 0};
+  if (const char* env = std::getenv("ACB_EMULATED_DEVICE"); env && *env) {
+    const std::string_view text(env);
+    if (auto colon = text.rfind(':'); colon != std::string_view::npos) {
+      try {
+        spec.capacity_bytes = parse_capacity(text.substr(colon + 1));
+      } catch (const ConfigError& e) {
+        throw ConfigError(std::string("ACB_EMULATED_DEVICE=") + env + ": " + e.what());
+      }
+    }
+  }
+  return spec;
+}
+
+BrokerConfig load_config(const CommandLine& command_line) {
+  json merged = json::object();
+  if (!command_line.config_file.empty()) {
+    std::ifstream in(command_line.config_file);
+    if (!in) throw ConfigError("cannot read config file " + command_line.config_file);
+    std::stringstream text;
+    text << in.rdbuf();
+    merged = json::parse(text.str(), nullptr, /*allow_exceptions=*/false, /*ignore_comments=*/true);
+    if (merged.is_discarded() || !merged.is_object()) {
+      throw ConfigError("config file " + command_line.config_file + " is not a JSON object");
+    }
+  }
+  for (const auto& [key, value] : command_line.flags.items()) merged[key] = value;
+  BrokerConfig config;
+  try {
+    config = config_from_json(merged);
+  } catch (const ConfigError& e) {
+    if (command_line.config_file.empty()) throw;
+    throw ConfigError(std::string(e.what()) + " (config file " + command_line.config_file + ")");
+  }
+  if (config.devices.empty()) config.devices.push_back(default_device());
+  return config;
+}
+
+const char* usage() {
+  return "usage: acb-broker [--host 127.0.0.1] [--port 43210] [--metrics-port 43211]\n"
+         "                  [--device NAME:CAPACITY]... [--config FILE] [--quantum-ms N]\n"
+         "                  [--heartbeat-timeout-ms N] [--preempt-deadline-ms N]\n"
+         "                  [--quantum-deadline-ms N] [--revoke-grace-ms N] [--aging-ms N]\n"
+         "                  [--idle-exit-s N] [--port-file FILE] [--log-level info|debug]\n"
+         "Capacities: 80GiB, 512MiB, 1.5GB or plain bytes. Port 0 picks a free port.\n"
+         "Flags win over the --config file; SIGHUP re-reads the file. See docs/operations.md.\n";
+}
+
+}  // namespace acb::broker

@@ -1,0 +1,88 @@
+// The broker's configuration: command-line flags, the --config JSON file and
+// the environment, merged into one BrokerConfig (docs/operations.md).
+//
+// Flags and the file use the same keys: every flag is turned into a JSON
+// member and laid over the file's object, so a flag always wins over the file
+// and both are validated by one function. On SIGHUP the server re-reads the
+// file and merges the same flags again.
+//
+// Thread-safety: pure functions, except load_config, which reads a file and
+// the environment.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "broker_server/arbiter.h"
+
+namespace acb::broker {
+
+/// A bad flag, file or value; the message names it.
+class ConfigError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+/// The arbiter needs a capacity; a device of unknown capacity (0) is given
+/// this one, so that every need fits and nothing is ever evicted: the
+/// memory-aware policy is off there. Replies and metrics report it as 0.
+inline constexpr std::uint64_t kUnknownCapacityBytes = std::uint64_t{1} << 62;
+/// Capacity as the arbiter sees it (0 -> kUnknownCapacityBytes).
+inline std::uint64_t arbiter_capacity(std::uint64_t bytes) { return bytes == 0 ? kUnknownCapacityBytes : bytes; }
+/// Capacity as clients and operators see it (kUnknownCapacityBytes -> 0).
+inline std::uint64_t reported_capacity(std::uint64_t bytes) { return bytes >= kUnknownCapacityBytes ? 0 : bytes; }
+
+struct DeviceSpec {
+  std::string name;
+  std::uint64_t capacity_bytes = 0;  ///< 0 = unknown: memory-aware placement is off
+};
+
+struct BrokerConfig {
+  std::string host = "127.0.0.1";
+  std::uint16_t port = 43210;          ///< 0 = ephemeral
+  std::uint16_t metrics_port = 43211;  ///< 0 = ephemeral
+  std::vector<DeviceSpec> devices;     ///< empty after merging: see default_device()
+  ArbiterConfig arbiter;
+  std::uint64_t idle_exit_s = 0;       ///< 0 = never exit for idleness
+  std::string port_file;               ///< where to write {"host","port","metrics_port","pid"}
+  bool debug = false;                  ///< --log-level debug: one log line per message
+};
+
+/// The parsed command line: the flags as a JSON object, and --config.
+struct CommandLine {
+  nlohmann::json flags = nlohmann::json::object();
+  std::string config_file;
+  bool help = false;
+};
+
+/// "80GiB", "512MiB", "1.5GB", "4096" -> bytes. Throws ConfigError.
+std::uint64_t parse_capacity(std::string_view text);
+
+/// "NAME:CAPACITY" or "NAME" (capacity 0 = unknown). Throws ConfigError.
+DeviceSpec parse_device_spec(std::string_view text);
+
+/// Throws ConfigError on unknown flags or missing values.
+CommandLine parse_command_line(int argc, const char* const* argv);
+
+/// Validates a merged JSON object (file members overlaid with flags).
+/// Throws ConfigError naming the member.
+BrokerConfig config_from_json(const nlohmann::json& merged);
+
+/// Reads the file (if any), overlays the flags, validates, and adds the
+/// default device when none is given. Throws ConfigError.
+BrokerConfig load_config(const CommandLine& command_line);
+
+/// The device used when neither flags nor file name one: "0", with the
+/// capacity of ACB_EMULATED_DEVICE ("name[:capacity]") when it is set, else 0.
+DeviceSpec default_device();
+
+/// The text of --help.
+const char* usage();
+
+}  // namespace acb::broker

@@ -1,0 +1,75 @@
+// Client-to-broker messages (docs/protocol.md, "Messages"), validated.
+//
+// validate_message turns a parsed frame (a JSON object with a string "op",
+// see acb::wire::parse_message) into one typed message, or throws
+// ProtocolError saying which member is missing or has the wrong type. Unknown
+// members are ignored so that newer clients can add optional members; unknown
+// ops, missing required members and wrong types are errors. It knows JSON,
+// not sockets, and it is the fuzzer's target together with FrameParser.
+//
+// Thread-safety: pure functions.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "broker_server/arbiter.h"
+
+namespace acb::broker {
+
+/// A message that breaks the protocol; the connection that sent it is closed.
+class ProtocolError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+/// Request sequence number, echoed in the reply ("seq").
+using Seq = std::int64_t;
+
+struct HelloMessage {
+  std::vector<std::int64_t> versions;
+  std::string token;
+  std::string name;
+  int pid = 0;
+  bool admin = false;  ///< role "admin"
+  Priority priority = Priority::training;
+  std::uint64_t need_bytes = 0;
+  std::optional<DeviceId> device;  ///< nullopt: the broker places the client
+};
+struct AcquireMessage { std::optional<std::uint64_t> need_bytes; };
+struct ReleaseMessage { std::optional<std::uint64_t> resident_bytes; };
+struct ResidencyMessage { std::uint64_t resident_bytes = 0; };
+struct HeartbeatMessage {};
+struct StatusMessage { Seq seq = 0; };
+struct SetPriorityMessage { Seq seq = 0; Priority priority = Priority::training; std::optional<ClientId> client_id; };
+struct SetQuotaMessage { Seq seq = 0; ClientId client_id = 0; std::uint64_t quota_bytes = 0; };
+struct SetQuantumMessage { Seq seq = 0; std::uint64_t quantum_ms = 0; };
+struct AddDeviceMessage { Seq seq = 0; std::uint64_t capacity_bytes = 0; std::string name; };
+struct DrainDeviceMessage { Seq seq = 0; DeviceId device = 0; };
+struct RemoveDeviceMessage { Seq seq = 0; DeviceId device = 0; };
+struct TraceMessage { Seq seq = 0; };
+
+using ClientMessage =
+    std::variant<HelloMessage, AcquireMessage, ReleaseMessage, ResidencyMessage, HeartbeatMessage,
+                 StatusMessage, SetPriorityMessage, SetQuotaMessage, SetQuantumMessage,
+                 AddDeviceMessage, DrainDeviceMessage, RemoveDeviceMessage, TraceMessage>;
+
+/// Validates a message (a JSON object with a string "op"). Throws ProtocolError.
+ClientMessage validate_message(const nlohmann::json& message);
+
+/// The request's seq, for messages that carry one.
+std::optional<Seq> seq_of(const ClientMessage& message);
+
+/// The op name of a validated message, for logs.
+const char* op_name(const ClientMessage& message);
+
+/// The highest protocol version both sides speak; nullopt when none.
+std::optional<int> negotiate_version(const std::vector<std::int64_t>& client_versions);
+
+}  // namespace acb::broker

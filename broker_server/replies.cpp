@@ -1,0 +1,98 @@
+#include "broker_server/replies.h"
+
+#include <type_traits>
+
+#include "broker_server/config.h"
+
+namespace acb::broker {
+
+using nlohmann::json;
+
+json welcome_message(const WelcomeInfo& info) {
+  return {{"op", "welcome"},
+          {"version", info.version},
+          {"client_id", info.client_id},
+          {"device", info.device ? *info.device : -1},
+          {"device_capacity_bytes", info.device_capacity_bytes},
+          {"heartbeat_interval_ms", info.heartbeat_interval_ms},
+          {"heartbeat_timeout_ms", info.heartbeat_timeout_ms}};
+}
+
+json decision_message(const Decision& decision, std::uint64_t quantum_ms) {
+  return std::visit(
+      [&](const auto& d) -> json {
+        using T = std::decay_t<decltype(d)>;
+        if constexpr (std::is_same_v<T, Grant>) {
+          return {{"op", "grant"}, {"device", d.device}, {"lease", d.lease}, {"quantum_ms", quantum_ms}};
+        } else if constexpr (std::is_same_v<T, Revoke>) {
+          return {{"op", "revoke"},
+                  {"device", d.device},
+                  {"lease", d.lease},
+                  {"deadline_ms", d.deadline_ms},
+                  {"reason", to_string(d.reason)}};
+        } else if constexpr (std::is_same_v<T, Evict>) {
+          return {{"op", "evict"}, {"device", d.device}, {"bytes", d.bytes}};
+        } else if constexpr (std::is_same_v<T, Reject>) {
+          return {{"op", "reject"}, {"reason", d.reason}};
+        } else {
+          static_assert(std::is_same_v<T, Disconnect>);
+          return error_message(d.reason);
+        }
+      },
+      decision);
+}
+
+ClientId decision_client(const Decision& decision) {
+  return std::visit([](const auto& d) { return d.client; }, decision);
+}
+
+json error_message(const std::string& reason, std::optional<Seq> seq) {
+  json m = {{"op", "error"}, {"reason", reason}};
+  if (seq) m["seq"] = *seq;
+  return m;
+}
+
+json ok_message(Seq seq) { return {{"op", "ok"}, {"seq", seq}}; }
+
+json status_message(Seq seq, const Snapshot& snapshot, std::uint64_t quantum_ms) {
+  json devices = json::array();
+  for (const auto& d : snapshot.devices) {
+    devices.push_back({{"device", d.device},
+                       {"name", d.name},
+                       {"capacity_bytes", reported_capacity(d.capacity_bytes)},
+                       {"resident_bytes", d.resident_bytes},
+                       {"holder", d.holder ? json(*d.holder) : json(nullptr)},
+                       {"queue", d.queue},
+                       {"draining", d.draining}});
+  }
+  json clients = json::array();
+  for (const auto& c : snapshot.clients) {
+    clients.push_back({{"client_id", c.client_id},
+                       {"name", c.name},
+                       {"pid", c.pid},
+                       {"priority", to_string(c.priority)},
+                       {"device", c.device},
+                       {"state", to_string(c.state)},
+                       {"resident_bytes", c.resident_bytes},
+                       {"need_bytes", c.need_bytes},
+                       {"quota_bytes", c.quota_bytes},
+                       {"grants", c.grants},
+                       {"waited_us_total", c.waited_us_total},
+                       {"preemptions", c.preemptions}});
+  }
+  return {{"op", "status"}, {"seq", seq}, {"quantum_ms", quantum_ms}, {"devices", devices}, {"clients", clients}};
+}
+
+json trace_message(Seq seq, const std::vector<LeaseSlice>& slices) {
+  json out = json::array();
+  for (const auto& s : slices) {
+    out.push_back({{"device", s.device},
+                   {"client_id", s.client},
+                   {"name", s.name},
+                   {"start_us", s.start_us},
+                   {"end_us", s.end_us ? json(*s.end_us) : json(nullptr)}});
+  }
+  return {{"op", "trace"}, {"seq", seq}, {"slices", out}};
+}
+
+}  // namespace acb::broker

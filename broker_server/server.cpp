@@ -1,0 +1,463 @@
+#include "broker_server/server.h"
+
+#include <cstdio>
+#include <set>
+#include <stdexcept>
+#include <type_traits>
+#include <vector>
+
+#include "broker_server/replies.h"
+#include "common/frame.h"
+#include "common/token.h"
+
+namespace acb::broker {
+
+namespace asio = boost::asio;
+using boost::system::error_code;
+using nlohmann::json;
+
+namespace {
+
+asio::ip::address resolve_host(asio::io_context& io, const std::string& host) {
+  error_code ec;
+  auto address = asio::ip::make_address(host, ec);
+  if (!ec) return address;
+  asio::ip::tcp::resolver resolver(io);
+  auto results = resolver.resolve(host, "", ec);
+  if (ec || results.empty()) throw ConfigError("cannot resolve --host " + host + ": " + ec.message());
+  return results.begin()->endpoint().address();
+}
+
+std::uint64_t heartbeat_interval_ms(std::uint64_t timeout_ms) {
+  // Three beats per timeout: one lost or late beat does not kill a client.
+  return std::max<std::uint64_t>(1, timeout_ms / 3);
+}
+
+}  // namespace
+
+Server::Server(asio::io_context& io, BrokerConfig config, CommandLine command_line, Tokens tokens)
+    : io_(io),
+      config_(std::move(config)),
+      command_line_(std::move(command_line)),
+      tokens_(std::move(tokens)),
+      arbiter_(config_.arbiter),
+      quantum_ms_(config_.arbiter.quantum_ms),
+      acceptor_(io),
+      metrics_http_(io, [this] { return render_metrics(); }),
+      tick_timer_(io),
+      epoch_(std::chrono::steady_clock::now()),
+      idle_since_(epoch_) {
+  for (const auto& device : config_.devices) arbiter_.add_device(device.name, arbiter_capacity(device.capacity_bytes));
+}
+
+Server::~Server() = default;
+
+void Server::start() {
+  const auto address = resolve_host(io_, config_.host);
+  if (!address.is_loopback()) {
+    std::fprintf(stderr,
+                 "acb-broker: warning: listening on %s, which is not loopback; anyone who can reach it "
+                 "and holds the token can use the devices\n",
+                 config_.host.c_str());
+  }
+  const asio::ip::tcp::endpoint endpoint(address, config_.port);
+  acceptor_.open(endpoint.protocol());
+  acceptor_.set_option(asio::socket_base::reuse_address(true));
+  acceptor_.bind(endpoint);
+  acceptor_.listen(asio::socket_base::max_listen_connections);
+  metrics_http_.start(asio::ip::tcp::endpoint(address, config_.metrics_port));
+  idle_since_ = std::chrono::steady_clock::now();
+  do_accept();
+  arm_tick();
+}
+
+void Server::stop() {
+  if (stopped_) return;
+  stopped_ = true;
+  error_code ignored;
+  acceptor_.close(ignored);
+  metrics_http_.close();
+  tick_timer_.cancel();
+  std::vector<std::shared_ptr<Session>> sessions;
+  for (auto& [id, session] : sessions_) sessions.push_back(session);
+  for (auto& session : sessions) session->close();
+  // Sessions lingering after an error hold timers; nothing they do matters any more.
+  io_.stop();
+}
+
+std::uint16_t Server::port() const {
+  error_code ec;
+  const auto endpoint = acceptor_.local_endpoint(ec);
+  return ec ? 0 : endpoint.port();
+}
+
+std::uint16_t Server::metrics_port() const { return metrics_http_.port(); }
+
+TimeUs Server::now_us() const {
+  return static_cast<TimeUs>(
+      std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - epoch_).count());
+}
+
+void Server::do_accept() {
+  acceptor_.async_accept([this](const error_code& ec, asio::ip::tcp::socket socket) {
+    if (stopped_ || ec == asio::error::operation_aborted) return;
+    if (ec) {
+      // Out of descriptors and the like: this connection is lost, the listener goes on.
+      std::fprintf(stderr, "acb-broker: accept failed: %s\n", ec.message().c_str());
+    } else {
+      const ClientId id = next_id_++;
+      auto session = std::make_shared<Session>(std::move(socket), *this, id);
+      sessions_.emplace(id, session);
+      session->start();
+    }
+    do_accept();
+  });
+}
+
+void Server::arm_tick() {
+  tick_timer_.expires_after(kTick);
+  tick_timer_.async_wait([this](const error_code& ec) {
+    if (ec || stopped_) return;
+    on_tick();
+    if (!stopped_) arm_tick();
+  });
+}
+
+void Server::on_tick() {
+  const TimeUs now = now_us();
+  try {
+    apply(arbiter_.on_tick(now), now);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "acb-broker: arbiter tick failed: %s\n", e.what());
+  }
+  if (config_.idle_exit_s > 0 && sessions_.empty() &&
+      std::chrono::steady_clock::now() - idle_since_ >= std::chrono::seconds(config_.idle_exit_s)) {
+    std::fprintf(stderr, "acb-broker: no client for %llu s, exiting (--idle-exit-s)\n",
+                 static_cast<unsigned long long>(config_.idle_exit_s));
+    stop();
+  }
+}
+
+void Server::send(Session& session, const json& message) { session.send_frame(wire::encode_message(message)); }
+
+void Server::protocol_error(Session& session, const std::string& reason) {
+  ++metrics_.protocol_errors_total;
+  std::fprintf(stderr, "acb-broker: protocol error from %s (client %llu): %s; closing that connection\n",
+               session.peer().c_str(), static_cast<unsigned long long>(session.id()), reason.c_str());
+  session.close_after_error(wire::encode_message(error_message(reason)));
+}
+
+void Server::request_error(Session& session, Seq seq, const std::string& reason) {
+  if (config_.debug) {
+    std::fprintf(stderr, "acb-broker: request %lld from client %llu failed: %s\n", static_cast<long long>(seq),
+                 static_cast<unsigned long long>(session.id()), reason.c_str());
+  }
+  send(session, error_message(reason, seq));
+}
+
+void Server::on_framing_error(Session& session, const std::string& reason) { protocol_error(session, reason); }
+
+void Server::on_frame(Session& session, std::string_view payload) {
+  if (config_.debug) {
+    std::fprintf(stderr, "acb-broker: client %llu: %.*s\n", static_cast<unsigned long long>(session.id()),
+                 static_cast<int>(std::min<std::size_t>(payload.size(), 512)), payload.data());
+  }
+  std::string error;
+  auto parsed = wire::parse_message(payload, error);
+  if (!parsed) {
+    protocol_error(session, error);
+    return;
+  }
+  ClientMessage message;
+  try {
+    message = validate_message(*parsed);
+  } catch (const ProtocolError& e) {
+    protocol_error(session, e.what());
+    return;
+  }
+  const TimeUs now = now_us();
+  auto& state = session.state();
+  if (!state.authenticated) {
+    if (const auto* hello = std::get_if<HelloMessage>(&message)) {
+      handle_hello(session, *hello, now);
+    } else {
+      protocol_error(session, std::string("the first frame must be \"hello\", not \"") + op_name(message) + "\"");
+    }
+    return;
+  }
+  if (std::holds_alternative<HelloMessage>(message)) {
+    protocol_error(session, "a second \"hello\" on one connection");
+    return;
+  }
+  try {
+    // Any frame is proof of life (docs/protocol.md, "Liveness").
+    if (state.in_arbiter) arbiter_.on_heartbeat(session.id(), now);
+    handle(session, message, now);
+  } catch (const std::exception& e) {
+    // The arbiter refused an event it should have accepted: the client's view
+    // and ours differ, so only closing this connection restores a known state.
+    std::fprintf(stderr, "acb-broker: internal error on %s from client %llu: %s\n", op_name(message),
+                 static_cast<unsigned long long>(session.id()), e.what());
+    session.close_after_error(wire::encode_message(error_message(std::string("internal error: ") + e.what())));
+  }
+}
+
+void Server::handle_hello(Session& session, const HelloMessage& hello, TimeUs now) {
+  const auto version = negotiate_version(hello.versions);
+  if (!version) {
+    protocol_error(session, "no common protocol version (this broker speaks " +
+                                std::to_string(wire::kProtocolVersion) + ")");
+    return;
+  }
+  // Evaluate both comparisons always, so the time taken says nothing about which matched.
+  const bool is_admin_token = auth::tokens_equal(hello.token, tokens_.admin);
+  const bool is_client_token = auth::tokens_equal(hello.token, tokens_.client);
+  if (hello.admin ? !is_admin_token : !(is_client_token || is_admin_token)) {
+    ++metrics_.auth_failures_total;
+    std::fprintf(stderr, "acb-broker: authentication failed from %s (role %s, name \"%s\"); closing that connection\n",
+                 session.peer().c_str(), hello.admin ? "admin" : "client", hello.name.substr(0, 64).c_str());
+    session.close_after_error(wire::encode_message(error_message("authentication failed")));
+    return;
+  }
+  auto& state = session.state();
+  WelcomeInfo welcome;
+  welcome.version = *version;
+  welcome.client_id = session.id();
+  welcome.heartbeat_timeout_ms = config_.arbiter.heartbeat_timeout_ms;
+  welcome.heartbeat_interval_ms = heartbeat_interval_ms(config_.arbiter.heartbeat_timeout_ms);
+  if (!hello.admin) {
+    HelloInfo info;
+    info.name = hello.name;
+    info.pid = hello.pid;
+    info.priority = hello.priority;
+    info.need_bytes = hello.need_bytes;
+    info.pinned_device = hello.device;
+    Placement placement;
+    try {
+      placement = arbiter_.on_hello(session.id(), info, now);
+    } catch (const std::exception& e) {
+      placement.device.reset();
+      placement.error = e.what();
+    }
+    if (!placement.device) {
+      std::fprintf(stderr, "acb-broker: cannot place client %llu from %s: %s\n",
+                   static_cast<unsigned long long>(session.id()), session.peer().c_str(), placement.error.c_str());
+      session.close_after_error(wire::encode_message(error_message(placement.error)));
+      return;
+    }
+    state.in_arbiter = true;
+    welcome.device = *placement.device;
+    welcome.device_capacity_bytes = reported_capacity(arbiter_.capacity_of(*placement.device));
+  }
+  state.authenticated = true;
+  state.admin = hello.admin;
+  state.name = hello.name;
+  ++authenticated_;
+  send(session, welcome_message(welcome));
+}
+
+void Server::note_residency(Session& session, std::optional<std::uint64_t> resident_bytes) {
+  if (!resident_bytes) return;
+  auto& state = session.state();
+  metrics_.on_residency_report(state.reported_resident_bytes, *resident_bytes);
+  state.reported_resident_bytes = *resident_bytes;
+}
+
+void Server::handle(Session& session, const ClientMessage& message, TimeUs now) {
+  auto& state = session.state();
+  const ClientId id = session.id();
+  std::visit(
+      [&](const auto& m) {
+        using T = std::decay_t<decltype(m)>;
+        if constexpr (std::is_same_v<T, AcquireMessage> || std::is_same_v<T, ReleaseMessage> ||
+                      std::is_same_v<T, ResidencyMessage>) {
+          if (!state.in_arbiter) {
+            protocol_error(session, std::string("\"") + op_name(message) + "\" on an admin connection, which holds no lease");
+            return;
+          }
+          if constexpr (std::is_same_v<T, AcquireMessage>) {
+            if (!state.waiting_since_us) state.waiting_since_us = now;
+            apply(arbiter_.on_acquire(id, m.need_bytes, now), now);
+          } else if constexpr (std::is_same_v<T, ReleaseMessage>) {
+            state.waiting_since_us.reset();
+            note_residency(session, m.resident_bytes);
+            apply(arbiter_.on_release(id, m.resident_bytes, now), now);
+          } else {
+            note_residency(session, m.resident_bytes);
+            apply(arbiter_.on_residency(id, m.resident_bytes, now), now);
+          }
+        } else if constexpr (std::is_same_v<T, HeartbeatMessage>) {
+          // on_frame already counted it.
+        } else if constexpr (std::is_same_v<T, HelloMessage>) {
+          // on_frame handles hello before dispatching.
+        } else {
+          handle_request(session, message, m.seq, now);
+        }
+      },
+      message);
+}
+
+void Server::handle_request(Session& session, const ClientMessage& message, Seq seq, TimeUs now) {
+  auto& state = session.state();
+  const bool admin_only = !std::holds_alternative<StatusMessage>(message) &&
+                          !std::holds_alternative<SetPriorityMessage>(message);
+  if (admin_only && !state.admin) {
+    request_error(session, seq, std::string("\"") + op_name(message) + "\" requires the admin role");
+    return;
+  }
+  // Bad arguments of a request (unknown client or device) fail that request only.
+  try {
+    if (std::holds_alternative<StatusMessage>(message)) {
+      send(session, status_message(seq, arbiter_.snapshot(now), quantum_ms_));
+    } else if (const auto* sp = std::get_if<SetPriorityMessage>(&message)) {
+      if (sp->client_id && *sp->client_id != session.id() && !state.admin) {
+        request_error(session, seq, "\"set_priority\" of another client requires the admin role");
+        return;
+      }
+      if (!sp->client_id && !state.in_arbiter) {
+        request_error(session, seq, "\"set_priority\" on an admin connection needs \"client_id\"");
+        return;
+      }
+      const ClientId target = sp->client_id.value_or(session.id());
+      if (!arbiter_.has_client(target)) {
+        request_error(session, seq, "no client " + std::to_string(target));
+        return;
+      }
+      apply(arbiter_.set_priority(target, sp->priority, now), now);
+      send(session, ok_message(seq));
+    } else if (const auto* sq = std::get_if<SetQuotaMessage>(&message)) {
+      if (!arbiter_.has_client(sq->client_id)) {
+        request_error(session, seq, "no client " + std::to_string(sq->client_id));
+        return;
+      }
+      apply(arbiter_.set_quota(sq->client_id, sq->quota_bytes, now), now);
+      send(session, ok_message(seq));
+    } else if (const auto* squ = std::get_if<SetQuantumMessage>(&message)) {
+      apply(arbiter_.set_quantum(squ->quantum_ms, now), now);
+      quantum_ms_ = squ->quantum_ms;
+      send(session, ok_message(seq));
+    } else if (const auto* add = std::get_if<AddDeviceMessage>(&message)) {
+      const std::string name = add->name.empty() ? std::to_string(arbiter_.snapshot(now).devices.size()) : add->name;
+      const DeviceId device = arbiter_.add_device(name, arbiter_capacity(add->capacity_bytes));
+      auto reply = ok_message(seq);
+      reply["device"] = device;
+      send(session, reply);
+    } else if (const auto* drain = std::get_if<DrainDeviceMessage>(&message)) {
+      apply(arbiter_.drain_device(drain->device, now), now);
+      send(session, ok_message(seq));
+    } else if (const auto* rm = std::get_if<RemoveDeviceMessage>(&message)) {
+      apply(arbiter_.remove_device(rm->device, now), now);
+      send(session, ok_message(seq));
+    } else if (std::holds_alternative<TraceMessage>(message)) {
+      // The newest slices that fit in one frame.
+      for (std::size_t max_slices = 10000;; max_slices /= 2) {
+        std::string frame;
+        try {
+          frame = wire::encode_message(trace_message(seq, arbiter_.timeline(max_slices)));
+        } catch (const std::length_error&) {
+          if (max_slices > 1) continue;
+          throw;
+        }
+        session.send_frame(std::move(frame));
+        break;
+      }
+    }
+  } catch (const std::exception& e) {
+    request_error(session, seq, e.what());
+  }
+}
+
+void Server::apply(const Decisions& decisions, TimeUs now) {
+  for (const auto& decision : decisions) {
+    const ClientId client = decision_client(decision);
+    auto it = sessions_.find(client);
+    if (it == sessions_.end()) continue;  // gone already; the arbiter hears on_disconnect
+    const std::shared_ptr<Session> session = it->second;
+    if (const auto* grant = std::get_if<Grant>(&decision)) {
+      auto& state = session->state();
+      if (state.waiting_since_us) {
+        metrics_.lease_wait.observe(static_cast<double>(now - std::min(now, *state.waiting_since_us)) / 1e6);
+        state.waiting_since_us.reset();
+      }
+      (void)grant;
+    }
+    if (const auto* disconnect = std::get_if<Disconnect>(&decision)) {
+      std::fprintf(stderr, "acb-broker: disconnecting client %llu (%s, %s): %s\n",
+                   static_cast<unsigned long long>(client), session->state().name.c_str(), session->peer().c_str(),
+                   disconnect->reason.c_str());
+      session->close_after_error(wire::encode_message(decision_message(decision, quantum_ms_)));
+      continue;
+    }
+    send(*session, decision_message(decision, quantum_ms_));
+  }
+}
+
+void Server::on_session_closed(Session& session) {
+  const ClientId id = session.id();
+  auto& state = session.state();
+  // Keep the session alive until this returns; erasing may drop the last owner.
+  auto keep = sessions_.find(id) != sessions_.end() ? sessions_[id] : nullptr;
+  sessions_.erase(id);
+  if (state.authenticated) --authenticated_;
+  if (sessions_.empty()) idle_since_ = std::chrono::steady_clock::now();
+  if (state.in_arbiter) {
+    state.in_arbiter = false;
+    if (stopped_) return;
+    const TimeUs now = now_us();
+    try {
+      if (arbiter_.has_client(id)) apply(arbiter_.on_disconnect(id, now), now);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "acb-broker: arbiter failed to reclaim client %llu: %s\n",
+                   static_cast<unsigned long long>(id), e.what());
+    }
+  }
+}
+
+void Server::reload() {
+  if (command_line_.config_file.empty()) {
+    std::fprintf(stderr, "acb-broker: SIGHUP: no --config file, nothing to reload\n");
+    return;
+  }
+  BrokerConfig next;
+  try {
+    next = load_config(command_line_);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "acb-broker: SIGHUP: keeping the running configuration: %s\n", e.what());
+    return;
+  }
+  const TimeUs now = now_us();
+  if (next.arbiter.quantum_ms != quantum_ms_) {
+    apply(arbiter_.set_quantum(next.arbiter.quantum_ms, now), now);
+    quantum_ms_ = next.arbiter.quantum_ms;
+  }
+  std::set<std::string> known;
+  for (const auto& d : arbiter_.snapshot(now).devices) known.insert(d.name);
+  int added = 0;
+  for (const auto& d : next.devices) {
+    if (known.insert(d.name).second) {
+      arbiter_.add_device(d.name, arbiter_capacity(d.capacity_bytes));
+      ++added;
+    }
+  }
+  const auto& a = config_.arbiter;
+  const auto& b = next.arbiter;
+  const bool needs_restart = next.host != config_.host || next.port != config_.port ||
+                             next.metrics_port != config_.metrics_port ||
+                             a.heartbeat_timeout_ms != b.heartbeat_timeout_ms ||
+                             a.preempt_deadline_ms != b.preempt_deadline_ms ||
+                             a.quantum_deadline_ms != b.quantum_deadline_ms || a.revoke_grace_ms != b.revoke_grace_ms ||
+                             a.aging_ms != b.aging_ms;
+  config_.idle_exit_s = next.idle_exit_s;
+  config_.debug = next.debug;
+  config_.arbiter.quantum_ms = quantum_ms_;
+  std::fprintf(stderr, "acb-broker: reloaded %s: quantum_ms=%llu, %d device(s) added%s\n",
+               command_line_.config_file.c_str(), static_cast<unsigned long long>(quantum_ms_), added,
+               needs_restart ? "; changes to host, ports, deadlines or heartbeat need a restart" : "");
+}
+
+std::string Server::render_metrics() const {
+  const TimeUs now = now_us();
+  return render_prometheus(metrics_, arbiter_.counters(), arbiter_.snapshot(now), authenticated_);
+}
+
+}  // namespace acb::broker

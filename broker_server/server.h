@@ -1,0 +1,106 @@
+// Server: the broker's I/O around the Arbiter, on one io_context thread.
+//
+// It accepts connections (one Session each), validates every frame
+// (message.h), authenticates the hello, feeds the arbiter its events and
+// turns the arbiter's decisions into frames (replies.h). A steady_timer
+// calls Arbiter::on_tick every kTickMs for quantum expiry, revoke deadlines
+// and heartbeat timeouts, and implements --idle-exit-s. Any protocol
+// violation closes only the connection that committed it: the peer gets an
+// error frame, stderr gets one line with the peer and the reason.
+//
+// Admin connections (role "admin", admin token) are not arbiter clients:
+// they hold no lease and are not placed on a device; they may use every op
+// except acquire/release/residency.
+//
+// Thread-safety: none; every method runs on the io_context's one thread.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <unordered_map>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include "broker_server/arbiter.h"
+#include "broker_server/config.h"
+#include "broker_server/message.h"
+#include "broker_server/metrics.h"
+#include "broker_server/metrics_http.h"
+#include "broker_server/session.h"
+
+namespace acb::broker {
+
+struct Tokens {
+  std::string client;
+  std::string admin;
+};
+
+class Server final : public SessionHost {
+ public:
+  /// Period of Arbiter::on_tick.
+  static constexpr std::chrono::milliseconds kTick{10};
+
+  /// `command_line` is kept so that reload() can merge the same flags again.
+  Server(boost::asio::io_context& io, BrokerConfig config, CommandLine command_line, Tokens tokens);
+  ~Server() override;
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  /// Binds both listeners and starts accepting. Throws boost::system::system_error
+  /// (e.g. address in use) naming nothing; the caller adds the address.
+  void start();
+  /// Closes the listeners and every connection; io_context::run then returns.
+  void stop();
+  /// SIGHUP: re-reads the config file and applies what can change at run time
+  /// (quantum_ms, new devices). Errors are logged; the running config stays.
+  void reload();
+
+  std::uint16_t port() const;
+  std::uint16_t metrics_port() const;
+  const BrokerConfig& config() const { return config_; }
+  /// The Prometheus text of the metrics endpoint.
+  std::string render_metrics() const;
+
+  // SessionHost
+  void on_frame(Session& session, std::string_view payload) override;
+  void on_framing_error(Session& session, const std::string& reason) override;
+  void on_session_closed(Session& session) override;
+
+ private:
+  void do_accept();
+  void arm_tick();
+  void on_tick();
+  TimeUs now_us() const;
+
+  void handle_hello(Session& session, const HelloMessage& hello, TimeUs now);
+  void handle(Session& session, const ClientMessage& message, TimeUs now);
+  void handle_request(Session& session, const ClientMessage& message, Seq seq, TimeUs now);
+  void apply(const Decisions& decisions, TimeUs now);
+  void send(Session& session, const nlohmann::json& message);
+  void protocol_error(Session& session, const std::string& reason);
+  void request_error(Session& session, Seq seq, const std::string& reason);
+  void note_residency(Session& session, std::optional<std::uint64_t> resident_bytes);
+
+  boost::asio::io_context& io_;
+  BrokerConfig config_;
+  CommandLine command_line_;
+  Tokens tokens_;
+  Arbiter arbiter_;
+  std::uint64_t quantum_ms_;
+  boost::asio::ip::tcp::acceptor acceptor_;
+  MetricsHttp metrics_http_;
+  boost::asio::steady_timer tick_timer_;
+  std::chrono::steady_clock::time_point epoch_;
+  std::chrono::steady_clock::time_point idle_since_;
+  std::unordered_map<ClientId, std::shared_ptr<Session>> sessions_;
+  ClientId next_id_ = 1;
+  std::size_t authenticated_ = 0;
+  BrokerMetrics metrics_;
+  bool stopped_ = false;
+};
+
+}  // namespace acb::broker
