@@ -1,0 +1,353 @@
+// The driver contract on the CUDA driver API (virtual memory management).
+//
+//   reserve/free_reservation   cuMemAddressReserve / cuMemAddressFree
+//   create/release             cuMemCreate (pinned, on the device) / cuMemRelease
+//   map/unmap                  cuMemMap + cuMemSetAccess(read-write) / cuMemUnmap
+//   host_alloc/host_free       cuMemHostAlloc(PORTABLE) / cuMemFreeHost
+//   streams, events            non-blocking streams, events without timing
+//   copies                     cuMemcpyHtoDAsync_v2 / cuMemcpyDtoHAsync_v2
+//
+// Every call runs in the device's primary context (the one the CUDA runtime
+// and torch use), made current on the calling thread when it is not already.
+// The driver records which device each reservation, allocation, stream and
+// event belongs to, both to pick the context and to name the device in
+// errors. Every failure is a DriverError naming the call, size, address,
+// device and CUDA's error string; CUDA_ERROR_OUT_OF_MEMORY sets
+// out_of_memory() and the message adds the device's free and total memory.
+//
+// Thread-safety: CUDA calls are thread-safe; the bookkeeping maps are
+// guarded by one mutex that is never held across a blocking CUDA call.
+#include <cerrno>
+#include <map>
+#include <mutex>
+#include <sstream>
+#include <unordered_map>
+#include <vector>
+
+#include "alloc/cuda_api.h"
+#include "alloc/driver.h"
+
+namespace acb::alloc {
+
+namespace {
+
+std::string hex(std::uintptr_t value) {
+  std::ostringstream out;
+  out << "0x" << std::hex << value;
+  return out.str();
+}
+
+std::string size_device(std::size_t bytes, int device) {
+  return "size=" + std::to_string(bytes) + ", device=" + std::to_string(device);
+}
+
+class CudaDriver final : public Driver {
+ public:
+  explicit CudaDriver(CudaApi api) : api_(api) {
+    check("cuInit", api_.cuInit(0), "flags=0");
+    int count = 0;
+    check("cuDeviceGetCount", api_.cuDeviceGetCount(&count), "");
+    if (count <= 0)
+      throw DriverError("cuDeviceGetCount", ENODEV, "cuDeviceGetCount() found no CUDA device");
+    for (int ordinal = 0; ordinal < count; ++ordinal) {
+      CUdevice device = 0;
+      check("cuDeviceGet", api_.cuDeviceGet(&device, ordinal), "device=" + std::to_string(ordinal));
+      CUcontext context = nullptr;
+      check("cuDevicePrimaryCtxRetain", api_.cuDevicePrimaryCtxRetain(&context, device),
+            "device=" + std::to_string(ordinal));
+      devices_.push_back(device);
+      contexts_.push_back(context);
+      size_t granule = 0;
+      const CUmemAllocationProp prop = allocation_prop(ordinal);
+      check("cuMemGetAllocationGranularity",
+            api_.cuMemGetAllocationGranularity(&granule, &prop, CU_MEM_ALLOC_GRANULARITY_MINIMUM),
+            "device=" + std::to_string(ordinal));
+      granularity_.push_back(granule);
+    }
+  }
+
+  ~CudaDriver() override {
+    // Errors are ignored here: at process exit CUDA may already be deinitialised.
+    for (std::size_t i = 0; i < devices_.size(); ++i) api_.cuDevicePrimaryCtxRelease(devices_[i]);
+  }
+
+  std::string name() const override { return "cuda"; }
+  int device_count() const override { return static_cast<int>(devices_.size()); }
+
+  std::size_t granularity(int device) const override {
+    check_device(device, "granularity");
+    return granularity_[static_cast<std::size_t>(device)];
+  }
+
+  MemoryInfo memory_info(int device) const override {
+    use_device(device, "cuMemGetInfo");
+    size_t free_bytes = 0, total_bytes = 0;
+    check("cuMemGetInfo", api_.cuMemGetInfo(&free_bytes, &total_bytes), "device=" + std::to_string(device));
+    return MemoryInfo{free_bytes, total_bytes};
+  }
+
+  DevicePtr reserve(std::size_t bytes, int device) override {
+    use_device(device, "cuMemAddressReserve");
+    CUdeviceptr base = 0;
+    check("cuMemAddressReserve", api_.cuMemAddressReserve(&base, bytes, granularity(device), 0, 0),
+          size_device(bytes, device));
+    std::lock_guard<std::mutex> lock(mutex_);
+    reservations_[base] = Range{bytes, device};
+    return base;
+  }
+
+  void free_reservation(DevicePtr base, std::size_t bytes) override {
+    const int device = device_of_address(base);
+    check("cuMemAddressFree", api_.cuMemAddressFree(base, bytes),
+          "address=" + hex(base) + ", " + size_device(bytes, device));
+    std::lock_guard<std::mutex> lock(mutex_);
+    reservations_.erase(base);
+  }
+
+  PhysicalHandle create(std::size_t bytes, int device) override {
+    use_device(device, "cuMemCreate");
+    const CUmemAllocationProp prop = allocation_prop(device);
+    CUmemGenericAllocationHandle handle = 0;
+    const CUresult result = api_.cuMemCreate(&handle, bytes, &prop, 0);
+    if (result == CUDA_ERROR_OUT_OF_MEMORY) {
+      std::string figures;
+      size_t free_bytes = 0, total_bytes = 0;
+      if (api_.cuMemGetInfo(&free_bytes, &total_bytes) == CUDA_SUCCESS)
+        figures = ": device has free=" + std::to_string(free_bytes) + " of total=" + std::to_string(total_bytes) +
+                  " bytes";
+      throw DriverError("cuMemCreate", result,
+                        "cuMemCreate(" + size_device(bytes, device) + ") failed: " + api_.error_text(result) +
+                            figures)
+          .set_out_of_memory(true);
+    }
+    check("cuMemCreate", result, size_device(bytes, device));
+    std::lock_guard<std::mutex> lock(mutex_);
+    handles_[handle] = Range{bytes, device};
+    return handle;
+  }
+
+  void release(PhysicalHandle handle) override {
+    const Range range = handle_range(handle);
+    check("cuMemRelease", api_.cuMemRelease(handle),
+          "handle=" + std::to_string(handle) + ", " + size_device(range.bytes, range.device));
+    std::lock_guard<std::mutex> lock(mutex_);
+    handles_.erase(handle);
+  }
+
+  void map(DevicePtr address, std::size_t bytes, PhysicalHandle handle, int device) override {
+    use_device(device, "cuMemMap");
+    const std::string args = "address=" + hex(address) + ", " + size_device(bytes, device) +
+                             ", handle=" + std::to_string(handle);
+    check("cuMemMap", api_.cuMemMap(address, bytes, 0, handle, 0), args);
+    CUmemAccessDesc access{};
+    access.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+    access.location.id = device;
+    access.flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
+    const CUresult result = api_.cuMemSetAccess(address, bytes, &access, 1);
+    if (result != CUDA_SUCCESS) {
+      api_.cuMemUnmap(address, bytes);  // leave nothing half-mapped behind
+      check("cuMemSetAccess", result, args);
+    }
+  }
+
+  void unmap(DevicePtr address, std::size_t bytes) override {
+    const int device = device_of_address(address);
+    if (device >= 0) use_device(device, "cuMemUnmap");
+    check("cuMemUnmap", api_.cuMemUnmap(address, bytes),
+          "address=" + hex(address) + ", " + size_device(bytes, device));
+  }
+
+  void* host_alloc(std::size_t bytes) override {
+    use_device(0, "cuMemHostAlloc");
+    void* ptr = nullptr;
+    const CUresult result = api_.cuMemHostAlloc(&ptr, bytes, CU_MEMHOSTALLOC_PORTABLE);
+    if (result == CUDA_ERROR_OUT_OF_MEMORY)
+      throw DriverError("cuMemHostAlloc", result,
+                        "cuMemHostAlloc(size=" + std::to_string(bytes) + ") failed: " + api_.error_text(result))
+          .set_out_of_memory(true);
+    check("cuMemHostAlloc", result, "size=" + std::to_string(bytes));
+    return ptr;
+  }
+
+  void host_free(void* ptr, std::size_t bytes) override {
+    if (ptr == nullptr) return;
+    use_device(0, "cuMemFreeHost");
+    check("cuMemFreeHost", api_.cuMemFreeHost(ptr),
+          "address=" + hex(reinterpret_cast<std::uintptr_t>(ptr)) + ", size=" + std::to_string(bytes));
+  }
+
+  StreamHandle create_stream(int device) override {
+    use_device(device, "cuStreamCreate");
+    CUstream stream = nullptr;
+    check("cuStreamCreate", api_.cuStreamCreate(&stream, CU_STREAM_NON_BLOCKING), "device=" + std::to_string(device));
+    std::lock_guard<std::mutex> lock(mutex_);
+    stream_devices_[stream] = device;
+    return stream;
+  }
+
+  void destroy_stream(StreamHandle stream) override {
+    const int device = device_of_stream(stream);
+    use_device(device, "cuStreamDestroy");
+    check("cuStreamDestroy", api_.cuStreamDestroy(static_cast<CUstream>(stream)), stream_args(stream, device));
+    std::lock_guard<std::mutex> lock(mutex_);
+    stream_devices_.erase(stream);
+  }
+
+  void synchronize_stream(StreamHandle stream) override {
+    const int device = device_of_stream(stream);
+    use_device(device, "cuStreamSynchronize");
+    check("cuStreamSynchronize", api_.cuStreamSynchronize(static_cast<CUstream>(stream)),
+          stream_args(stream, device));
+  }
+
+  void synchronize_device(int device) override {
+    use_device(device, "cuCtxSynchronize");
+    check("cuCtxSynchronize", api_.cuCtxSynchronize(), "device=" + std::to_string(device));
+  }
+
+  EventHandle create_event(int device) override {
+    use_device(device, "cuEventCreate");
+    CUevent event = nullptr;
+    check("cuEventCreate", api_.cuEventCreate(&event, CU_EVENT_DISABLE_TIMING), "device=" + std::to_string(device));
+    std::lock_guard<std::mutex> lock(mutex_);
+    event_devices_[event] = device;
+    return event;
+  }
+
+  void destroy_event(EventHandle event) override {
+    const int device = device_of_event(event);
+    use_device(device, "cuEventDestroy");
+    check("cuEventDestroy", api_.cuEventDestroy(static_cast<CUevent>(event)), event_args(event, device));
+    std::lock_guard<std::mutex> lock(mutex_);
+    event_devices_.erase(event);
+  }
+
+  void record_event(EventHandle event, StreamHandle stream) override {
+    const int device = device_of_event(event);
+    use_device(device, "cuEventRecord");
+    check("cuEventRecord", api_.cuEventRecord(static_cast<CUevent>(event), static_cast<CUstream>(stream)),
+          event_args(event, device) + ", stream=" + hex(reinterpret_cast<std::uintptr_t>(stream)));
+  }
+
+  bool event_done(EventHandle event) override {
+    const int device = device_of_event(event);
+    use_device(device, "cuEventQuery");
+    const CUresult result = api_.cuEventQuery(static_cast<CUevent>(event));
+    if (result == CUDA_ERROR_NOT_READY) return false;
+    check("cuEventQuery", result, event_args(event, device));
+    return true;
+  }
+
+  void synchronize_event(EventHandle event) override {
+    const int device = device_of_event(event);
+    use_device(device, "cuEventSynchronize");
+    check("cuEventSynchronize", api_.cuEventSynchronize(static_cast<CUevent>(event)), event_args(event, device));
+  }
+
+  void copy_to_host_async(void* dst, DevicePtr src, std::size_t bytes, StreamHandle stream) override {
+    const int device = device_of_stream(stream);
+    use_device(device, "cuMemcpyDtoHAsync");
+    check("cuMemcpyDtoHAsync", api_.cuMemcpyDtoHAsync(dst, src, bytes, static_cast<CUstream>(stream)),
+          "dst=" + hex(reinterpret_cast<std::uintptr_t>(dst)) + ", src=" + hex(src) + ", size=" +
+              std::to_string(bytes) + ", " + stream_args(stream, device));
+  }
+
+  void copy_to_device_async(DevicePtr dst, const void* src, std::size_t bytes, StreamHandle stream) override {
+    const int device = device_of_stream(stream);
+    use_device(device, "cuMemcpyHtoDAsync");
+    check("cuMemcpyHtoDAsync", api_.cuMemcpyHtoDAsync(dst, src, bytes, static_cast<CUstream>(stream)),
+          "dst=" + hex(dst) + ", src=" + hex(reinterpret_cast<std::uintptr_t>(src)) + ", size=" +
+              std::to_string(bytes) + ", " + stream_args(stream, device));
+  }
+
+ private:
+  struct Range {
+    std::size_t bytes = 0;
+    int device = -1;
+  };
+
+  /// Throws DriverError "call(args) failed: <CUDA's text>" unless result is CUDA_SUCCESS.
+  void check(const char* call, CUresult result, const std::string& args) const {
+    if (result == CUDA_SUCCESS) return;
+    throw DriverError(call, result, std::string(call) + "(" + args + ") failed: " + api_.error_text(result))
+        .set_out_of_memory(result == CUDA_ERROR_OUT_OF_MEMORY);
+  }
+
+  void check_device(int device, const char* call) const {
+    if (device < 0 || device >= device_count())
+      throw DriverError(call, CUDA_ERROR_INVALID_DEVICE,
+                        std::string(call) + "(device=" + std::to_string(device) + ") failed: no such device (" +
+                            std::to_string(device_count()) + " CUDA device(s))");
+  }
+
+  /// Makes the device's primary context current on this thread.
+  void use_device(int device, const char* call) const {
+    check_device(device, call);
+    const CUcontext wanted = contexts_[static_cast<std::size_t>(device)];
+    CUcontext current = nullptr;
+    if (api_.cuCtxGetCurrent(&current) == CUDA_SUCCESS && current == wanted) return;
+    check("cuCtxSetCurrent", api_.cuCtxSetCurrent(wanted), "device=" + std::to_string(device));
+  }
+
+  CUmemAllocationProp allocation_prop(int device) const {
+    CUmemAllocationProp prop{};
+    prop.type = CU_MEM_ALLOCATION_TYPE_PINNED;
+    prop.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+    prop.location.id = device;
+    return prop;
+  }
+
+  /// The device of the reservation holding `address`, or -1 when unknown.
+  int device_of_address(DevicePtr address) const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto it = reservations_.upper_bound(address);
+    if (it == reservations_.begin()) return -1;
+    --it;
+    return address < it->first + it->second.bytes ? it->second.device : -1;
+  }
+
+  Range handle_range(PhysicalHandle handle) const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto it = handles_.find(handle);
+    return it == handles_.end() ? Range{} : it->second;
+  }
+
+  /// The null stream and unknown streams run in device 0's context.
+  int device_of_stream(StreamHandle stream) const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto it = stream_devices_.find(stream);
+    return it == stream_devices_.end() ? 0 : it->second;
+  }
+
+  int device_of_event(EventHandle event) const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto it = event_devices_.find(event);
+    return it == event_devices_.end() ? 0 : it->second;
+  }
+
+  static std::string stream_args(StreamHandle stream, int device) {
+    return "stream=" + hex(reinterpret_cast<std::uintptr_t>(stream)) + ", device=" + std::to_string(device);
+  }
+  static std::string event_args(EventHandle event, int device) {
+    return "event=" + hex(reinterpret_cast<std::uintptr_t>(event)) + ", device=" + std::to_string(device);
+  }
+
+  const CudaApi api_;
+  std::vector<CUdevice> devices_;
+  std::vector<CUcontext> contexts_;
+  std::vector<std::size_t> granularity_;
+
+  mutable std::mutex mutex_;
+  std::map<DevicePtr, Range> reservations_;
+  std::unordered_map<PhysicalHandle, Range> handles_;
+  std::unordered_map<StreamHandle, int> stream_devices_;
+  std::unordered_map<EventHandle, int> event_devices_;
+};
+
+}  // namespace
+
+std::unique_ptr<Driver> make_cuda_driver() {
+  return std::make_unique<CudaDriver>(CudaApi::load(CudaApi::default_library()));
+}
+
+}  // namespace acb::alloc
