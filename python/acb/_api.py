@@ -1,0 +1,170 @@
+"""The implementation behind acb.enable()/disable()/status()/region()/set_priority().
+
+Imported only when one of them is called; it imports torch. Policy lives in
+C++ (acb._C); this module resolves options, installs the CUDA allocator and
+the thread hook, and converts results to Python types.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, Optional, Tuple
+
+from acb import AcbError
+from acb._status import Status
+
+PRIORITIES = ("inference", "training", "batch")
+#: Default idle gap: no operator in flight for this long ends a region, and a
+#: pending revoke is honoured. Long enough to span Python overhead between the
+#: ops of one step, short enough that a CPU phase frees the device quickly.
+DEFAULT_IDLE_GAP_MS = 10
+
+_lock = threading.Lock()
+_c_module = None
+_allocator_installed = False
+
+CUDA_ALREADY_INITIALISED = (
+    "acb.enable() was called after CUDA was initialised in this process, so acb can no longer install "
+    "its memory allocator. Call acb.enable() before any CUDA work (right after `import torch`, before "
+    "creating CUDA tensors or calling torch.cuda functions), or set ACB_ENABLE=1 in the environment "
+    "(or start the program with `acb run -- python ...`) so that acb is enabled as soon as torch is imported."
+)
+
+
+def _check_priority(priority: str) -> str:
+    if priority not in PRIORITIES:
+        raise ValueError(f"acb: unknown priority {priority!r}; use one of {', '.join(PRIORITIES)}")
+    return priority
+
+
+def _env_int(name: str, default: int) -> int:
+    text = os.environ.get(name, "")
+    if not text:
+        return default
+    try:
+        return int(text)
+    except ValueError:
+        raise AcbError(f"acb: {name}={text!r} is not an integer") from None
+
+
+def parse_address(text: str) -> Tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise AcbError(f"acb: broker address {text!r} is not host:port (e.g. 127.0.0.1:43210)")
+    return host, int(port)
+
+
+def resolve_broker(broker: Optional[str]) -> Tuple[str, int]:
+    """The broker to join: the argument, else ACB_BROKER, else the embedded local broker."""
+    if broker:
+        return parse_address(broker)
+    if os.environ.get("ACB_BROKER"):
+        return parse_address(os.environ["ACB_BROKER"])
+    from acb import _broker
+
+    host, port = _broker.ensure_broker()
+    return host, int(port)
+
+
+def library_path() -> Path:
+    """libacb_alloc.so inside the installed package (the one acb._C links)."""
+    path = Path(__file__).resolve().parent / "lib" / "libacb_alloc.so"
+    if not path.is_file():
+        raise AcbError(f"acb: the allocator library {path} is missing; reinstall acb "
+                       "(pip install --no-build-isolation .)")
+    return path
+
+
+def _install_cuda_allocator(torch_module) -> None:
+    global _allocator_installed
+    if _allocator_installed:
+        return
+    memory = torch_module.cuda.memory
+    allocator = memory.CUDAPluggableAllocator(str(library_path()), "acb_alloc_malloc", "acb_alloc_free")
+    memory.change_current_allocator(allocator)
+    _allocator_installed = True
+
+
+def _default_name() -> str:
+    name = os.environ.get("ACB_NAME", "")
+    if name:
+        return name
+    program = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "python"
+    return f"{program}:{os.getpid()}"
+
+
+def enable(priority: Optional[str] = None, device: Optional[int] = None, broker: Optional[str] = None) -> None:
+    global _c_module
+    with _lock:
+        if _c_module is not None and _c_module.enabled():
+            return
+        priority = _check_priority(priority or os.environ.get("ACB_PRIORITY") or "training")
+        import torch
+
+        if torch.cuda.is_initialized():
+            raise AcbError(CUDA_ALREADY_INITIALISED)
+        emulated = bool(os.environ.get("ACB_EMULATED_DEVICE"))
+        local_device = 0 if device is None else int(device)
+        if not emulated:
+            if not torch.cuda.is_available():
+                raise AcbError("acb: no CUDA device is available; to try acb without a GPU, set "
+                               "ACB_EMULATED_DEVICE (e.g. ACB_EMULATED_DEVICE=acb:1GiB) to use an emulated device")
+            _install_cuda_allocator(torch)
+        from acb import _loader, _threads
+
+        c_module = _loader.load()
+        host, port = resolve_broker(broker)
+        c_module.enable(host=host, port=port, priority=priority, name=_default_name(), device=local_device,
+                        broker_device=_env_int("ACB_DEVICE", -1),
+                        idle_gap_ms=_env_int("ACB_IDLE_GAP_MS", DEFAULT_IDLE_GAP_MS), emulated=emulated)
+        _threads.install(c_module)
+        _c_module = c_module
+
+
+def disable() -> None:
+    global _c_module
+    with _lock:
+        if _c_module is None:
+            return
+        from acb import _threads
+
+        _threads.uninstall()
+        try:
+            _c_module.disable()
+        finally:
+            _c_module = None
+
+
+def is_enabled() -> bool:
+    return _c_module is not None and _c_module.enabled()
+
+
+def status() -> Status:
+    c_module = _c_module
+    if c_module is None or not c_module.enabled():
+        return Status(enabled=False)
+    return Status.from_mapping(c_module.status())
+
+
+def set_priority(priority: str) -> None:
+    _check_priority(priority)
+    if _c_module is None:
+        raise AcbError("acb.set_priority(): acb is not enabled in this process")
+    _c_module.set_priority(priority)
+
+
+@contextmanager
+def region() -> Iterator[None]:
+    c_module = _c_module
+    if c_module is None:
+        yield
+        return
+    c_module.region_enter()
+    try:
+        yield
+    finally:
+        c_module.region_exit()
