@@ -1,0 +1,219 @@
+// A stand-in for libcuda.so.1, for testing the CUDA driver on machines
+// without a GPU (loaded through ACB_CUDA_LIBRARY). One device of 64 MiB with
+// a 2 MiB granularity, backed by host memory: allocations are memfds mapped
+// at reserved addresses, copies are memcpy, streams and events are tokens.
+//
+// It includes <cuda.h> and defines each entry point under its header name, so
+// the exported symbols are exactly those cuda.h maps to (cuMemGetInfo ->
+// cuMemGetInfo_v2, ...): the driver's dlsym table must match them to load.
+//
+// FAKE_CUDA_DEVICES=0 in the environment makes it report no device.
+#include <cuda.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <iterator>
+#include <map>
+#include <mutex>
+
+namespace {
+
+constexpr size_t kGranule = size_t{2} << 20;
+constexpr size_t kTotal = size_t{64} << 20;
+std::atomic<size_t> g_used{0};
+thread_local CUcontext t_current = nullptr;
+int g_context_token = 0;
+bool g_initialised = false;
+
+struct Allocation {
+  int fd;
+  size_t bytes;
+};
+
+// Mapped ranges, so that mapping over a mapping or unmapping what is not
+// mapped fails as it does on a GPU.
+std::mutex g_mutex;
+std::map<CUdeviceptr, size_t> g_mappings;
+
+}  // namespace
+
+extern "C" {
+
+CUresult CUDAAPI cuInit(unsigned int) {
+  g_initialised = true;
+  return CUDA_SUCCESS;
+}
+CUresult CUDAAPI cuDriverGetVersion(int* version) {
+  *version = CUDA_VERSION;
+  return CUDA_SUCCESS;
+}
+CUresult CUDAAPI cuGetErrorString(CUresult error, const char** text) {
+  switch (error) {
+    case CUDA_SUCCESS: *text = "no error"; return CUDA_SUCCESS;
+    case CUDA_ERROR_OUT_OF_MEMORY: *text = "out of memory"; return CUDA_SUCCESS;
+    case CUDA_ERROR_INVALID_VALUE: *text = "invalid argument"; return CUDA_SUCCESS;
+    case CUDA_ERROR_NOT_INITIALIZED: *text = "initialization error"; return CUDA_SUCCESS;
+    default: *text = nullptr; return CUDA_ERROR_INVALID_VALUE;
+  }
+}
+CUresult CUDAAPI cuGetErrorName(CUresult error, const char** name) {
+  switch (error) {
+    case CUDA_ERROR_OUT_OF_MEMORY: *name = "CUDA_ERROR_OUT_OF_MEMORY"; return CUDA_SUCCESS;
+    case CUDA_ERROR_INVALID_VALUE: *name = "CUDA_ERROR_INVALID_VALUE"; return CUDA_SUCCESS;
+    default: *name = nullptr; return CUDA_ERROR_INVALID_VALUE;
+  }
+}
+CUresult CUDAAPI cuDeviceGetCount(int* count) {
+  if (!g_initialised) return CUDA_ERROR_NOT_INITIALIZED;
+  const char* devices = std::getenv("FAKE_CUDA_DEVICES");
+  *count = devices != nullptr ? std::atoi(devices) : 1;
+  return CUDA_SUCCESS;
+}
+CUresult CUDAAPI cuDeviceGet(CUdevice* device, int ordinal) {
+  if (ordinal != 0) return CUDA_ERROR_INVALID_DEVICE;
+  *device = 0;
+  return CUDA_SUCCESS;
+}
+CUresult CUDAAPI cuDevicePrimaryCtxRetain(CUcontext* context, CUdevice) {
+  *context = reinterpret_cast<CUcontext>(&g_context_token);
+  return CUDA_SUCCESS;
+}
+CUresult CUDAAPI cuDevicePrimaryCtxRelease(CUdevice) { return CUDA_SUCCESS; }
+CUresult CUDAAPI cuCtxGetCurrent(CUcontext* context) {
+  *context = t_current;
+  return CUDA_SUCCESS;
+}
+CUresult CUDAAPI cuCtxSetCurrent(CUcontext context) {
+  t_current = context;
+  return CUDA_SUCCESS;
+}
+CUresult CUDAAPI cuCtxSynchronize(void) { return t_current ? CUDA_SUCCESS : CUDA_ERROR_INVALID_CONTEXT; }
+CUresult CUDAAPI cuMemGetInfo(size_t* free_bytes, size_t* total_bytes) {
+  if (t_current == nullptr) return CUDA_ERROR_INVALID_CONTEXT;
+  *total_bytes = kTotal;
+  *free_bytes = kTotal - g_used.load();
+  return CUDA_SUCCESS;
+}
+CUresult CUDAAPI cuMemGetAllocationGranularity(size_t* granularity, const CUmemAllocationProp* prop,
+                                              CUmemAllocationGranularity_flags) {
+  if (prop->location.type != CU_MEM_LOCATION_TYPE_DEVICE) return CUDA_ERROR_INVALID_VALUE;
+  *granularity = kGranule;
+  return CUDA_SUCCESS;
+}
+CUresult CUDAAPI cuMemAddressReserve(CUdeviceptr* ptr, size_t size, size_t alignment, CUdeviceptr, unsigned long long) {
+  if (size == 0 || size % kGranule != 0 || alignment != kGranule) return CUDA_ERROR_INVALID_VALUE;
+  void* raw = mmap(nullptr, size + kGranule, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (raw == MAP_FAILED) return CUDA_ERROR_OUT_OF_MEMORY;
+  const auto start = reinterpret_cast<uintptr_t>(raw);
+  const uintptr_t base = (start + kGranule - 1) & ~(uintptr_t{kGranule} - 1);
+  if (base > start) munmap(raw, base - start);
+  if (start + kGranule > base) munmap(reinterpret_cast<void*>(base + size), start + kGranule - base);
+  *ptr = base;
+  return CUDA_SUCCESS;
+}
+CUresult CUDAAPI cuMemAddressFree(CUdeviceptr ptr, size_t size) {
+  return munmap(reinterpret_cast<void*>(ptr), size) == 0 ? CUDA_SUCCESS : CUDA_ERROR_INVALID_VALUE;
+}
+CUresult CUDAAPI cuMemCreate(CUmemGenericAllocationHandle* handle, size_t size, const CUmemAllocationProp* prop,
+                             unsigned long long) {
+  if (size == 0 || size % kGranule != 0 || prop->type != CU_MEM_ALLOCATION_TYPE_PINNED ||
+      prop->location.type != CU_MEM_LOCATION_TYPE_DEVICE || prop->location.id != 0)
+    return CUDA_ERROR_INVALID_VALUE;
+  size_t used = g_used.load();
+  do {
+    if (used + size > kTotal) return CUDA_ERROR_OUT_OF_MEMORY;
+  } while (!g_used.compare_exchange_weak(used, used + size));
+  const int fd = memfd_create("fake-cuda", MFD_CLOEXEC);
+  if (fd < 0 || ftruncate(fd, static_cast<off_t>(size)) != 0) {
+    if (fd >= 0) close(fd);
+    g_used -= size;
+    return CUDA_ERROR_OUT_OF_MEMORY;
+  }
+  *handle = reinterpret_cast<CUmemGenericAllocationHandle>(new Allocation{fd, size});
+  return CUDA_SUCCESS;
+}
+CUresult CUDAAPI cuMemRelease(CUmemGenericAllocationHandle handle) {
+  auto* allocation = reinterpret_cast<Allocation*>(handle);
+  g_used -= allocation->bytes;
+  close(allocation->fd);
+  delete allocation;
+  return CUDA_SUCCESS;
+}
+CUresult CUDAAPI cuMemMap(CUdeviceptr ptr, size_t size, size_t offset, CUmemGenericAllocationHandle handle,
+                          unsigned long long) {
+  auto* allocation = reinterpret_cast<Allocation*>(handle);
+  if (ptr % kGranule != 0 || offset != 0 || size != allocation->bytes) return CUDA_ERROR_INVALID_VALUE;
+  std::lock_guard<std::mutex> lock(g_mutex);
+  auto next = g_mappings.lower_bound(ptr);
+  if (next != g_mappings.end() && next->first < ptr + size) return CUDA_ERROR_INVALID_VALUE;
+  if (next != g_mappings.begin() && std::prev(next)->first + std::prev(next)->second > ptr)
+    return CUDA_ERROR_INVALID_VALUE;
+  // Mapped but inaccessible until cuMemSetAccess, as on a GPU.
+  void* got = mmap(reinterpret_cast<void*>(ptr), size, PROT_NONE, MAP_SHARED | MAP_FIXED, allocation->fd, 0);
+  if (got == MAP_FAILED) return CUDA_ERROR_INVALID_VALUE;
+  g_mappings.emplace(ptr, size);
+  return CUDA_SUCCESS;
+}
+CUresult CUDAAPI cuMemSetAccess(CUdeviceptr ptr, size_t size, const CUmemAccessDesc* desc, size_t count) {
+  if (count != 1 || desc->location.type != CU_MEM_LOCATION_TYPE_DEVICE ||
+      desc->flags != CU_MEM_ACCESS_FLAGS_PROT_READWRITE)
+    return CUDA_ERROR_INVALID_VALUE;
+  return mprotect(reinterpret_cast<void*>(ptr), size, PROT_READ | PROT_WRITE) == 0 ? CUDA_SUCCESS
+                                                                                   : CUDA_ERROR_INVALID_VALUE;
+}
+CUresult CUDAAPI cuMemUnmap(CUdeviceptr ptr, size_t size) {
+  if (ptr % kGranule != 0 || size % kGranule != 0) return CUDA_ERROR_INVALID_VALUE;
+  std::lock_guard<std::mutex> lock(g_mutex);
+  auto first = g_mappings.find(ptr);
+  auto last = first;
+  CUdeviceptr cursor = ptr;
+  while (last != g_mappings.end() && last->first == cursor && cursor < ptr + size) cursor += (last++)->second;
+  if (first == g_mappings.end() || cursor != ptr + size) return CUDA_ERROR_INVALID_VALUE;
+  g_mappings.erase(first, last);
+  void* got = mmap(reinterpret_cast<void*>(ptr), size, PROT_NONE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
+  return got == MAP_FAILED ? CUDA_ERROR_INVALID_VALUE : CUDA_SUCCESS;
+}
+CUresult CUDAAPI cuMemHostAlloc(void** ptr, size_t size, unsigned int) {
+  *ptr = std::aligned_alloc(4096, (size + 4095) / 4096 * 4096);
+  return *ptr ? CUDA_SUCCESS : CUDA_ERROR_OUT_OF_MEMORY;
+}
+CUresult CUDAAPI cuMemFreeHost(void* ptr) {
+  std::free(ptr);
+  return CUDA_SUCCESS;
+}
+CUresult CUDAAPI cuMemcpyHtoDAsync(CUdeviceptr dst, const void* src, size_t size, CUstream) {
+  std::memcpy(reinterpret_cast<void*>(dst), src, size);
+  return CUDA_SUCCESS;
+}
+CUresult CUDAAPI cuMemcpyDtoHAsync(void* dst, CUdeviceptr src, size_t size, CUstream) {
+  std::memcpy(dst, reinterpret_cast<const void*>(src), size);
+  return CUDA_SUCCESS;
+}
+CUresult CUDAAPI cuStreamCreate(CUstream* stream, unsigned int flags) {
+  if (flags != CU_STREAM_NON_BLOCKING) return CUDA_ERROR_INVALID_VALUE;
+  *stream = reinterpret_cast<CUstream>(new int(0));
+  return CUDA_SUCCESS;
+}
+CUresult CUDAAPI cuStreamDestroy(CUstream stream) {
+  delete reinterpret_cast<int*>(stream);
+  return CUDA_SUCCESS;
+}
+CUresult CUDAAPI cuStreamSynchronize(CUstream) { return CUDA_SUCCESS; }
+CUresult CUDAAPI cuEventCreate(CUevent* event, unsigned int flags) {
+  if (flags != CU_EVENT_DISABLE_TIMING) return CUDA_ERROR_INVALID_VALUE;
+  *event = reinterpret_cast<CUevent>(new int(0));
+  return CUDA_SUCCESS;
+}
+CUresult CUDAAPI cuEventDestroy(CUevent event) {
+  delete reinterpret_cast<int*>(event);
+  return CUDA_SUCCESS;
+}
+CUresult CUDAAPI cuEventRecord(CUevent, CUstream) { return CUDA_SUCCESS; }
+CUresult CUDAAPI cuEventQuery(CUevent) { return CUDA_SUCCESS; }
+CUresult CUDAAPI cuEventSynchronize(CUevent) { return CUDA_SUCCESS; }
+
+}  // extern "C"
