@@ -151,7 +151,7 @@ Decisions Arbiter::on_release(ClientId client, std::optional<std::uint64_t> resi
   s.touch(*c, now);
   if (c->holds()) s.end_lease(*c, now);
   else if (c->state == ClientState::waiting) s.dequeue(*c);
-  if (resident_bytes) s.apply_residency(*c, *resident_bytes, out);
+  if (resident_bytes) s.apply_residency(*c, *resident_bytes, now, out);
   s.leave_draining(*c, now, out);
   s.schedule_all(now, out);
   s.reap_devices();
@@ -164,7 +164,7 @@ Decisions Arbiter::on_residency(ClientId client, std::uint64_t resident_bytes, T
   ClientRec* c = s.find_client(client);
   if (!c) return out;
   s.touch(*c, now);
-  s.apply_residency(*c, resident_bytes, out);
+  s.apply_residency(*c, resident_bytes, now, out);
   s.leave_draining(*c, now, out);
   s.schedule_all(now, out);
   s.reap_devices();
@@ -192,6 +192,9 @@ Decisions Arbiter::on_tick(TimeUs now) {
     const std::uint64_t timeout_us = s.config.heartbeat_timeout_ms * 1000;
     if (timeout_us != 0 && now >= c.last_heard_us + timeout_us) {
       dead.emplace_back(id, "no heartbeat for " + std::to_string((now - c.last_heard_us) / 1000) + " ms");
+    } else if (c.evict_deadline_us != 0 && now >= c.evict_deadline_us) {
+      dead.emplace_back(id, "did not report residency after being asked to evict " +
+                                std::to_string(c.pending_evict_bytes) + " bytes");
     } else if (c.state == ClientState::revoked &&
                now >= c.revoke_deadline_us + s.config.revoke_grace_ms * 1000) {
       dead.emplace_back(id, "lease " + std::to_string(c.lease) + " not released within its revoke deadline + " +

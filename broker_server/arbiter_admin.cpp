@@ -68,7 +68,7 @@ Decisions Arbiter::set_quota(ClientId client, std::uint64_t quota_bytes, TimeUs 
       c.growth_need_bytes.reset();
     }
     const std::uint64_t kept = c.resident_bytes - c.pending_evict_bytes;
-    if (kept > quota_bytes) s.evict(c, kept - quota_bytes, out);
+    if (kept > quota_bytes) s.evict(c, kept - quota_bytes, now, out);
   }
   s.schedule_all(now, out);
   return out;

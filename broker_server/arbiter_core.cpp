@@ -57,20 +57,23 @@ int Arbiter::State::waiter_class(const ClientRec& c, TimeUs now) const {
   return policy::effective_class(c.priority, c.wait_since_us, now, config.aging_ms);
 }
 
-void Arbiter::State::apply_residency(ClientRec& c, std::uint64_t reported, Decisions& out) {
+void Arbiter::State::apply_residency(ClientRec& c, std::uint64_t reported, TimeUs now, Decisions& out) {
   // A report is the new truth: whatever was asked before is superseded.
   c.pending_evict_bytes = 0;
+  c.evict_deadline_us = 0;
   const DeviceRec& d = devices.at(c.device);
-  std::uint64_t limit = sat_sub(d.capacity_bytes, device_bytes(d, c.id));
-  if (c.quota_bytes != 0) limit = std::min(limit, c.quota_bytes);
-  c.resident_bytes = std::min(reported, limit);
-  if (reported > c.resident_bytes) {
-    // Over capacity or quota: account only what fits and ask for the rest back.
-    const std::uint64_t excess = reported - c.resident_bytes;
-    ++counters.evict_requests;
-    counters.evict_requested_bytes += excess;
-    out.push_back(Evict{c.id, c.device, excess});
-  }
+  // More than the device can hold as accounted (a stale or wrong report): only
+  // what fits is accounted, and the rest is asked back.
+  c.resident_bytes = std::min(reported, sat_sub(d.capacity_bytes, device_bytes(d, c.id)));
+  const std::uint64_t unaccounted = reported - c.resident_bytes;
+  // Over the quota: still accounted (the bytes are really there) until evicted.
+  const std::uint64_t over_quota =
+      c.quota_bytes != 0 && c.resident_bytes > c.quota_bytes ? c.resident_bytes - c.quota_bytes : 0;
+  if (unaccounted + over_quota == 0) return;
+  ++counters.evict_requests;
+  counters.evict_requested_bytes += unaccounted + over_quota;
+  if (over_quota != 0) arm_evict(c, over_quota, now);
+  out.push_back(Evict{c.id, c.device, unaccounted + over_quota});
 }
 
 void Arbiter::State::enqueue(ClientRec& c, TimeUs now) {
@@ -86,9 +89,15 @@ void Arbiter::State::dequeue(ClientRec& c) {
   c.state = ClientState::idle;
 }
 
-void Arbiter::State::evict(ClientRec& c, std::uint64_t bytes, Decisions& out) {
-  if (bytes == 0) return;
+void Arbiter::State::arm_evict(ClientRec& c, std::uint64_t bytes, TimeUs now) {
   c.pending_evict_bytes += bytes;
+  if (c.evict_deadline_us == 0)
+    c.evict_deadline_us = now + (config.quantum_deadline_ms + config.revoke_grace_ms) * 1000;
+}
+
+void Arbiter::State::evict(ClientRec& c, std::uint64_t bytes, TimeUs now, Decisions& out) {
+  if (bytes == 0) return;
+  arm_evict(c, bytes, now);
   ++counters.evict_requests;
   counters.evict_requested_bytes += bytes;
   out.push_back(Evict{c.id, c.device, bytes});
@@ -108,7 +117,7 @@ void Arbiter::State::end_lease(ClientRec& c, TimeUs now) {
   c.revoke_deadline_us = 0;
 }
 
-bool Arbiter::State::make_room(DeviceRec& d, ClientRec& requester, std::uint64_t need_bytes,
+bool Arbiter::State::make_room(DeviceRec& d, ClientRec& requester, std::uint64_t need_bytes, TimeUs now,
                                Decisions& out) {
   const std::uint64_t deficit =
       policy::fit_deficit(d.capacity_bytes, device_bytes(d, requester.id), requester.resident_bytes, need_bytes);
@@ -124,14 +133,14 @@ bool Arbiter::State::make_room(DeviceRec& d, ClientRec& requester, std::uint64_t
   }
   if (pending >= deficit) return false;  // enough is already on its way out
   for (const policy::EvictRequest& r : policy::plan_evictions(std::move(residents), deficit - pending))
-    evict(clients.at(r.client), r.bytes, out);
+    evict(clients.at(r.client), r.bytes, now, out);
   return false;
 }
 
 void Arbiter::State::schedule(DeviceRec& d, TimeUs now, Decisions& out) {
   if (d.holder) {
     ClientRec& h = clients.at(*d.holder);
-    if (h.growth_need_bytes && make_room(d, h, *h.growth_need_bytes, out)) {
+    if (h.growth_need_bytes && make_room(d, h, *h.growth_need_bytes, now, out)) {
       h.need_bytes = *h.growth_need_bytes;
       h.growth_need_bytes.reset();
       out.push_back(Grant{h.id, d.id, h.lease, 0});
@@ -161,7 +170,7 @@ void Arbiter::State::schedule(DeviceRec& d, TimeUs now, Decisions& out) {
   }
   if (d.draining || d.queue.empty()) return;
   ClientRec& head = clients.at(ordered_queue(d, now).front());
-  if (!make_room(d, head, head.need_bytes, out)) return;
+  if (!make_room(d, head, head.need_bytes, now, out)) return;
   const int cls = waiter_class(head, now);
   dequeue(head);
   const std::uint64_t waited = now > head.wait_since_us ? now - head.wait_since_us : 0;
@@ -180,6 +189,7 @@ void Arbiter::State::schedule(DeviceRec& d, TimeUs now, Decisions& out) {
 
 void Arbiter::State::schedule_all(TimeUs now, Decisions& out) {
   for (auto& [id, d] : devices) schedule(d, now, out);
+  reap_devices();
 }
 
 std::optional<DeviceId> Arbiter::State::move_target(const ClientRec& c, std::uint64_t need_bytes) const {
@@ -199,7 +209,7 @@ bool Arbiter::State::relocate(ClientRec& c, TimeUs now, Decisions& out) {
   if (!target) return false;
   if (c.resident_bytes > 0) {
     // Its memory lives on the draining device: it moves once it reports 0.
-    evict(c, c.resident_bytes - c.pending_evict_bytes, out);
+    evict(c, c.resident_bytes - c.pending_evict_bytes, now, out);
     return true;
   }
   DeviceRec& from = devices.at(c.device);

@@ -52,6 +52,7 @@ std::optional<TimeUs> Arbiter::next_wakeup(TimeUs now) const {
   auto consider = [&](TimeUs t) { at = at ? std::min(*at, t) : t; };
   for (const auto& [id, c] : s.clients) {
     if (s.config.heartbeat_timeout_ms != 0) consider(c.last_heard_us + s.config.heartbeat_timeout_ms * 1000);
+    if (c.evict_deadline_us != 0) consider(c.evict_deadline_us);
     if (c.state == ClientState::revoked) consider(c.revoke_deadline_us + s.config.revoke_grace_ms * 1000);
     if (c.state == ClientState::waiting)
       if (auto t = policy::next_aging_step(c.priority, c.wait_since_us, now, s.config.aging_ms)) consider(*t);
@@ -59,7 +60,10 @@ std::optional<TimeUs> Arbiter::next_wakeup(TimeUs now) const {
   for (const auto& [id, d] : s.devices) {
     if (!d.holder || d.queue.empty()) continue;
     const ClientRec& h = s.clients.at(*d.holder);
-    if (h.state == ClientState::holding) consider(h.lease_start_us + s.config.quantum_ms * 1000);
+    if (h.state != ClientState::holding) continue;
+    // A lower class waiter cannot use the quantum until it ages (considered above).
+    const ClientRec& head = s.clients.at(s.ordered_queue(d, now).front());
+    if (s.waiter_class(head, now) <= h.lease_class) consider(h.lease_start_us + s.config.quantum_ms * 1000);
   }
   if (at && *at < now) at = now;
   return at;

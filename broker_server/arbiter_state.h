@@ -37,6 +37,7 @@ struct ClientRec {
   std::uint64_t quota_bytes = 0;          ///< 0: none
   std::optional<std::uint64_t> growth_need_bytes;  ///< holder asked for more; re-granted once it fits
   std::uint64_t pending_evict_bytes = 0;  ///< asked to evict, not yet reported
+  TimeUs evict_deadline_us = 0;           ///< report due by then (0: nothing asked)
   TimeUs last_heard_us = 0;
   TimeUs wait_since_us = 0;
   std::uint64_t wait_seq = 0;
@@ -84,20 +85,23 @@ struct Arbiter::State {
   int waiter_class(const ClientRec& c, TimeUs now) const;
 
   void touch(ClientRec& c, TimeUs now) { c.last_heard_us = std::max(c.last_heard_us, now); }
-  /// Accounts a residency report: clamped to the quota and to what fits on the
-  /// device; the excess is asked back with an Evict.
-  void apply_residency(ClientRec& c, std::uint64_t reported, Decisions& out);
+  /// Accounts a residency report. What does not fit the device is not accounted
+  /// and is asked back; what exceeds the quota is accounted and asked back.
+  void apply_residency(ClientRec& c, std::uint64_t reported, TimeUs now, Decisions& out);
   void enqueue(ClientRec& c, TimeUs now);
   void dequeue(ClientRec& c);
-  void evict(ClientRec& c, std::uint64_t bytes, Decisions& out);
+  /// Asks `c` to evict `bytes` more; it must report by its evict deadline.
+  void evict(ClientRec& c, std::uint64_t bytes, TimeUs now, Decisions& out);
+  void arm_evict(ClientRec& c, std::uint64_t bytes, TimeUs now);
   void reject(ClientRec& c, std::string reason, Decisions& out);
   /// The lease ends (release, disconnect): frees the device, closes the slice.
   void end_lease(ClientRec& c, TimeUs now);
   /// Asks the device's residents (all but `requester`) for what the requester
   /// still misses; true when it fits now.
-  bool make_room(DeviceRec& d, ClientRec& requester, std::uint64_t need_bytes, Decisions& out);
+  bool make_room(DeviceRec& d, ClientRec& requester, std::uint64_t need_bytes, TimeUs now, Decisions& out);
   /// Grants, revokes, or asks for memory on one device, as the policy says now.
   void schedule(DeviceRec& d, TimeUs now, Decisions& out);
+  /// Schedules every device, then forgets removed devices left empty.
   void schedule_all(TimeUs now, Decisions& out);
   /// Moves a client off a draining device when it can (see docs/scheduling.md);
   /// returns false when no other device can take it.

@@ -1,0 +1,190 @@
+// Priority classes: quantum slicing, immediate preemption, aging, runtime changes.
+#include "arbiter_bench.h"
+
+using namespace acb::broker;
+using namespace acb::broker::test;
+
+namespace {
+ArbiterConfig quick() {
+  ArbiterConfig cfg;
+  cfg.quantum_ms = 100;
+  cfg.preempt_deadline_ms = 20;
+  cfg.quantum_deadline_ms = 300;
+  cfg.aging_ms = 500;
+  cfg.heartbeat_timeout_ms = 60'000;
+  cfg.revoke_grace_ms = 60'000;
+  return cfg;
+}
+}  // namespace
+
+TEST_CASE("an equal-priority waiter preempts the holder after the quantum", "[arbiter]") {
+  Bench b(quick());
+  b.arb.add_device("gpu0", 1000 * MiB);
+  b.hello(1);
+  b.hello(2);
+  REQUIRE(granted(b.acquire(1), 1));
+  b.advance_ms(10);
+  CHECK(b.acquire(2).empty());
+  b.advance_ms(89);  // 99 ms into the lease
+  CHECK(b.tick().empty());
+  b.advance_ms(1);
+  auto revokes = for_client<Revoke>(b.tick(), 1);
+  REQUIRE(revokes.size() == 1);
+  CHECK(revokes[0].reason == RevokeReason::quantum);
+  CHECK(revokes[0].deadline_ms == 300);
+  CHECK(b.tick().empty());  // revoked once only
+  CHECK(b.arb.counters().revokes == 1);
+  CHECK(b.arb.counters().preemptions == 0);
+}
+
+TEST_CASE("a holder alone, or ahead of lower classes only, keeps the lease past its quantum", "[arbiter]") {
+  ArbiterConfig cfg = quick();
+  cfg.aging_ms = 0;
+  Bench b(cfg);
+  b.arb.add_device("gpu0", 1000 * MiB);
+  b.hello(1, Priority::training);
+  b.hello(2, Priority::batch);
+  REQUIRE(granted(b.acquire(1), 1));
+  b.advance_ms(1000);
+  CHECK(b.tick().empty());
+  b.acquire(2);
+  b.advance_ms(1000);
+  CHECK(b.tick().empty());
+  CHECK(b.state(1) == ClientState::holding);
+}
+
+TEST_CASE("a higher class preempts at once with the short deadline", "[arbiter]") {
+  Bench b(quick());
+  b.arb.add_device("gpu0", 1000 * MiB);
+  b.hello(1, Priority::training);
+  b.hello(2, Priority::inference);
+  REQUIRE(granted(b.acquire(1), 1));
+  b.advance_ms(1);
+  auto ds = b.acquire(2);
+  auto revokes = for_client<Revoke>(ds, 1);
+  REQUIRE(revokes.size() == 1);
+  CHECK(revokes[0].reason == RevokeReason::preempt);
+  CHECK(revokes[0].deadline_ms == 20);
+  CHECK(b.arb.counters().preemptions == 1);
+  CHECK(b.client(1).preemptions == 1);
+  b.advance_ms(5);
+  CHECK(granted(b.release(1), 2));
+}
+
+TEST_CASE("a higher class waiter goes before earlier lower class waiters", "[arbiter]") {
+  Bench b(quick());
+  b.arb.add_device("gpu0", 1000 * MiB);
+  b.hello(1, Priority::inference);
+  b.hello(2, Priority::batch);
+  b.hello(3, Priority::training);
+  b.hello(4, Priority::inference);
+  REQUIRE(granted(b.acquire(1), 1));
+  b.acquire(2);
+  b.acquire(3);
+  b.acquire(4);
+  CHECK(b.device(0).queue == std::vector<ClientId>{4, 3, 2});
+  CHECK(granted(b.release(1), 4));
+}
+
+namespace {
+/// Runs a stream of training jobs that re-queue after every lease, with one batch
+/// waiter; returns the simulated ms until the batch job is granted (nullopt: never).
+std::optional<std::uint64_t> batch_grant_ms(std::uint64_t aging_ms) {
+  ArbiterConfig cfg = quick();
+  cfg.aging_ms = aging_ms;
+  Bench b(cfg);
+  b.arb.add_device("gpu0", 1000 * MiB);
+  for (ClientId c = 1; c <= 3; ++c) b.hello(c, Priority::training);
+  b.hello(9, Priority::batch);
+  REQUIRE(granted(b.acquire(1), 1));
+  b.acquire(2);
+  b.acquire(3);
+  b.acquire(9);
+  for (std::uint64_t ms = 10; ms <= 3000; ms += 10) {
+    b.advance_ms(10);
+    for (const Revoke& r : all_of<Revoke>(b.tick_alive())) {
+      auto ds = b.release(r.client);
+      if (granted(ds, 9)) return ms;
+      b.acquire(r.client);  // the training job wants the device again at once
+    }
+  }
+  return std::nullopt;
+}
+}  // namespace
+
+TEST_CASE("aging: a batch waiter is granted under a stream of training work", "[arbiter]") {
+  CHECK_FALSE(batch_grant_ms(0).has_value());  // without aging it starves
+  auto at = batch_grant_ms(500);
+  REQUIRE(at.has_value());
+  // Counts as training from 500 ms, oldest of the class, so it is next at the
+  // first quantum expiry after that.
+  CHECK(*at >= 500);
+  CHECK(*at <= 600);
+}
+
+TEST_CASE("aging lets a long-waiting batch job preempt a training holder", "[arbiter]") {
+  Bench b(quick());
+  b.arb.add_device("gpu0", 1000 * MiB);
+  b.hello(1, Priority::inference);
+  b.hello(2, Priority::batch);
+  REQUIRE(granted(b.acquire(1), 1));
+  b.acquire(2);
+  b.advance_ms(999);
+  CHECK(b.tick().empty());  // counts as training: still below inference
+  b.advance_ms(1);
+  auto revokes = for_client<Revoke>(b.tick(), 1);  // counts as inference now, quantum long over
+  REQUIRE(revokes.size() == 1);
+  CHECK(revokes[0].reason == RevokeReason::quantum);
+  auto g = for_client<Grant>(b.release(1), 2);
+  REQUIRE(g.size() == 1);
+  CHECK(g[0].waited_us == 1'000'000);
+}
+
+TEST_CASE("set_priority: lowering the holder or raising a waiter preempts at once", "[arbiter]") {
+  Bench b(quick());
+  b.arb.add_device("gpu0", 1000 * MiB);
+  b.hello(1, Priority::training);
+  b.hello(2, Priority::training);
+  REQUIRE(granted(b.acquire(1), 1));
+  b.acquire(2);
+  SECTION("raise the waiter") {
+    auto revokes = for_client<Revoke>(b.arb.set_priority(2, Priority::inference, b.now), 1);
+    b.arb.validate();
+    REQUIRE(revokes.size() == 1);
+    CHECK(revokes[0].reason == RevokeReason::preempt);
+  }
+  SECTION("lower the holder") {
+    auto revokes = for_client<Revoke>(b.arb.set_priority(1, Priority::batch, b.now), 1);
+    b.arb.validate();
+    REQUIRE(revokes.size() == 1);
+    CHECK(revokes[0].reason == RevokeReason::preempt);
+    CHECK(b.client(1).priority == Priority::batch);
+  }
+  SECTION("an unrelated change does nothing") {
+    CHECK(b.arb.set_priority(2, Priority::batch, b.now).empty());
+  }
+}
+
+TEST_CASE("set_quantum applies to the running lease at once", "[arbiter]") {
+  ArbiterConfig cfg = quick();
+  cfg.aging_ms = 0;
+  Bench b(cfg);
+  b.arb.add_device("gpu0", 1000 * MiB);
+  b.hello(1);
+  b.hello(2);
+  REQUIRE(granted(b.acquire(1), 1));
+  b.acquire(2);
+  b.advance_ms(60);
+  CHECK(b.tick().empty());
+  auto revokes = for_client<Revoke>(b.arb.set_quantum(50, b.now), 1);
+  REQUIRE(revokes.size() == 1);
+  CHECK(revokes[0].reason == RevokeReason::quantum);
+  CHECK(b.arb.config().quantum_ms == 50);
+  b.release(1);
+  b.acquire(1);
+  CHECK(b.arb.set_quantum(1000, b.now).empty());
+  b.advance_ms(999);
+  CHECK(b.tick().empty());
+  b.advance_ms(1);
+  CHECK(for_client<Revoke>(b.tick(), 2).size() == 1);
+}
