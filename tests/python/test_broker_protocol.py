@@ -1,0 +1,185 @@
+"""Protocol errors and security: one bad connection is closed, everyone else goes on."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import socket
+import struct
+
+import pytest
+
+from acb import _wire
+from conftest import wait_for
+
+
+def raw_connect(broker) -> socket.socket:
+    s = socket.create_connection((broker.host, broker.port), timeout=5)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return s
+
+
+def frame(obj) -> bytes:
+    payload = obj if isinstance(obj, bytes) else json.dumps(obj).encode()
+    return struct.pack(">I", len(payload)) + payload
+
+
+def hello(broker, **extra) -> dict:
+    m = {"op": "hello", "versions": [1], "token": broker.token, "name": "raw", "pid": os.getpid()}
+    m.update(extra)
+    return m
+
+
+def read_until_closed(s: socket.socket, timeout_s: float = 5.0) -> list:
+    """Every frame the broker sends until it closes the connection (bounded)."""
+    s.settimeout(timeout_s)
+    data = b""
+    while True:
+        try:
+            chunk = s.recv(65536)
+        except ConnectionResetError:
+            break
+        except TimeoutError:
+            raise AssertionError(f"the broker kept the connection open for {timeout_s} s; got {data!r}")
+        if not chunk:
+            break
+        data += chunk
+    messages = []
+    while len(data) >= 4:
+        (size,) = struct.unpack(">I", data[:4])
+        if len(data) < 4 + size:
+            break
+        messages.append(json.loads(data[4:4 + size]))
+        data = data[4 + size:]
+    return messages
+
+
+def random_bytes(n: int) -> bytes:
+    return random.Random(1234).randbytes(n)
+
+
+# Each case: (bytes after an optional hello, whether to say hello first, expected reason fragment or None).
+CASES = {
+    "random bytes": (random_bytes(4096), False, None),
+    "oversized length": (struct.pack(">I", (1 << 20) + 1) + b"{}", False, "exceeds the maximum"),
+    "not json": (frame(b"{not json"), False, "not valid JSON"),
+    "json array": (frame([1, 2, 3]), False, "not a JSON object"),
+    "missing op": (frame({"hello": 1}), False, "\"op\""),
+    "frame before hello": (frame({"op": "acquire"}), False, "first frame must be \"hello\""),
+    "unknown op": (frame({"op": "launch_missiles"}), True, "unknown op"),
+    "wrong member type": (frame({"op": "residency", "resident_bytes": "lots"}), True, "resident_bytes"),
+    "negative bytes": (frame({"op": "acquire", "need_bytes": -5}), True, "need_bytes"),
+    "missing member": (frame({"op": "residency"}), True, "resident_bytes"),
+    "second hello": (None, True, "second"),
+    "status without seq": (frame({"op": "status"}), True, "seq"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_bad_input_closes_only_that_connection(broker, case):
+    payload, say_hello, reason = CASES[case]
+    with broker.connect(name="bystander", timeout_s=5) as bystander:
+        bystander.send({"op": "acquire"})
+        wait_for(bystander, "grant")
+        s = raw_connect(broker)
+        try:
+            if say_hello:
+                s.sendall(frame(hello(broker)))
+            if payload is None:  # second hello
+                payload = frame(hello(broker))
+            s.sendall(payload)
+            messages = read_until_closed(s)
+        finally:
+            s.close()
+        if say_hello:
+            assert messages and messages[0]["op"] == "welcome"
+            messages = messages[1:]
+        if reason is not None:
+            assert messages and messages[-1]["op"] == "error", messages
+            assert reason in messages[-1]["reason"], messages
+        # The server logged one line naming the peer, and everyone else goes on.
+        assert "protocol error from 127.0.0.1:" in broker.stderr_text()
+        assert broker.alive()
+        status = bystander.request({"op": "status"})
+        assert status["devices"][0]["holder"] == bystander.welcome["client_id"]
+        bystander.send({"op": "release"})
+        with broker.connect(name="next") as other:
+            other.send({"op": "acquire"})
+            assert wait_for(other, "grant")["lease"] > 0
+
+
+def test_truncated_frame_then_close_leaves_the_server_up(broker):
+    with broker.connect(name="bystander") as bystander:
+        s = raw_connect(broker)
+        s.sendall(frame(hello(broker))[:10])
+        s.close()
+        s = raw_connect(broker)
+        s.sendall(frame(hello(broker)) + frame({"op": "acquire"})[:6])
+        s.close()
+        assert bystander.request({"op": "status"})["op"] == "status"
+        assert broker.alive()
+
+
+def test_wrong_token_is_refused(broker):
+    with pytest.raises(_wire.BrokerError, match="authentication failed"):
+        broker.connect(token="0" * 64)
+    with pytest.raises(_wire.BrokerError, match="authentication failed"):
+        broker.connect(token="")
+    # The admin role needs the admin token, not the client's.
+    with pytest.raises(_wire.BrokerError, match="authentication failed"):
+        _wire.Connection(broker.host, broker.port, role="admin", token=broker.token)
+    assert "authentication failed from 127.0.0.1:" in broker.stderr_text()
+    with broker.connect(name="good") as good:
+        assert good.welcome["client_id"] > 0
+
+
+def test_admin_ops_with_the_client_token_are_refused(broker):
+    with broker.connect(name="plain") as c:
+        for op in ({"op": "set_quantum", "quantum_ms": 5},
+                   {"op": "drain_device", "device": 0},
+                   {"op": "add_device", "capacity_bytes": 1 << 30},
+                   {"op": "remove_device", "device": 0},
+                   {"op": "set_quota", "client_id": c.welcome["client_id"], "quota_bytes": 1},
+                   {"op": "trace"}):
+            with pytest.raises(_wire.BrokerError, match="requires the admin role"):
+                c.request(op)
+        with broker.connect(name="other") as other:
+            with pytest.raises(_wire.BrokerError, match="admin role"):
+                c.request({"op": "set_priority", "priority": "batch", "client_id": other.welcome["client_id"]})
+            # Its own priority it may change.
+            c.request({"op": "set_priority", "priority": "batch"})
+            status = c.request({"op": "status"})
+        prio = {x["client_id"]: x["priority"] for x in status["clients"]}
+        assert prio[c.welcome["client_id"]] == "batch"
+        assert prio[other.welcome["client_id"]] == "training"
+        assert status["quantum_ms"] != 5 and not status["devices"][0]["draining"]
+
+
+def test_admin_connections_may_administer(broker):
+    with broker.admin() as admin, broker.connect(name="job") as job:
+        admin.request({"op": "set_quota", "client_id": job.welcome["client_id"], "quota_bytes": 1 << 20})
+        added = admin.request({"op": "add_device", "capacity_bytes": 2 << 30, "name": "extra"})
+        assert isinstance(added["device"], int)
+        with pytest.raises(_wire.BrokerError, match="does not exist"):
+            admin.request({"op": "drain_device", "device": 999})
+        with pytest.raises(_wire.BrokerError, match="no client"):
+            admin.request({"op": "set_quota", "client_id": 999999, "quota_bytes": 1})
+        status = admin.request({"op": "status"})
+        assert [d["capacity_bytes"] for d in status["devices"] if d["name"] == "extra"] == [2 << 30]
+        quota = {c["client_id"]: c["quota_bytes"] for c in status["clients"]}
+        assert quota[job.welcome["client_id"]] == 1 << 20
+        # An admin connection holds no lease.
+        admin.send({"op": "acquire"})
+        with pytest.raises(_wire.BrokerError):
+            wait_for(admin, "grant", 5.0)
+
+
+def test_no_common_version_is_refused(broker):
+    s = raw_connect(broker)
+    try:
+        s.sendall(frame(hello(broker, versions=[99])))
+        messages = read_until_closed(s)
+    finally:
+        s.close()
+    assert messages[-1]["op"] == "error" and "version" in messages[-1]["reason"]
