@@ -82,18 +82,29 @@ void EmulatedStreams::destroy_stream(StreamHandle stream) {
 }
 
 void EmulatedStreams::enqueue(StreamHandle stream, std::function<void()> work) {
-  std::lock_guard<std::mutex> lock(mutex_);
-  Stream& state = stream_locked(stream, "enqueue");
-  ++state.enqueued;
-  if (state.paused) {
-    state.queued.push_back(std::move(work));
-    return;
+  std::shared_ptr<Stream> keep;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    Stream& state = stream_locked(stream, "enqueue");
+    ++state.enqueued;
+    if (state.paused) {
+      state.queued.push_back(std::move(work));
+      return;
+    }
+    keep = stream == nullptr ? null_stream_ : streams_.at(stream);
   }
-  // Count the work as completed even when it throws: the error goes to the caller.
+  // Run outside the lock so copies on different streams (and threads) overlap
+  // and event queries are not held up by a long memcpy. Count the work as
+  // completed even when it throws: the error goes to the caller.
   struct Complete {
-    Stream& s;
-    ~Complete() { ++s.completed; }
-  } complete{state};
+    EmulatedStreams& self;
+    Stream& state;
+    ~Complete() {
+      std::lock_guard<std::mutex> lock(self.mutex_);
+      ++state.completed;
+      self.progressed_.notify_all();
+    }
+  } complete{*this, *keep};
   work();
 }
 

@@ -15,8 +15,9 @@
 // not wait for other streams (nothing ever runs concurrently here), and it
 // can be paused like any other.
 //
-// Thread-safety: all methods are thread-safe. Queued work runs with the
-// streams' mutex held, so it must not call back into EmulatedStreams.
+// Thread-safety: all methods are thread-safe. Work on a running stream runs
+// in the enqueuing thread without the streams' mutex; queued work runs at
+// resume with it held, so work must not call back into EmulatedStreams.
 #pragma once
 
 #include <chrono>

@@ -14,6 +14,7 @@ acb_add_test(test_drivers
     ${CMAKE_CURRENT_LIST_DIR}/test_driver_conformance.cpp
     ${CMAKE_CURRENT_LIST_DIR}/test_driver_emulated.cpp
     ${CMAKE_CURRENT_LIST_DIR}/test_driver_cuda.cpp
+    ${CMAKE_CURRENT_LIST_DIR}/test_driver_stress.cpp
   LIBS acb_alloc)
 add_dependencies(test_drivers acb_fake_libcuda)
 target_compile_definitions(test_drivers PRIVATE ACB_FAKE_LIBCUDA="$<TARGET_FILE:acb_fake_libcuda>")
