@@ -59,11 +59,10 @@ def parse_address(text: str) -> Tuple[str, int]:
 
 
 def resolve_broker(broker: Optional[str]) -> Tuple[str, int]:
-    """The broker to join: the argument, else ACB_BROKER, else the embedded local broker."""
+    """The broker to join: the argument, else the one at ACB_BROKER (default 127.0.0.1:43210),
+    started there as the embedded local broker when none answers (acb._broker.ensure_broker)."""
     if broker:
         return parse_address(broker)
-    if os.environ.get("ACB_BROKER"):
-        return parse_address(os.environ["ACB_BROKER"])
     from acb import _broker
 
     host, port = _broker.ensure_broker()
