@@ -19,16 +19,19 @@ CudaApi CudaApi::load(const std::string& library) {
   if (handle == nullptr) {
     const char* why = ::dlerror();
     throw DriverError("dlopen", ENOENT,
-                      "dlopen(" + library + ") failed: " + (why != nullptr ? why : "unknown error") +
+                      "dlopen(" + library +
+                          ") failed: " + (why != nullptr ? why : "unknown error") +
                           " (no NVIDIA driver installed? set ACB_CUDA_LIBRARY to its path)");
   }
   CudaApi api;
-#define ACB_CUDA_RESOLVE(name, symbol)                                                                \
-  api.name = reinterpret_cast<decltype(api.name)>(::dlsym(handle, symbol));                           \
-  if (api.name == nullptr)                                                                            \
-    throw DriverError("dlsym", ENOSYS,                                                                \
-                      "dlsym(" + library + ", " symbol ") failed: the NVIDIA driver is too old for " \
-                      "acb (virtual memory management needs CUDA 10.2 or newer)");
+#define ACB_CUDA_RESOLVE(name, symbol)                                      \
+  api.name = reinterpret_cast<decltype(api.name)>(::dlsym(handle, symbol)); \
+  if (api.name == nullptr)                                                  \
+    throw DriverError("dlsym", ENOSYS,                                      \
+                      "dlsym(" + library +                                  \
+                          ", " symbol                                       \
+                          ") failed: the NVIDIA driver is too old for "     \
+                          "acb (virtual memory management needs CUDA 10.2 or newer)");
   ACB_CUDA_FUNCTIONS(ACB_CUDA_RESOLVE)
 #undef ACB_CUDA_RESOLVE
   return api;
@@ -37,7 +40,8 @@ CudaApi CudaApi::load(const std::string& library) {
 std::string CudaApi::error_text(CUresult result) const {
   const char* text = nullptr;
   const char* name = nullptr;
-  if (cuGetErrorString == nullptr || cuGetErrorString(result, &text) != CUDA_SUCCESS || text == nullptr)
+  if (cuGetErrorString == nullptr || cuGetErrorString(result, &text) != CUDA_SUCCESS ||
+      text == nullptr)
     text = "unknown error";
   if (cuGetErrorName == nullptr || cuGetErrorName(result, &name) != CUDA_SUCCESS || name == nullptr)
     name = "CUresult";

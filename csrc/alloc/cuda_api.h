@@ -20,38 +20,38 @@
 namespace acb::alloc {
 
 struct CudaApi {
-#define ACB_CUDA_FUNCTIONS(X)                                               \
-  X(cuInit, "cuInit")                                                       \
-  X(cuDriverGetVersion, "cuDriverGetVersion")                               \
-  X(cuGetErrorString, "cuGetErrorString")                                   \
-  X(cuGetErrorName, "cuGetErrorName")                                       \
-  X(cuDeviceGet, "cuDeviceGet")                                             \
-  X(cuDeviceGetCount, "cuDeviceGetCount")                                   \
-  X(cuDevicePrimaryCtxRetain, "cuDevicePrimaryCtxRetain")                   \
-  X(cuDevicePrimaryCtxRelease, "cuDevicePrimaryCtxRelease_v2")              \
-  X(cuCtxGetCurrent, "cuCtxGetCurrent")                                     \
-  X(cuCtxSetCurrent, "cuCtxSetCurrent")                                     \
-  X(cuCtxSynchronize, "cuCtxSynchronize")                                   \
-  X(cuMemGetInfo, "cuMemGetInfo_v2")                                        \
-  X(cuMemGetAllocationGranularity, "cuMemGetAllocationGranularity")         \
-  X(cuMemAddressReserve, "cuMemAddressReserve")                             \
-  X(cuMemAddressFree, "cuMemAddressFree")                                   \
-  X(cuMemCreate, "cuMemCreate")                                             \
-  X(cuMemRelease, "cuMemRelease")                                           \
-  X(cuMemMap, "cuMemMap")                                                   \
-  X(cuMemSetAccess, "cuMemSetAccess")                                       \
-  X(cuMemUnmap, "cuMemUnmap")                                               \
-  X(cuMemHostAlloc, "cuMemHostAlloc")                                       \
-  X(cuMemFreeHost, "cuMemFreeHost")                                         \
-  X(cuMemcpyHtoDAsync, "cuMemcpyHtoDAsync_v2")                              \
-  X(cuMemcpyDtoHAsync, "cuMemcpyDtoHAsync_v2")                              \
-  X(cuStreamCreate, "cuStreamCreate")                                       \
-  X(cuStreamDestroy, "cuStreamDestroy_v2")                                  \
-  X(cuStreamSynchronize, "cuStreamSynchronize")                             \
-  X(cuEventCreate, "cuEventCreate")                                         \
-  X(cuEventDestroy, "cuEventDestroy_v2")                                    \
-  X(cuEventRecord, "cuEventRecord")                                         \
-  X(cuEventQuery, "cuEventQuery")                                           \
+#define ACB_CUDA_FUNCTIONS(X)                                       \
+  X(cuInit, "cuInit")                                               \
+  X(cuDriverGetVersion, "cuDriverGetVersion")                       \
+  X(cuGetErrorString, "cuGetErrorString")                           \
+  X(cuGetErrorName, "cuGetErrorName")                               \
+  X(cuDeviceGet, "cuDeviceGet")                                     \
+  X(cuDeviceGetCount, "cuDeviceGetCount")                           \
+  X(cuDevicePrimaryCtxRetain, "cuDevicePrimaryCtxRetain")           \
+  X(cuDevicePrimaryCtxRelease, "cuDevicePrimaryCtxRelease_v2")      \
+  X(cuCtxGetCurrent, "cuCtxGetCurrent")                             \
+  X(cuCtxSetCurrent, "cuCtxSetCurrent")                             \
+  X(cuCtxSynchronize, "cuCtxSynchronize")                           \
+  X(cuMemGetInfo, "cuMemGetInfo_v2")                                \
+  X(cuMemGetAllocationGranularity, "cuMemGetAllocationGranularity") \
+  X(cuMemAddressReserve, "cuMemAddressReserve")                     \
+  X(cuMemAddressFree, "cuMemAddressFree")                           \
+  X(cuMemCreate, "cuMemCreate")                                     \
+  X(cuMemRelease, "cuMemRelease")                                   \
+  X(cuMemMap, "cuMemMap")                                           \
+  X(cuMemSetAccess, "cuMemSetAccess")                               \
+  X(cuMemUnmap, "cuMemUnmap")                                       \
+  X(cuMemHostAlloc, "cuMemHostAlloc")                               \
+  X(cuMemFreeHost, "cuMemFreeHost")                                 \
+  X(cuMemcpyHtoDAsync, "cuMemcpyHtoDAsync_v2")                      \
+  X(cuMemcpyDtoHAsync, "cuMemcpyDtoHAsync_v2")                      \
+  X(cuStreamCreate, "cuStreamCreate")                               \
+  X(cuStreamDestroy, "cuStreamDestroy_v2")                          \
+  X(cuStreamSynchronize, "cuStreamSynchronize")                     \
+  X(cuEventCreate, "cuEventCreate")                                 \
+  X(cuEventDestroy, "cuEventDestroy_v2")                            \
+  X(cuEventRecord, "cuEventRecord")                                 \
+  X(cuEventQuery, "cuEventQuery")                                   \
   X(cuEventSynchronize, "cuEventSynchronize")
 
   // decltype of the header's declaration (the macro picks the versioned one),

@@ -82,7 +82,8 @@ class CudaDriver final : public Driver {
   MemoryInfo memory_info(int device) const override {
     use_device(device, "cuMemGetInfo");
     size_t free_bytes = 0, total_bytes = 0;
-    check("cuMemGetInfo", api_.cuMemGetInfo(&free_bytes, &total_bytes), "device=" + std::to_string(device));
+    check("cuMemGetInfo", api_.cuMemGetInfo(&free_bytes, &total_bytes),
+          "device=" + std::to_string(device));
     return MemoryInfo{free_bytes, total_bytes};
   }
 
@@ -113,11 +114,11 @@ class CudaDriver final : public Driver {
       std::string figures;
       size_t free_bytes = 0, total_bytes = 0;
       if (api_.cuMemGetInfo(&free_bytes, &total_bytes) == CUDA_SUCCESS)
-        figures = ": device has free=" + std::to_string(free_bytes) + " of total=" + std::to_string(total_bytes) +
-                  " bytes";
+        figures = ": device has free=" + std::to_string(free_bytes) +
+                  " of total=" + std::to_string(total_bytes) + " bytes";
       throw DriverError("cuMemCreate", result,
-                        "cuMemCreate(" + size_device(bytes, device) + ") failed: " + api_.error_text(result) +
-                            figures)
+                        "cuMemCreate(" + size_device(bytes, device) +
+                            ") failed: " + api_.error_text(result) + figures)
           .set_out_of_memory(true);
     }
     check("cuMemCreate", result, size_device(bytes, device));
@@ -162,8 +163,9 @@ class CudaDriver final : public Driver {
     void* ptr = nullptr;
     const CUresult result = api_.cuMemHostAlloc(&ptr, bytes, CU_MEMHOSTALLOC_PORTABLE);
     if (result == CUDA_ERROR_OUT_OF_MEMORY)
-      throw DriverError("cuMemHostAlloc", result,
-                        "cuMemHostAlloc(size=" + std::to_string(bytes) + ") failed: " + api_.error_text(result))
+      throw DriverError(
+          "cuMemHostAlloc", result,
+          "cuMemHostAlloc(size=" + std::to_string(bytes) + ") failed: " + api_.error_text(result))
           .set_out_of_memory(true);
     check("cuMemHostAlloc", result, "size=" + std::to_string(bytes));
     return ptr;
@@ -173,13 +175,15 @@ class CudaDriver final : public Driver {
     if (ptr == nullptr) return;
     use_device(0, "cuMemFreeHost");
     check("cuMemFreeHost", api_.cuMemFreeHost(ptr),
-          "address=" + hex(reinterpret_cast<std::uintptr_t>(ptr)) + ", size=" + std::to_string(bytes));
+          "address=" + hex(reinterpret_cast<std::uintptr_t>(ptr)) +
+              ", size=" + std::to_string(bytes));
   }
 
   StreamHandle create_stream(int device) override {
     use_device(device, "cuStreamCreate");
     CUstream stream = nullptr;
-    check("cuStreamCreate", api_.cuStreamCreate(&stream, CU_STREAM_NON_BLOCKING), "device=" + std::to_string(device));
+    check("cuStreamCreate", api_.cuStreamCreate(&stream, CU_STREAM_NON_BLOCKING),
+          "device=" + std::to_string(device));
     std::lock_guard<std::mutex> lock(mutex_);
     stream_devices_[stream] = device;
     return stream;
@@ -188,7 +192,8 @@ class CudaDriver final : public Driver {
   void destroy_stream(StreamHandle stream) override {
     const int device = device_of_stream(stream);
     use_device(device, "cuStreamDestroy");
-    check("cuStreamDestroy", api_.cuStreamDestroy(static_cast<CUstream>(stream)), stream_args(stream, device));
+    check("cuStreamDestroy", api_.cuStreamDestroy(static_cast<CUstream>(stream)),
+          stream_args(stream, device));
     std::lock_guard<std::mutex> lock(mutex_);
     stream_devices_.erase(stream);
   }
@@ -208,7 +213,8 @@ class CudaDriver final : public Driver {
   EventHandle create_event(int device) override {
     use_device(device, "cuEventCreate");
     CUevent event = nullptr;
-    check("cuEventCreate", api_.cuEventCreate(&event, CU_EVENT_DISABLE_TIMING), "device=" + std::to_string(device));
+    check("cuEventCreate", api_.cuEventCreate(&event, CU_EVENT_DISABLE_TIMING),
+          "device=" + std::to_string(device));
     std::lock_guard<std::mutex> lock(mutex_);
     event_devices_[event] = device;
     return event;
@@ -217,7 +223,8 @@ class CudaDriver final : public Driver {
   void destroy_event(EventHandle event) override {
     const int device = device_of_event(event);
     use_device(device, "cuEventDestroy");
-    check("cuEventDestroy", api_.cuEventDestroy(static_cast<CUevent>(event)), event_args(event, device));
+    check("cuEventDestroy", api_.cuEventDestroy(static_cast<CUevent>(event)),
+          event_args(event, device));
     std::lock_guard<std::mutex> lock(mutex_);
     event_devices_.erase(event);
   }
@@ -225,7 +232,8 @@ class CudaDriver final : public Driver {
   void record_event(EventHandle event, StreamHandle stream) override {
     const int device = device_of_event(event);
     use_device(device, "cuEventRecord");
-    check("cuEventRecord", api_.cuEventRecord(static_cast<CUevent>(event), static_cast<CUstream>(stream)),
+    check("cuEventRecord",
+          api_.cuEventRecord(static_cast<CUevent>(event), static_cast<CUstream>(stream)),
           event_args(event, device) + ", stream=" + hex(reinterpret_cast<std::uintptr_t>(stream)));
   }
 
@@ -241,23 +249,28 @@ class CudaDriver final : public Driver {
   void synchronize_event(EventHandle event) override {
     const int device = device_of_event(event);
     use_device(device, "cuEventSynchronize");
-    check("cuEventSynchronize", api_.cuEventSynchronize(static_cast<CUevent>(event)), event_args(event, device));
+    check("cuEventSynchronize", api_.cuEventSynchronize(static_cast<CUevent>(event)),
+          event_args(event, device));
   }
 
-  void copy_to_host_async(void* dst, DevicePtr src, std::size_t bytes, StreamHandle stream) override {
+  void copy_to_host_async(void* dst, DevicePtr src, std::size_t bytes,
+                          StreamHandle stream) override {
     const int device = device_of_stream(stream);
     use_device(device, "cuMemcpyDtoHAsync");
-    check("cuMemcpyDtoHAsync", api_.cuMemcpyDtoHAsync(dst, src, bytes, static_cast<CUstream>(stream)),
-          "dst=" + hex(reinterpret_cast<std::uintptr_t>(dst)) + ", src=" + hex(src) + ", size=" +
-              std::to_string(bytes) + ", " + stream_args(stream, device));
+    check("cuMemcpyDtoHAsync",
+          api_.cuMemcpyDtoHAsync(dst, src, bytes, static_cast<CUstream>(stream)),
+          "dst=" + hex(reinterpret_cast<std::uintptr_t>(dst)) + ", src=" + hex(src) +
+              ", size=" + std::to_string(bytes) + ", " + stream_args(stream, device));
   }
 
-  void copy_to_device_async(DevicePtr dst, const void* src, std::size_t bytes, StreamHandle stream) override {
+  void copy_to_device_async(DevicePtr dst, const void* src, std::size_t bytes,
+                            StreamHandle stream) override {
     const int device = device_of_stream(stream);
     use_device(device, "cuMemcpyHtoDAsync");
-    check("cuMemcpyHtoDAsync", api_.cuMemcpyHtoDAsync(dst, src, bytes, static_cast<CUstream>(stream)),
-          "dst=" + hex(dst) + ", src=" + hex(reinterpret_cast<std::uintptr_t>(src)) + ", size=" +
-              std::to_string(bytes) + ", " + stream_args(stream, device));
+    check("cuMemcpyHtoDAsync",
+          api_.cuMemcpyHtoDAsync(dst, src, bytes, static_cast<CUstream>(stream)),
+          "dst=" + hex(dst) + ", src=" + hex(reinterpret_cast<std::uintptr_t>(src)) +
+              ", size=" + std::to_string(bytes) + ", " + stream_args(stream, device));
   }
 
  private:
@@ -269,15 +282,17 @@ class CudaDriver final : public Driver {
   /// Throws DriverError "call(args) failed: <CUDA's text>" unless result is CUDA_SUCCESS.
   void check(const char* call, CUresult result, const std::string& args) const {
     if (result == CUDA_SUCCESS) return;
-    throw DriverError(call, result, std::string(call) + "(" + args + ") failed: " + api_.error_text(result))
+    throw DriverError(call, result,
+                      std::string(call) + "(" + args + ") failed: " + api_.error_text(result))
         .set_out_of_memory(result == CUDA_ERROR_OUT_OF_MEMORY);
   }
 
   void check_device(int device, const char* call) const {
     if (device < 0 || device >= device_count())
       throw DriverError(call, CUDA_ERROR_INVALID_DEVICE,
-                        std::string(call) + "(device=" + std::to_string(device) + ") failed: no such device (" +
-                            std::to_string(device_count()) + " CUDA device(s))");
+                        std::string(call) + "(device=" + std::to_string(device) +
+                            ") failed: no such device (" + std::to_string(device_count()) +
+                            " CUDA device(s))");
   }
 
   /// Makes the device's primary context current on this thread.
@@ -326,10 +341,12 @@ class CudaDriver final : public Driver {
   }
 
   static std::string stream_args(StreamHandle stream, int device) {
-    return "stream=" + hex(reinterpret_cast<std::uintptr_t>(stream)) + ", device=" + std::to_string(device);
+    return "stream=" + hex(reinterpret_cast<std::uintptr_t>(stream)) +
+           ", device=" + std::to_string(device);
   }
   static std::string event_args(EventHandle event, int device) {
-    return "event=" + hex(reinterpret_cast<std::uintptr_t>(event)) + ", device=" + std::to_string(device);
+    return "event=" + hex(reinterpret_cast<std::uintptr_t>(event)) +
+           ", device=" + std::to_string(device);
   }
 
   const CudaApi api_;

@@ -17,16 +17,16 @@ namespace {
 /// "512MiB", "2GiB", "1048576", "64K": a positive byte count with an optional binary unit.
 std::size_t parse_capacity(const std::string& text, const std::string& spec) {
   const auto fail = [&](const std::string& why) {
-    return std::invalid_argument("emulated device \"" + spec + "\": capacity \"" + text + "\" " + why +
-                                 " (expected a byte count like 1073741824, 512MiB or 2GiB)");
+    return std::invalid_argument("emulated device \"" + spec + "\": capacity \"" + text + "\" " +
+                                 why + " (expected a byte count like 1073741824, 512MiB or 2GiB)");
   };
   std::size_t digits = 0;
   while (digits < text.size() && std::isdigit(static_cast<unsigned char>(text[digits]))) ++digits;
   if (digits == 0) throw fail("does not start with a number");
   const std::string unit = text.substr(digits);
   static const std::pair<const char*, int> kUnits[] = {
-      {"", 0}, {"B", 0}, {"K", 10}, {"KiB", 10}, {"M", 20}, {"MiB", 20},
-      {"G", 30}, {"GiB", 30}, {"T", 40}, {"TiB", 40}};
+      {"", 0},     {"B", 0},  {"K", 10},   {"KiB", 10}, {"M", 20},
+      {"MiB", 20}, {"G", 30}, {"GiB", 30}, {"T", 40},   {"TiB", 40}};
   int shift = -1;
   for (const auto& [name, bits] : kUnits)
     if (unit == name) shift = bits;
@@ -50,13 +50,16 @@ EmulatedDeviceOptions parse_emulated_device(const std::string& spec) {
   const auto colon = spec.find(':');
   options.name = spec.substr(0, colon);
   if (options.name.empty() || options.name.size() > 200)
-    throw std::invalid_argument("emulated device \"" + spec +
-                                "\": the name must have 1 to 200 characters (format name[:capacity])");
+    throw std::invalid_argument(
+        "emulated device \"" + spec +
+        "\": the name must have 1 to 200 characters (format name[:capacity])");
   for (char c : options.name)
     if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '-' && c != '.')
-      throw std::invalid_argument("emulated device \"" + spec + "\": the name may hold only letters, digits, "
+      throw std::invalid_argument("emulated device \"" + spec +
+                                  "\": the name may hold only letters, digits, "
                                   "'_', '-' and '.' (it names /dev/shm/acb-emulated-<name>)");
-  if (colon != std::string::npos) options.capacity_bytes = parse_capacity(spec.substr(colon + 1), spec);
+  if (colon != std::string::npos)
+    options.capacity_bytes = parse_capacity(spec.substr(colon + 1), spec);
   return options;
 }
 

@@ -23,11 +23,14 @@ std::string hex(std::uintptr_t value) {
   return out.str();
 }
 
-DriverError error(const std::string& call, int code, const std::string& args, const std::string& why) {
+DriverError error(const std::string& call, int code, const std::string& args,
+                  const std::string& why) {
   return DriverError(call, code, "emulated " + call + "(" + args + ") failed: " + why);
 }
 
-std::string errno_text(int err) { return std::string(std::strerror(err)) + " (" + std::to_string(err) + ")"; }
+std::string errno_text(int err) {
+  return std::string(std::strerror(err)) + " (" + std::to_string(err) + ")";
+}
 
 bool is_power_of_two(std::size_t value) { return value != 0 && (value & (value - 1)) == 0; }
 
@@ -47,19 +50,24 @@ const EmulatedDeviceOptions& validated(const EmulatedDeviceOptions& options) {
 std::size_t span_for(const EmulatedDeviceOptions& options) {
   // Room for every device's capacity four times over: first fit never runs out
   // in practice, and the memfd is sparse so the span costs nothing.
-  const std::size_t wanted = options.capacity_bytes * static_cast<std::size_t>(options.device_count) * 4;
+  const std::size_t wanted =
+      options.capacity_bytes * static_cast<std::size_t>(options.device_count) * 4;
   return std::max(kMinSpanBytes, wanted);
 }
 
 }  // namespace
 
 EmulatedDriver::EmulatedDriver(const EmulatedDeviceOptions& options)
-    : options_(validated(options)), ledger_(options.name), memory_(options.name, span_for(options)) {}
+    : options_(validated(options)),
+      ledger_(options.name),
+      memory_(options.name, span_for(options)) {}
 
 EmulatedDriver::~EmulatedDriver() {
   // Give back whatever the owner leaked so the shared capacity is not lost.
-  for (auto& [base, reservation] : reservations_) ::munmap(reinterpret_cast<void*>(base), reservation.bytes);
-  for (auto& [handle, allocation] : allocations_) ledger_.uncharge(allocation.device, allocation.bytes);
+  for (auto& [base, reservation] : reservations_)
+    ::munmap(reinterpret_cast<void*>(base), reservation.bytes);
+  for (auto& [handle, allocation] : allocations_)
+    ledger_.uncharge(allocation.device, allocation.bytes);
   for (auto& [ptr, bytes] : host_allocations_) std::free(ptr);
 }
 
@@ -105,7 +113,8 @@ DevicePtr EmulatedDriver::reserve(std::size_t bytes, int device) {
   const std::string args = "size=" + std::to_string(bytes) + ", device=" + std::to_string(device);
   if (bytes > SIZE_MAX - align) throw error("reserve", ENOMEM, args, "size too large");
   // Over-reserve by one granule, then trim both ends so the base is aligned.
-  void* raw = ::mmap(nullptr, bytes + align, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  void* raw =
+      ::mmap(nullptr, bytes + align, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (raw == MAP_FAILED) throw error("reserve", errno, args, errno_text(errno));
   const auto start = reinterpret_cast<std::uintptr_t>(raw);
   const std::uintptr_t base = (start + align - 1) & ~(std::uintptr_t{align} - 1);
@@ -122,7 +131,8 @@ void EmulatedDriver::free_reservation(DevicePtr base, std::size_t bytes) {
   std::lock_guard<std::mutex> lock(mutex_);
   auto it = reservations_.find(base);
   if (it == reservations_.end() || it->second.bytes != bytes)
-    throw error("free_reservation", EINVAL, args, "not a reservation (base and size must match reserve)");
+    throw error("free_reservation", EINVAL, args,
+                "not a reservation (base and size must match reserve)");
   auto mapped = mappings_.lower_bound(base);
   if (mapped != mappings_.end() && mapped->first < base + bytes)
     throw error("free_reservation", EBUSY, args,
@@ -140,11 +150,13 @@ PhysicalHandle EmulatedDriver::create(std::size_t bytes, int device) {
   const std::string args = "size=" + std::to_string(bytes) + ", device=" + std::to_string(device);
   const EmulatedLedger::Charge charge = ledger_.try_charge(device, bytes, options_.capacity_bytes);
   if (!charge.granted) {
-    const std::size_t free_bytes =
-        charge.used_bytes >= options_.capacity_bytes ? 0 : options_.capacity_bytes - charge.used_bytes;
+    const std::size_t free_bytes = charge.used_bytes >= options_.capacity_bytes
+                                       ? 0
+                                       : options_.capacity_bytes - charge.used_bytes;
     throw error("create", ENOMEM, args,
-                "out of memory: emulated device '" + options_.name + "' has free=" +
-                    std::to_string(free_bytes) + " of capacity=" + std::to_string(options_.capacity_bytes) +
+                "out of memory: emulated device '" + options_.name +
+                    "' has free=" + std::to_string(free_bytes) +
+                    " of capacity=" + std::to_string(options_.capacity_bytes) +
                     " bytes (used=" + std::to_string(charge.used_bytes) + " by all processes)")
         .set_out_of_memory(true);
   }
@@ -179,7 +191,8 @@ void EmulatedDriver::release(PhysicalHandle handle) {
 
 void EmulatedDriver::map(DevicePtr address, std::size_t bytes, PhysicalHandle handle, int device) {
   const std::string args = "address=" + hex(address) + ", size=" + std::to_string(bytes) +
-                           ", handle=" + std::to_string(handle) + ", device=" + std::to_string(device);
+                           ", handle=" + std::to_string(handle) +
+                           ", device=" + std::to_string(device);
   check_device(device, "map");
   check_size(bytes, "map");
   std::lock_guard<std::mutex> lock(mutex_);
@@ -235,7 +248,8 @@ void EmulatedDriver::unmap(DevicePtr address, std::size_t bytes) {
 // --- pinned host memory ------------------------------------------------------
 
 void* EmulatedDriver::host_alloc(std::size_t bytes) {
-  const std::size_t rounded = std::max<std::size_t>(kPageBytes, (bytes + kPageBytes - 1) / kPageBytes * kPageBytes);
+  const std::size_t rounded =
+      std::max<std::size_t>(kPageBytes, (bytes + kPageBytes - 1) / kPageBytes * kPageBytes);
   void* ptr = std::aligned_alloc(kPageBytes, rounded);
   if (ptr == nullptr)
     throw error("host_alloc", ENOMEM, "size=" + std::to_string(bytes), "out of host memory")
@@ -250,9 +264,10 @@ void EmulatedDriver::host_free(void* ptr, std::size_t bytes) {
   std::lock_guard<std::mutex> lock(mutex_);
   auto it = host_allocations_.find(ptr);
   if (it == host_allocations_.end())
-    throw error("host_free", EINVAL,
-                "address=" + hex(reinterpret_cast<std::uintptr_t>(ptr)) + ", size=" + std::to_string(bytes),
-                "not returned by host_alloc (or already freed)");
+    throw error(
+        "host_free", EINVAL,
+        "address=" + hex(reinterpret_cast<std::uintptr_t>(ptr)) + ", size=" + std::to_string(bytes),
+        "not returned by host_alloc (or already freed)");
   host_allocations_.erase(it);
   std::free(ptr);
 }
@@ -264,7 +279,9 @@ StreamHandle EmulatedDriver::create_stream(int device) {
   return streams_.create_stream(device);
 }
 void EmulatedDriver::destroy_stream(StreamHandle stream) { streams_.destroy_stream(stream); }
-void EmulatedDriver::synchronize_stream(StreamHandle stream) { streams_.synchronize_stream(stream); }
+void EmulatedDriver::synchronize_stream(StreamHandle stream) {
+  streams_.synchronize_stream(stream);
+}
 void EmulatedDriver::synchronize_device(int device) {
   check_device(device, "synchronize_device");
   streams_.synchronize_device(device);
@@ -274,15 +291,17 @@ EventHandle EmulatedDriver::create_event(int device) {
   return streams_.create_event(device);
 }
 void EmulatedDriver::destroy_event(EventHandle event) { streams_.destroy_event(event); }
-void EmulatedDriver::record_event(EventHandle event, StreamHandle stream) { streams_.record_event(event, stream); }
+void EmulatedDriver::record_event(EventHandle event, StreamHandle stream) {
+  streams_.record_event(event, stream);
+}
 bool EmulatedDriver::event_done(EventHandle event) { return streams_.event_done(event); }
 void EmulatedDriver::synchronize_event(EventHandle event) { streams_.synchronize_event(event); }
 
-void EmulatedDriver::check_mapped_locked(DevicePtr address, std::size_t bytes, const std::string& call) const {
+void EmulatedDriver::check_mapped_locked(DevicePtr address, std::size_t bytes,
+                                         const std::string& call) const {
   const std::string args = "address=" + hex(address) + ", size=" + std::to_string(bytes);
   auto it = mappings_.upper_bound(address);
-  if (it == mappings_.begin())
-    throw error(call, EFAULT, args, "device address is not mapped");
+  if (it == mappings_.begin()) throw error(call, EFAULT, args, "device address is not mapped");
   --it;
   DevicePtr cursor = address;
   while (cursor < address + bytes) {
@@ -293,12 +312,14 @@ void EmulatedDriver::check_mapped_locked(DevicePtr address, std::size_t bytes, c
   }
 }
 
-void EmulatedDriver::check_mapped(DevicePtr address, std::size_t bytes, const std::string& call) const {
+void EmulatedDriver::check_mapped(DevicePtr address, std::size_t bytes,
+                                  const std::string& call) const {
   std::lock_guard<std::mutex> lock(mutex_);
   check_mapped_locked(address, bytes, call);
 }
 
-void EmulatedDriver::copy_to_host_async(void* dst, DevicePtr src, std::size_t bytes, StreamHandle stream) {
+void EmulatedDriver::copy_to_host_async(void* dst, DevicePtr src, std::size_t bytes,
+                                        StreamHandle stream) {
   if (bytes == 0) return;
   check_mapped(src, bytes, "copy_to_host_async");
   streams_.enqueue(stream, [this, dst, src, bytes] {

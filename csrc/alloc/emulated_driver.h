@@ -80,7 +80,8 @@ class EmulatedDriver final : public Driver {
   bool event_done(EventHandle event) override;
   void synchronize_event(EventHandle event) override;
 
-  void copy_to_host_async(void* dst, DevicePtr src, std::size_t bytes, StreamHandle stream) override;
+  void copy_to_host_async(void* dst, DevicePtr src, std::size_t bytes,
+                          StreamHandle stream) override;
   void copy_to_device_async(DevicePtr dst, const void* src, std::size_t bytes,
                             StreamHandle stream) override;
 

@@ -115,8 +115,9 @@ EmulatedLedger::EmulatedLedger(const std::string& name) : path_("/dev/shm/acb-em
       l->slot_count = kMaxSlots;
       l->magic = kMagic;
     } else if (l->magic != kMagic || l->version != kVersion || l->slot_count != kMaxSlots) {
-      throw DriverError("open", EINVAL,
-                        "emulated ledger " + path_ + " is not an acb ledger of this version (remove it)");
+      throw DriverError(
+          "open", EINVAL,
+          "emulated ledger " + path_ + " is not an acb ledger of this version (remove it)");
     }
   } catch (...) {
     if (mapping_ != nullptr) ::munmap(mapping_, mapping_bytes_);
@@ -157,7 +158,8 @@ int EmulatedLedger::find_own_slot(bool create) {
   if (!create) return -1;
   if (free_index < 0)
     throw DriverError("charge", ENOSPC,
-                      "emulated ledger " + path_ + " has no free slot: " + std::to_string(kMaxSlots) +
+                      "emulated ledger " + path_ +
+                          " has no free slot: " + std::to_string(kMaxSlots) +
                           " processes already hold memory on this emulated device");
   auto& slot = l->slots[free_index];
   std::memset(&slot, 0, sizeof(slot));
@@ -173,7 +175,8 @@ EmulatedLedger::Charge EmulatedLedger::try_charge(int device, std::size_t bytes,
   reclaim_dead_slots();
   Charge charge;
   for (const auto& slot : layout()->slots) charge.used_bytes += slot.bytes[device];
-  if (charge.used_bytes > capacity_bytes || bytes > capacity_bytes - charge.used_bytes) return charge;
+  if (charge.used_bytes > capacity_bytes || bytes > capacity_bytes - charge.used_bytes)
+    return charge;
   layout()->slots[find_own_slot(true)].bytes[device] += bytes;
   charge.granted = true;
   return charge;

@@ -79,7 +79,8 @@ void EmulatedMemory::map(void* address, std::size_t offset, std::size_t bytes) {
   if (got == MAP_FAILED)
     throw memory_error("mmap", errno,
                        "address=" + std::to_string(reinterpret_cast<std::uintptr_t>(address)) +
-                           ", size=" + std::to_string(bytes) + ", offset=" + std::to_string(offset));
+                           ", size=" + std::to_string(bytes) +
+                           ", offset=" + std::to_string(offset));
 }
 
 }  // namespace acb::alloc

@@ -57,7 +57,8 @@ void EmulatedStreams::wait_locked(std::unique_lock<std::mutex>& lock,
                                   const std::function<bool()>& ready, const std::string& call) {
   if (!progressed_.wait_for(lock, wait_timeout_, ready))
     throw DriverError(call, ETIMEDOUT,
-                      "emulated " + call + " failed: a paused stream (pause_stream) was not resumed within " +
+                      "emulated " + call +
+                          " failed: a paused stream (pause_stream) was not resumed within " +
                           std::to_string(wait_timeout_.count()) + " ms");
 }
 
@@ -73,8 +74,9 @@ StreamHandle EmulatedStreams::create_stream(int device) {
 void EmulatedStreams::destroy_stream(StreamHandle stream) {
   std::lock_guard<std::mutex> lock(mutex_);
   if (stream == nullptr)
-    throw DriverError("destroy_stream", EINVAL,
-                      "emulated destroy_stream(stream=0) failed: the null stream cannot be destroyed");
+    throw DriverError(
+        "destroy_stream", EINVAL,
+        "emulated destroy_stream(stream=0) failed: the null stream cannot be destroyed");
   Stream& state = stream_locked(stream, "destroy_stream");
   std::exception_ptr ignored;  // nobody is left to report a failed copy to
   drain_locked(state, ignored);
@@ -115,8 +117,9 @@ void EmulatedStreams::synchronize_stream(StreamHandle stream) {
   // Hold the stream alive even if another thread destroys the handle meanwhile.
   std::shared_ptr<Stream> keep = stream == nullptr ? null_stream_ : streams_.at(stream);
   const std::uint64_t target = state.enqueued;
-  wait_locked(lock, [&] { return keep->completed >= target; },
-              "synchronize_stream(stream=" + handle_text(stream) + ")");
+  wait_locked(
+      lock, [&] { return keep->completed >= target; },
+      "synchronize_stream(stream=" + handle_text(stream) + ")");
 }
 
 void EmulatedStreams::synchronize_device(int device) {
@@ -172,8 +175,9 @@ void EmulatedStreams::synchronize_event(EventHandle event) {
   if (state.stream == nullptr) return;
   std::shared_ptr<Stream> stream = state.stream;
   const std::uint64_t target = state.target;
-  wait_locked(lock, [&] { return stream->completed >= target; },
-              "synchronize_event(event=" + handle_text(event) + ")");
+  wait_locked(
+      lock, [&] { return stream->completed >= target; },
+      "synchronize_event(event=" + handle_text(event) + ")");
 }
 
 void EmulatedStreams::pause_stream(StreamHandle stream) {

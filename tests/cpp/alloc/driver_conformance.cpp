@@ -16,7 +16,8 @@ namespace {
 /// Pinned host memory as RAII, for the scenarios.
 class HostBuffer {
  public:
-  HostBuffer(Driver& driver, std::size_t bytes) : driver_(driver), bytes_(bytes), ptr_(driver.host_alloc(bytes)) {}
+  HostBuffer(Driver& driver, std::size_t bytes)
+      : driver_(driver), bytes_(bytes), ptr_(driver.host_alloc(bytes)) {}
   ~HostBuffer() { driver_.host_free(ptr_, bytes_); }
   HostBuffer(const HostBuffer&) = delete;
   HostBuffer& operator=(const HostBuffer&) = delete;
@@ -135,7 +136,8 @@ void out_of_memory_scenario(Driver& driver) {
   const std::size_t too_much = (info.total_bytes / granule + 1) * granule;
   try {
     driver.create(too_much, 0);
-    FAIL("create(" << too_much << ") beyond the device's " << info.total_bytes << " bytes succeeded");
+    FAIL("create(" << too_much << ") beyond the device's " << info.total_bytes
+                   << " bytes succeeded");
   } catch (const DriverError& e) {
     CHECK(e.out_of_memory());
     CHECK_THAT_TEXT(e.what(), std::to_string(too_much));
@@ -153,12 +155,16 @@ void memory_info_scenario(Driver& driver, bool exact) {
   PhysicalHandle handle = driver.create(4 * granule, 0);
   const MemoryInfo during = driver.memory_info(0);
   CHECK(during.total_bytes == before.total_bytes);
-  if (exact) CHECK(during.free_bytes == before.free_bytes - 4 * granule);
-  else CHECK(during.free_bytes < before.free_bytes);
+  if (exact)
+    CHECK(during.free_bytes == before.free_bytes - 4 * granule);
+  else
+    CHECK(during.free_bytes < before.free_bytes);
   driver.release(handle);
   const MemoryInfo after = driver.memory_info(0);
-  if (exact) CHECK(after.free_bytes == before.free_bytes);
-  else CHECK(after.free_bytes > during.free_bytes);
+  if (exact)
+    CHECK(after.free_bytes == before.free_bytes);
+  else
+    CHECK(after.free_bytes > during.free_bytes);
 }
 
 void event_scenario(Driver& driver) {
@@ -202,7 +208,9 @@ void run_conformance(Driver& driver, bool exact_memory_info) {
   SECTION("offload and restore at the same address") { offload_restore_scenario(driver); }
   SECTION("a handle keeps its data while unmapped") { remap_same_handle_scenario(driver); }
   SECTION("create beyond capacity fails with out_of_memory") { out_of_memory_scenario(driver); }
-  SECTION("memory_info accounts created memory") { memory_info_scenario(driver, exact_memory_info); }
+  SECTION("memory_info accounts created memory") {
+    memory_info_scenario(driver, exact_memory_info);
+  }
   SECTION("events complete after the work before them") { event_scenario(driver); }
   SECTION("misuse is a DriverError") { misuse_scenario(driver); }
 }

@@ -27,7 +27,8 @@ struct LedgerFileRemover {
   ~LedgerFileRemover() { ::unlink(("/dev/shm/acb-emulated-" + name).c_str()); }
 };
 
-inline EmulatedDeviceOptions small_device(const std::string& tag, std::size_t capacity_bytes = 64u << 20) {
+inline EmulatedDeviceOptions small_device(const std::string& tag,
+                                          std::size_t capacity_bytes = 64u << 20) {
   EmulatedDeviceOptions options;
   options.name = unique_device_name(tag);
   options.capacity_bytes = capacity_bytes;

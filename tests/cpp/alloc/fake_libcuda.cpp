@@ -52,18 +52,34 @@ CUresult CUDAAPI cuDriverGetVersion(int* version) {
 }
 CUresult CUDAAPI cuGetErrorString(CUresult error, const char** text) {
   switch (error) {
-    case CUDA_SUCCESS: *text = "no error"; return CUDA_SUCCESS;
-    case CUDA_ERROR_OUT_OF_MEMORY: *text = "out of memory"; return CUDA_SUCCESS;
-    case CUDA_ERROR_INVALID_VALUE: *text = "invalid argument"; return CUDA_SUCCESS;
-    case CUDA_ERROR_NOT_INITIALIZED: *text = "initialization error"; return CUDA_SUCCESS;
-    default: *text = nullptr; return CUDA_ERROR_INVALID_VALUE;
+    case CUDA_SUCCESS:
+      *text = "no error";
+      return CUDA_SUCCESS;
+    case CUDA_ERROR_OUT_OF_MEMORY:
+      *text = "out of memory";
+      return CUDA_SUCCESS;
+    case CUDA_ERROR_INVALID_VALUE:
+      *text = "invalid argument";
+      return CUDA_SUCCESS;
+    case CUDA_ERROR_NOT_INITIALIZED:
+      *text = "initialization error";
+      return CUDA_SUCCESS;
+    default:
+      *text = nullptr;
+      return CUDA_ERROR_INVALID_VALUE;
   }
 }
 CUresult CUDAAPI cuGetErrorName(CUresult error, const char** name) {
   switch (error) {
-    case CUDA_ERROR_OUT_OF_MEMORY: *name = "CUDA_ERROR_OUT_OF_MEMORY"; return CUDA_SUCCESS;
-    case CUDA_ERROR_INVALID_VALUE: *name = "CUDA_ERROR_INVALID_VALUE"; return CUDA_SUCCESS;
-    default: *name = nullptr; return CUDA_ERROR_INVALID_VALUE;
+    case CUDA_ERROR_OUT_OF_MEMORY:
+      *name = "CUDA_ERROR_OUT_OF_MEMORY";
+      return CUDA_SUCCESS;
+    case CUDA_ERROR_INVALID_VALUE:
+      *name = "CUDA_ERROR_INVALID_VALUE";
+      return CUDA_SUCCESS;
+    default:
+      *name = nullptr;
+      return CUDA_ERROR_INVALID_VALUE;
   }
 }
 CUresult CUDAAPI cuDeviceGetCount(int* count) {
@@ -90,7 +106,9 @@ CUresult CUDAAPI cuCtxSetCurrent(CUcontext context) {
   t_current = context;
   return CUDA_SUCCESS;
 }
-CUresult CUDAAPI cuCtxSynchronize(void) { return t_current ? CUDA_SUCCESS : CUDA_ERROR_INVALID_CONTEXT; }
+CUresult CUDAAPI cuCtxSynchronize(void) {
+  return t_current ? CUDA_SUCCESS : CUDA_ERROR_INVALID_CONTEXT;
+}
 CUresult CUDAAPI cuMemGetInfo(size_t* free_bytes, size_t* total_bytes) {
   if (t_current == nullptr) return CUDA_ERROR_INVALID_CONTEXT;
   *total_bytes = kTotal;
@@ -98,27 +116,30 @@ CUresult CUDAAPI cuMemGetInfo(size_t* free_bytes, size_t* total_bytes) {
   return CUDA_SUCCESS;
 }
 CUresult CUDAAPI cuMemGetAllocationGranularity(size_t* granularity, const CUmemAllocationProp* prop,
-                                              CUmemAllocationGranularity_flags) {
+                                               CUmemAllocationGranularity_flags) {
   if (prop->location.type != CU_MEM_LOCATION_TYPE_DEVICE) return CUDA_ERROR_INVALID_VALUE;
   *granularity = kGranule;
   return CUDA_SUCCESS;
 }
-CUresult CUDAAPI cuMemAddressReserve(CUdeviceptr* ptr, size_t size, size_t alignment, CUdeviceptr, unsigned long long) {
+CUresult CUDAAPI cuMemAddressReserve(CUdeviceptr* ptr, size_t size, size_t alignment, CUdeviceptr,
+                                     unsigned long long) {
   if (size == 0 || size % kGranule != 0 || alignment != kGranule) return CUDA_ERROR_INVALID_VALUE;
-  void* raw = mmap(nullptr, size + kGranule, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  void* raw =
+      mmap(nullptr, size + kGranule, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (raw == MAP_FAILED) return CUDA_ERROR_OUT_OF_MEMORY;
   const auto start = reinterpret_cast<uintptr_t>(raw);
   const uintptr_t base = (start + kGranule - 1) & ~(uintptr_t{kGranule} - 1);
   if (base > start) munmap(raw, base - start);
-  if (start + kGranule > base) munmap(reinterpret_cast<void*>(base + size), start + kGranule - base);
+  if (start + kGranule > base)
+    munmap(reinterpret_cast<void*>(base + size), start + kGranule - base);
   *ptr = base;
   return CUDA_SUCCESS;
 }
 CUresult CUDAAPI cuMemAddressFree(CUdeviceptr ptr, size_t size) {
   return munmap(reinterpret_cast<void*>(ptr), size) == 0 ? CUDA_SUCCESS : CUDA_ERROR_INVALID_VALUE;
 }
-CUresult CUDAAPI cuMemCreate(CUmemGenericAllocationHandle* handle, size_t size, const CUmemAllocationProp* prop,
-                             unsigned long long) {
+CUresult CUDAAPI cuMemCreate(CUmemGenericAllocationHandle* handle, size_t size,
+                             const CUmemAllocationProp* prop, unsigned long long) {
   if (size == 0 || size % kGranule != 0 || prop->type != CU_MEM_ALLOCATION_TYPE_PINNED ||
       prop->location.type != CU_MEM_LOCATION_TYPE_DEVICE || prop->location.id != 0)
     return CUDA_ERROR_INVALID_VALUE;
@@ -142,27 +163,31 @@ CUresult CUDAAPI cuMemRelease(CUmemGenericAllocationHandle handle) {
   delete allocation;
   return CUDA_SUCCESS;
 }
-CUresult CUDAAPI cuMemMap(CUdeviceptr ptr, size_t size, size_t offset, CUmemGenericAllocationHandle handle,
-                          unsigned long long) {
+CUresult CUDAAPI cuMemMap(CUdeviceptr ptr, size_t size, size_t offset,
+                          CUmemGenericAllocationHandle handle, unsigned long long) {
   auto* allocation = reinterpret_cast<Allocation*>(handle);
-  if (ptr % kGranule != 0 || offset != 0 || size != allocation->bytes) return CUDA_ERROR_INVALID_VALUE;
+  if (ptr % kGranule != 0 || offset != 0 || size != allocation->bytes)
+    return CUDA_ERROR_INVALID_VALUE;
   std::lock_guard<std::mutex> lock(g_mutex);
   auto next = g_mappings.lower_bound(ptr);
   if (next != g_mappings.end() && next->first < ptr + size) return CUDA_ERROR_INVALID_VALUE;
   if (next != g_mappings.begin() && std::prev(next)->first + std::prev(next)->second > ptr)
     return CUDA_ERROR_INVALID_VALUE;
   // Mapped but inaccessible until cuMemSetAccess, as on a GPU.
-  void* got = mmap(reinterpret_cast<void*>(ptr), size, PROT_NONE, MAP_SHARED | MAP_FIXED, allocation->fd, 0);
+  void* got = mmap(reinterpret_cast<void*>(ptr), size, PROT_NONE, MAP_SHARED | MAP_FIXED,
+                   allocation->fd, 0);
   if (got == MAP_FAILED) return CUDA_ERROR_INVALID_VALUE;
   g_mappings.emplace(ptr, size);
   return CUDA_SUCCESS;
 }
-CUresult CUDAAPI cuMemSetAccess(CUdeviceptr ptr, size_t size, const CUmemAccessDesc* desc, size_t count) {
+CUresult CUDAAPI cuMemSetAccess(CUdeviceptr ptr, size_t size, const CUmemAccessDesc* desc,
+                                size_t count) {
   if (count != 1 || desc->location.type != CU_MEM_LOCATION_TYPE_DEVICE ||
       desc->flags != CU_MEM_ACCESS_FLAGS_PROT_READWRITE)
     return CUDA_ERROR_INVALID_VALUE;
-  return mprotect(reinterpret_cast<void*>(ptr), size, PROT_READ | PROT_WRITE) == 0 ? CUDA_SUCCESS
-                                                                                   : CUDA_ERROR_INVALID_VALUE;
+  return mprotect(reinterpret_cast<void*>(ptr), size, PROT_READ | PROT_WRITE) == 0
+             ? CUDA_SUCCESS
+             : CUDA_ERROR_INVALID_VALUE;
 }
 CUresult CUDAAPI cuMemUnmap(CUdeviceptr ptr, size_t size) {
   if (ptr % kGranule != 0 || size % kGranule != 0) return CUDA_ERROR_INVALID_VALUE;
@@ -170,7 +195,8 @@ CUresult CUDAAPI cuMemUnmap(CUdeviceptr ptr, size_t size) {
   auto first = g_mappings.find(ptr);
   auto last = first;
   CUdeviceptr cursor = ptr;
-  while (last != g_mappings.end() && last->first == cursor && cursor < ptr + size) cursor += (last++)->second;
+  while (last != g_mappings.end() && last->first == cursor && cursor < ptr + size)
+    cursor += (last++)->second;
   if (first == g_mappings.end() || cursor != ptr + size) return CUDA_ERROR_INVALID_VALUE;
   g_mappings.erase(first, last);
   void* got = mmap(reinterpret_cast<void*>(ptr), size, PROT_NONE,

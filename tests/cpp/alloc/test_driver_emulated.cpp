@@ -41,7 +41,8 @@ class Pipe {
     fd_set set;
     FD_ZERO(&set);
     FD_SET(fds_[0], &set);
-    timeval tv{static_cast<time_t>(timeout.count() / 1000), static_cast<suseconds_t>(timeout.count() % 1000 * 1000)};
+    timeval tv{static_cast<time_t>(timeout.count() / 1000),
+               static_cast<suseconds_t>(timeout.count() % 1000 * 1000)};
     if (::select(fds_[0] + 1, &set, nullptr, nullptr, &tv) != 1) return 0;
     char c = 0;
     return ::read(fds_[0], &c, 1) == 1 ? c : 0;
@@ -61,7 +62,8 @@ int wait_child(pid_t pid, std::chrono::seconds timeout = std::chrono::seconds(30
       ::waitpid(pid, &status, 0);
       FAIL("child " << pid << " did not finish within " << timeout.count() << " s");
     }
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));  // polling a child's exit, not timing
+    std::this_thread::sleep_for(
+        std::chrono::milliseconds(5));  // polling a child's exit, not timing
   }
   return status;
 }
@@ -156,8 +158,8 @@ TEST_CASE("emulated misuse is rejected with the address and size", "[driver][emu
   const std::size_t granule = driver.granularity(0);
   const DevicePtr base = driver.reserve(2 * granule, 0);
   const PhysicalHandle handle = driver.create(granule, 0);
-  CHECK_THROWS_AS(driver.create(granule + 4096, 0), DriverError);  // not a granule multiple
-  CHECK_THROWS_AS(driver.create(granule, 1), DriverError);         // no such device
+  CHECK_THROWS_AS(driver.create(granule + 4096, 0), DriverError);          // not a granule multiple
+  CHECK_THROWS_AS(driver.create(granule, 1), DriverError);                 // no such device
   CHECK_THROWS_AS(driver.map(base, 2 * granule, handle, 0), DriverError);  // not the handle's size
   CHECK_THROWS_AS(driver.map(base + 2 * granule, granule, handle, 0), DriverError);  // outside
   driver.map(base, granule, handle, 0);
@@ -191,7 +193,8 @@ TEST_CASE("emulated misuse is rejected with the address and size", "[driver][emu
   driver.free_reservation(base, 2 * granule);
 }
 
-TEST_CASE("two processes share one emulated device's capacity", "[driver][emulated][multiprocess]") {
+TEST_CASE("two processes share one emulated device's capacity",
+          "[driver][emulated][multiprocess]") {
   // Room for one process's 6 MiB, not two.
   const EmulatedDeviceOptions options = small_device("share", 8 * kMiB);
   LedgerFileRemover remover{options.name};

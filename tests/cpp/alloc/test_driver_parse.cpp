@@ -25,8 +25,8 @@ TEST_CASE("parse_emulated_device keeps the default capacity without one", "[driv
 }
 
 TEST_CASE("parse_emulated_device rejects bad text and names it", "[driver][emulated]") {
-  for (const std::string bad : {"", ":1GiB", "a:", "a:GiB", "a:12XB", "a:0", "a/b:1GiB", "a:99999999999999999999",
-                                "a:17179869184TiB"}) {
+  for (const std::string bad : {"", ":1GiB", "a:", "a:GiB", "a:12XB", "a:0", "a/b:1GiB",
+                                "a:99999999999999999999", "a:17179869184TiB"}) {
     INFO("spec: " << bad);
     try {
       parse_emulated_device(bad);

@@ -33,7 +33,7 @@ std::uint64_t word_at(std::uint64_t seed, std::size_t index) {
 struct Segment {
   bool resident = false;
   PhysicalHandle handle = 0;
-  std::uint64_t seed = 0;          // 0: never written
+  std::uint64_t seed = 0;             // 0: never written
   std::vector<std::uint64_t> backup;  // host copy while offloaded
 };
 
@@ -53,7 +53,8 @@ void worker(EmulatedDriver& driver, int id, Outcome& outcome) {
   try {
     for (int step = 0; step < kSteps; ++step) {
       Segment& segment = segments[rng() % kSegments];
-      const DevicePtr address = base + static_cast<std::size_t>(&segment - segments.data()) * kGranule;
+      const DevicePtr address =
+          base + static_cast<std::size_t>(&segment - segments.data()) * kGranule;
       if (segment.resident) {
         const bool rewrite = rng() % 2 == 0;
         if (rewrite) {  // the CPU writes the mapped memory directly, like a CPU-build tensor
@@ -103,7 +104,8 @@ void worker(EmulatedDriver& driver, int id, Outcome& outcome) {
 
 }  // namespace
 
-TEST_CASE("emulated driver stress: concurrent offload and restore keep data", "[driver][emulated][stress]") {
+TEST_CASE("emulated driver stress: concurrent offload and restore keep data",
+          "[driver][emulated][stress]") {
   // Room for half of all segments at once, so threads run out and retry.
   EmulatedDeviceOptions options = small_device("stress", kThreads * kSegments * kGranule / 2);
   options.granularity_bytes = kGranule;
@@ -111,7 +113,8 @@ TEST_CASE("emulated driver stress: concurrent offload and restore keep data", "[
   EmulatedDriver driver(options);
   std::vector<Outcome> outcomes(kThreads);
   std::vector<std::thread> threads;
-  for (int id = 0; id < kThreads; ++id) threads.emplace_back(worker, std::ref(driver), id, std::ref(outcomes[id]));
+  for (int id = 0; id < kThreads; ++id)
+    threads.emplace_back(worker, std::ref(driver), id, std::ref(outcomes[id]));
   for (auto& thread : threads) thread.join();
   int restores = 0, out_of_memory = 0;
   for (const Outcome& outcome : outcomes) {
