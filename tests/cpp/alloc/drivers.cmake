@@ -13,6 +13,7 @@ acb_add_test(test_drivers
     ${CMAKE_CURRENT_LIST_DIR}/test_driver_parse.cpp
     ${CMAKE_CURRENT_LIST_DIR}/test_driver_conformance.cpp
     ${CMAKE_CURRENT_LIST_DIR}/test_driver_emulated.cpp
+    ${CMAKE_CURRENT_LIST_DIR}/test_driver_emulated_parts.cpp
     ${CMAKE_CURRENT_LIST_DIR}/test_driver_cuda.cpp
     ${CMAKE_CURRENT_LIST_DIR}/test_driver_stress.cpp
   LIBS acb_alloc)
