@@ -43,14 +43,24 @@ std::uint64_t Arbiter::State::device_bytes(const DeviceRec& d, std::optional<Cli
   return total;
 }
 
-std::vector<ClientId> Arbiter::State::ordered_queue(const DeviceRec& d, TimeUs now) const {
+namespace {
+std::vector<policy::Waiter> waiters_of(const DeviceRec& d, const std::map<ClientId, ClientRec>& clients) {
   std::vector<policy::Waiter> waiters;
   waiters.reserve(d.queue.size());
   for (ClientId id : d.queue) {
     const ClientRec& c = clients.at(id);
     waiters.push_back({id, c.priority, c.wait_since_us, c.wait_seq});
   }
-  return policy::order_waiters(std::move(waiters), now, config.aging_ms);
+  return waiters;
+}
+}  // namespace
+
+std::vector<ClientId> Arbiter::State::ordered_queue(const DeviceRec& d, TimeUs now) const {
+  return policy::order_waiters(waiters_of(d, clients), now, config.aging_ms);
+}
+
+std::optional<ClientId> Arbiter::State::queue_head(const DeviceRec& d, TimeUs now) const {
+  return policy::first_waiter(waiters_of(d, clients), now, config.aging_ms);
 }
 
 int Arbiter::State::waiter_class(const ClientRec& c, TimeUs now) const {
@@ -119,18 +129,19 @@ void Arbiter::State::end_lease(ClientRec& c, TimeUs now) {
 
 bool Arbiter::State::make_room(DeviceRec& d, ClientRec& requester, std::uint64_t need_bytes, TimeUs now,
                                Decisions& out) {
-  const std::uint64_t deficit =
-      policy::fit_deficit(d.capacity_bytes, device_bytes(d, requester.id), requester.resident_bytes, need_bytes);
-  if (deficit == 0) return true;
-  std::uint64_t pending = 0;
+  std::uint64_t others = 0, pending = 0;
   std::vector<policy::Resident> residents;
   for (ClientId id : d.members) {
     if (id == requester.id) continue;
     const ClientRec& m = clients.at(id);
+    others += reserved_bytes(m);
     pending += m.pending_evict_bytes;
-    if (!m.holds())
+    if (!m.holds() && m.resident_bytes > m.pending_evict_bytes)
       residents.push_back({id, m.priority, m.last_grant_us, m.resident_bytes - m.pending_evict_bytes});
   }
+  const std::uint64_t deficit =
+      policy::fit_deficit(d.capacity_bytes, others, requester.resident_bytes, need_bytes);
+  if (deficit == 0) return true;
   if (pending >= deficit) return false;  // enough is already on its way out
   for (const policy::EvictRequest& r : policy::plan_evictions(std::move(residents), deficit - pending))
     evict(clients.at(r.client), r.bytes, now, out);
@@ -157,7 +168,7 @@ void Arbiter::State::schedule(DeviceRec& d, TimeUs now, Decisions& out) {
       return;
     }
     if (d.queue.empty()) return;
-    const ClientRec& head = clients.at(ordered_queue(d, now).front());
+    const ClientRec& head = clients.at(*queue_head(d, now));
     const int head_class = waiter_class(head, now);
     if (head_class < h.lease_class) {
       ++counters.preemptions;
@@ -169,7 +180,7 @@ void Arbiter::State::schedule(DeviceRec& d, TimeUs now, Decisions& out) {
     return;
   }
   if (d.draining || d.queue.empty()) return;
-  ClientRec& head = clients.at(ordered_queue(d, now).front());
+  ClientRec& head = clients.at(*queue_head(d, now));
   if (!make_room(d, head, head.need_bytes, now, out)) return;
   const int cls = waiter_class(head, now);
   dequeue(head);

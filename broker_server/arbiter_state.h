@@ -82,6 +82,8 @@ struct Arbiter::State {
   std::uint64_t reserved_bytes(const ClientRec& c) const;
   std::uint64_t device_bytes(const DeviceRec& d, std::optional<ClientId> except = std::nullopt) const;
   std::vector<ClientId> ordered_queue(const DeviceRec& d, TimeUs now) const;
+  /// The waiter granted next on `d`, as policy_queue.h orders them.
+  std::optional<ClientId> queue_head(const DeviceRec& d, TimeUs now) const;
   int waiter_class(const ClientRec& c, TimeUs now) const;
 
   void touch(ClientRec& c, TimeUs now) { c.last_heard_us = std::max(c.last_heard_us, now); }

@@ -25,17 +25,32 @@ std::optional<TimeUs> next_aging_step(Priority p, TimeUs wait_since_us, TimeUs n
   return wait_since_us + (steps + 1) * aging_ms * 1000;
 }
 
+namespace {
+using Key = std::tuple<int, TimeUs, std::uint64_t, ClientId>;
+Key key_of(const Waiter& w, TimeUs now_us, std::uint64_t aging_ms) {
+  return {effective_class(w.priority, w.wait_since_us, now_us, aging_ms), w.wait_since_us, w.seq, w.client};
+}
+}  // namespace
+
 std::vector<ClientId> order_waiters(std::vector<Waiter> waiters, TimeUs now_us, std::uint64_t aging_ms) {
-  auto key = [&](const Waiter& w) {
-    return std::make_tuple(effective_class(w.priority, w.wait_since_us, now_us, aging_ms),
-                           w.wait_since_us, w.seq);
-  };
-  std::sort(waiters.begin(), waiters.end(),
-            [&](const Waiter& a, const Waiter& b) { return key(a) < key(b); });
+  std::vector<Key> keys;
+  keys.reserve(waiters.size());
+  for (const Waiter& w : waiters) keys.push_back(key_of(w, now_us, aging_ms));
+  std::sort(keys.begin(), keys.end());
   std::vector<ClientId> out;
-  out.reserve(waiters.size());
-  for (const Waiter& w : waiters) out.push_back(w.client);
+  out.reserve(keys.size());
+  for (const Key& k : keys) out.push_back(std::get<3>(k));
   return out;
+}
+
+std::optional<ClientId> first_waiter(const std::vector<Waiter>& waiters, TimeUs now_us, std::uint64_t aging_ms) {
+  std::optional<Key> best;
+  for (const Waiter& w : waiters) {
+    Key k = key_of(w, now_us, aging_ms);
+    if (!best || k < *best) best = k;
+  }
+  if (!best) return std::nullopt;
+  return std::get<3>(*best);
 }
 
 }  // namespace acb::broker::policy
