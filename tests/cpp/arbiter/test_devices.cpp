@@ -150,3 +150,29 @@ TEST_CASE("removing an empty device forgets it at once; ids are not reused", "[a
   CHECK(b.arb.add_device("gpu0again", 10 * MiB) == 1);
   CHECK(b.arb.capacity_of(1) == 10 * MiB);
 }
+
+TEST_CASE("a waiter with memory on a draining device moves once it has evicted it", "[arbiter][devices]") {
+  Bench b;
+  b.arb.add_device("gpu0", 1000 * MiB);
+  b.arb.add_device("gpu1", 1000 * MiB);
+  b.hello(1, Priority::training, 0, 0);
+  b.hello(2, Priority::training, 100 * MiB, 0);
+  REQUIRE(granted(b.acquire(2), 2));
+  b.release(2, 300 * MiB);
+  REQUIRE(granted(b.acquire(1), 1));
+  b.acquire(2);
+  auto ds = b.arb.drain_device(0, b.now);
+  b.arb.validate();
+  auto ev = for_client<Evict>(ds, 2);
+  REQUIRE(ev.size() == 1);
+  CHECK(ev[0].bytes == 300 * MiB);
+  CHECK(b.state(2) == ClientState::waiting);
+  CHECK(b.arb.device_of(2) == DeviceId{0});  // its memory is still there
+  CHECK_FALSE(granted(b.residency(2, 100 * MiB), 2));
+  CHECK(b.arb.device_of(2) == DeviceId{0});
+  auto moved = b.residency(2, 0);
+  CHECK(b.arb.device_of(2) == DeviceId{1});
+  auto g = for_client<Grant>(moved, 2);
+  REQUIRE(g.size() == 1);
+  CHECK(g[0].device == 1);
+}

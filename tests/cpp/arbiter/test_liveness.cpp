@@ -133,3 +133,41 @@ TEST_CASE("next_wakeup includes the quantum expiry when an equal waiter is queue
   b.acquire(2);
   CHECK(b.arb.next_wakeup(b.now) == t0 + 100'000);
 }
+
+TEST_CASE("a resident that ignores an evict past its deadline is disconnected", "[arbiter][liveness]") {
+  Bench b(live());  // evict deadline: quantum_deadline 200 + grace 300 = 500 ms
+  b.arb.add_device("gpu0", 1000 * MiB);
+  b.hello(1);
+  b.hello(2, Priority::training, 800 * MiB);
+  REQUIRE(granted(b.acquire(1), 1));
+  b.release(1, 700 * MiB);
+  const TimeUs asked = b.now;
+  REQUIRE(for_client<Evict>(b.acquire(2), 1).size() == 1);
+  CHECK(b.arb.next_wakeup(b.now) == asked + 500'000);
+  b.advance_ms(499);
+  CHECK(all_of<Disconnect>(b.tick_alive()).empty());
+  b.advance_ms(1);
+  auto ds = b.tick_alive();
+  auto dis = all_of<Disconnect>(ds);
+  REQUIRE(dis.size() == 1);
+  CHECK(dis[0].client == 1);
+  CHECK(dis[0].reason.find("evict") != std::string::npos);
+  CHECK(granted(ds, 2));
+}
+
+TEST_CASE("a report, even a short one, resets the evict deadline", "[arbiter][liveness]") {
+  Bench b(live());
+  b.arb.add_device("gpu0", 1000 * MiB);
+  b.hello(1);
+  b.hello(2, Priority::training, 800 * MiB);
+  REQUIRE(granted(b.acquire(1), 1));
+  b.release(1, 700 * MiB);
+  b.acquire(2);
+  b.advance_ms(400);
+  auto again = for_client<Evict>(b.residency(1, 600 * MiB), 1);  // 100 of the 500 asked
+  REQUIRE(again.size() == 1);
+  CHECK(again[0].bytes == 400 * MiB);
+  b.advance_ms(400);  // 800 ms after the first ask, 400 after the second
+  CHECK(all_of<Disconnect>(b.tick_alive()).empty());
+  CHECK(granted(b.residency(1, 200 * MiB), 2));
+}
