@@ -6,10 +6,9 @@ void LeaseState::begin_acquire() {
   std::lock_guard lock(mutex_);
   if (!lost_.empty()) throw BrokerError("acquire: " + lost_);
   if (phase_ == Phase::acquiring) throw BrokerError("acquire: another acquire is already waiting on this client");
-  if (phase_ == Phase::holding || phase_ == Phase::revoked) {
-    throw BrokerError("acquire: this client already holds lease " + std::to_string(grant_ ? grant_->lease : 0) +
-                      "; release it first");
-  }
+  // Holding (or revoked, not yet released): a growth request (larger
+  // need_bytes); the broker answers with a re-grant once the larger need
+  // fits, which ends this acquire.
   phase_ = Phase::acquiring;
   grant_.reset();
   rejected_.reset();

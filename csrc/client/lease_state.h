@@ -27,9 +27,9 @@ class LeaseState {
  public:
   enum class Phase { idle, acquiring, holding, revoked };
 
-  /// Starts an acquire. Throws BrokerError when one is already in flight or
-  /// the lease is already held (an acquire is not re-entrant), or when the
-  /// connection is lost.
+  /// Starts an acquire (while holding or revoked: a growth request, answered
+  /// by a re-grant). Throws BrokerError when one is already in flight or
+  /// when the connection is lost.
   void begin_acquire();
   /// Waits for the outcome of begin_acquire(). Throws LeaseRejected on
   /// reject, BrokerError on loss or when timeout passes (the phase is then

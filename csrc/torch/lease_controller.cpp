@@ -60,6 +60,10 @@ void LeaseController::acquire() {
   const Clock::time_point start = Clock::now();
   std::uint64_t need = declared_need();
   for (int attempt = 0;; ++attempt) {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      declared_bytes_ = need;
+    }
     client_->acquire(need);
     try {
       arena_.restore_all();
@@ -107,18 +111,23 @@ void LeaseController::yield_now() {
 
 bool LeaseController::regrow(std::size_t requested_bytes) {
   if (gate_.state() != LeaseState::holding) return false;
-  const std::uint64_t need = arena_.stats().reserved_bytes + requested_bytes;
+  std::uint64_t need = 0;
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    if (need <= need_floor_bytes_) return false;  // already asked for this much: a real OOM
+    // Strictly above what the broker knows, or it never answers.
+    need = std::max<std::uint64_t>(declared_bytes_, arena_.stats().reserved_bytes) + requested_bytes;
     need_floor_bytes_ = need;
+    declared_bytes_ = need;
     ++oom_regrows_;
   }
-  // The client's acquire is not re-entrant: hand the lease back (memory stays
-  // resident; evicts are refused while the gate holds) and ask again with the
-  // larger need, which makes the arbiter evict other residents first.
-  client_->release(arena_.resident_bytes());
-  client_->acquire(need);
+  // An acquire while holding is a growth request: the arbiter evicts other
+  // residents until the larger need fits, then re-grants. The memory and
+  // the gate stay as they are meanwhile (this op is in flight).
+  try {
+    client_->acquire(need);
+  } catch (const client::LeaseRejected&) {
+    return false;  // above the device's capacity: a real out-of-memory
+  }
   return true;
 }
 

@@ -113,6 +113,7 @@ class LeaseController {
   double wait_total_ms_ = 0;
   std::uint64_t switches_ = 0, releases_ = 0, revokes_ = 0, evicts_ = 0, regions_ = 0, oom_regrows_ = 0;
   std::uint64_t need_floor_bytes_ = 0;
+  std::uint64_t declared_bytes_ = 0;  ///< the need the broker last heard
 
   std::thread monitor_;
 };
