@@ -156,13 +156,22 @@ void Arbiter::State::schedule(DeviceRec& d, TimeUs now, Decisions& out) {
       h.growth_need_bytes.reset();
       out.push_back(Grant{h.id, d.id, h.lease, 0});
     }
-    if (h.state != ClientState::holding) return;  // already revoked: wait for the release
     auto revoke = [&](RevokeReason reason, std::uint64_t deadline_ms) {
       h.state = ClientState::revoked;
       h.revoke_deadline_us = now + deadline_ms * 1000;
       ++counters.revokes;
       out.push_back(Revoke{h.id, d.id, h.lease, deadline_ms, reason});
     };
+    if (h.state == ClientState::revoked) {
+      // Already revoked (quantum, drain) with a longer deadline, and now a
+      // higher class waits: the short preempt deadline applies from here.
+      if (d.queue.empty() || h.revoke_deadline_us <= now + config.preempt_deadline_ms * 1000) return;
+      if (waiter_class(clients.at(*queue_head(d, now)), now) >= h.lease_class) return;
+      ++counters.preemptions;
+      ++h.preemptions;
+      revoke(RevokeReason::preempt, config.preempt_deadline_ms);
+      return;
+    }
     if (d.draining) {
       revoke(RevokeReason::drain, config.quantum_deadline_ms);
       return;

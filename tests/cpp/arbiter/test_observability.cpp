@@ -65,13 +65,13 @@ TEST_CASE("counters and the snapshot follow the events", "[arbiter][observabilit
   b.acquire(3);
   b.advance_ms(10);
   b.tick_alive();                 // quantum revoke of 1
-  b.acquire(2);                   // inference waits; 1 already revoked: no second revoke
+  b.acquire(2);                   // inference waits: the revoke's deadline is shortened
   b.arb.set_quota(3, 50 * MiB, b.now);  // reject of 3
   b.arb.validate();
   const ArbiterCounters& c = b.arb.counters();
   CHECK(c.grants == 1);
-  CHECK(c.revokes == 1);
-  CHECK(c.preemptions == 0);
+  CHECK(c.revokes == 2);
+  CHECK(c.preemptions == 1);
   CHECK(c.rejects == 1);
   auto snap = b.arb.snapshot(b.now);
   REQUIRE(snap.devices.size() == 1);

@@ -188,3 +188,27 @@ TEST_CASE("set_quantum applies to the running lease at once", "[arbiter]") {
   b.advance_ms(1);
   CHECK(for_client<Revoke>(b.tick(), 2).size() == 1);
 }
+
+TEST_CASE("a higher class arriving after a quantum revoke shortens the deadline once", "[arbiter]") {
+  Bench b(quick());
+  b.arb.add_device("gpu0", 1000 * MiB);
+  b.hello(1, Priority::training);
+  b.hello(2, Priority::training);
+  b.hello(3, Priority::inference);
+  REQUIRE(granted(b.acquire(1), 1));
+  b.acquire(2);
+  b.advance_ms(100);
+  auto first = for_client<Revoke>(b.tick(), 1);
+  REQUIRE(first.size() == 1);
+  CHECK(first[0].deadline_ms == 300);
+  b.advance_ms(10);
+  auto second = for_client<Revoke>(b.acquire(3), 1);
+  REQUIRE(second.size() == 1);
+  CHECK(second[0].reason == RevokeReason::preempt);
+  CHECK(second[0].deadline_ms == 20);
+  CHECK(second[0].lease == first[0].lease);
+  CHECK(b.client(1).preemptions == 1);
+  b.advance_ms(5);
+  CHECK(b.tick().empty());
+  CHECK(granted(b.release(1), 3));
+}
