@@ -18,8 +18,10 @@
 //    residents stay on the device while everything fits;
 //  - a need larger than the device capacity is rejected, never queued;
 //  - a client that disconnects or misses heartbeats loses its lease and its
-//    residency at once; one that ignores a revoke past deadline + grace is
-//    disconnected.
+//    residency at once; one that ignores a revoke past deadline + grace, or
+//    an evict past quantum_deadline + grace, is disconnected;
+//  - a holder that asks for a larger need (growth) gets a fresh Grant with the
+//    same lease once the residents have made room.
 //
 // Thread-safety: none; the server calls it from its one io_context thread.
 #pragma once
