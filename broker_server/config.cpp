@@ -55,7 +55,7 @@ std::uint64_t member_unsigned(const json& merged, const char* key, std::uint64_t
   auto it = merged.find(key);
   if (it == merged.end() || it->is_null()) return fallback;
   std::uint64_t value = 0;
-  if (it->is_number_unsigned()) {
+  if (it->is_number_integer() && (it->is_number_unsigned() || it->get<std::int64_t>() >= 0)) {
     value = it->get<std::uint64_t>();
   } else if (it->is_string()) {
     value = parse_unsigned(it->get<std::string>(), key);
@@ -86,7 +86,7 @@ DeviceSpec device_from_json(const json& entry) {
   if (spec.name.empty()) throw ConfigError("config \"devices\" entry without a \"name\"");
   auto cap = entry.find("capacity");
   if (cap != entry.end() && !cap->is_null()) {
-    if (cap->is_number_unsigned()) {
+    if (cap->is_number_integer() && (cap->is_number_unsigned() || cap->get<std::int64_t>() >= 0)) {
       spec.capacity_bytes = cap->get<std::uint64_t>();
     } else if (cap->is_string()) {
       spec.capacity_bytes = parse_capacity(cap->get<std::string>());

@@ -1,0 +1,126 @@
+// validate_message: every op, its required members and their types.
+#include <string>
+
+#include "acb_catch.hpp"
+#include "broker_server/message.h"
+
+using namespace acb::broker;
+using nlohmann::json;
+
+namespace {
+
+std::string rejection(const json& message) {
+  try {
+    (void)validate_message(message);
+  } catch (const ProtocolError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+}  // namespace
+
+TEST_CASE("hello: members, defaults and roles") {
+  auto m = validate_message(json::parse(R"({"op":"hello","versions":[1],"token":"t"})"));
+  const auto& h = std::get<HelloMessage>(m);
+  CHECK(h.versions == std::vector<std::int64_t>{1});
+  CHECK(h.token == "t");
+  CHECK_FALSE(h.admin);
+  CHECK(h.priority == Priority::training);
+  CHECK(h.need_bytes == 0);
+  CHECK_FALSE(h.device);
+
+  auto full = validate_message(json::parse(
+      R"({"op":"hello","versions":[1,2],"token":"t","name":"n","pid":7,"role":"admin","priority":"inference","need_bytes":1024,"device":2,"extra":"ignored"})"));
+  const auto& f = std::get<HelloMessage>(full);
+  CHECK(f.admin);
+  CHECK(f.name == "n");
+  CHECK(f.pid == 7);
+  CHECK(f.priority == Priority::inference);
+  CHECK(f.need_bytes == 1024);
+  CHECK(f.device == 2);
+  CHECK_FALSE(std::get<HelloMessage>(validate_message(
+                  json::parse(R"({"op":"hello","versions":[1],"token":"t","device":-1})")))
+                  .device);
+  CHECK(std::string(op_name(full)) == "hello");
+  CHECK_FALSE(seq_of(full));
+}
+
+TEST_CASE("hello: wrong or missing members are named") {
+  CHECK(rejection(json::parse(R"({"op":"hello","token":"t"})")).find("versions") != std::string::npos);
+  CHECK(rejection(json::parse(R"({"op":"hello","versions":1,"token":"t"})")).find("versions") != std::string::npos);
+  CHECK(rejection(json::parse(R"({"op":"hello","versions":["1"],"token":"t"})")).find("versions") != std::string::npos);
+  CHECK(rejection(json::parse(R"({"op":"hello","versions":[1]})")).find("token") != std::string::npos);
+  CHECK(rejection(json::parse(R"({"op":"hello","versions":[1],"token":5})")).find("token") != std::string::npos);
+  CHECK(rejection(json::parse(R"({"op":"hello","versions":[1],"token":"t","role":"root"})")).find("role") != std::string::npos);
+  CHECK(rejection(json::parse(R"({"op":"hello","versions":[1],"token":"t","priority":"urgent"})")).find("priority") != std::string::npos);
+  CHECK(rejection(json::parse(R"({"op":"hello","versions":[1],"token":"t","need_bytes":-1})")).find("need_bytes") != std::string::npos);
+  CHECK(rejection(json::parse(R"({"op":"hello","versions":[1],"token":"t","need_bytes":1.5})")).find("need_bytes") != std::string::npos);
+  CHECK(rejection(json::parse(R"({"op":"hello","versions":[1],"token":"t","pid":true})")).find("pid") != std::string::npos);
+  CHECK(rejection(json::parse(R"({"op":"hello","versions":[1],"token":"t","device":-2})")).find("device") != std::string::npos);
+  CHECK(rejection(json::parse(R"({"op":"hello","versions":[1],"token":"t","device":4294967296})")).find("device") != std::string::npos);
+}
+
+TEST_CASE("lease ops: optional and required byte counts") {
+  CHECK_FALSE(std::get<AcquireMessage>(validate_message({{"op", "acquire"}})).need_bytes);
+  CHECK(std::get<AcquireMessage>(validate_message({{"op", "acquire"}, {"need_bytes", 5}})).need_bytes == 5u);
+  CHECK(std::get<ReleaseMessage>(validate_message({{"op", "release"}, {"resident_bytes", 9}})).resident_bytes == 9u);
+  CHECK(std::get<ResidencyMessage>(validate_message({{"op", "residency"}, {"resident_bytes", 0}})).resident_bytes == 0u);
+  const std::uint64_t big = 18446744073709551615ull;
+  CHECK(std::get<ResidencyMessage>(validate_message({{"op", "residency"}, {"resident_bytes", big}})).resident_bytes == big);
+  CHECK(rejection({{"op", "residency"}}).find("resident_bytes") != std::string::npos);
+  CHECK(rejection({{"op", "residency"}, {"resident_bytes", "1"}}).find("resident_bytes") != std::string::npos);
+  CHECK(rejection({{"op", "acquire"}, {"need_bytes", -3}}).find("need_bytes") != std::string::npos);
+  CHECK(rejection({{"op", "release"}, {"resident_bytes", json::array()}}).find("resident_bytes") != std::string::npos);
+  CHECK(std::holds_alternative<HeartbeatMessage>(validate_message({{"op", "heartbeat"}})));
+}
+
+TEST_CASE("requests carry an integer seq and their members") {
+  CHECK(seq_of(validate_message({{"op", "status"}, {"seq", 41}})) == 41);
+  CHECK(rejection({{"op", "status"}}).find("seq") != std::string::npos);
+  CHECK(rejection({{"op", "status"}, {"seq", "1"}}).find("seq") != std::string::npos);
+
+  auto sp = std::get<SetPriorityMessage>(validate_message({{"op", "set_priority"}, {"seq", 1}, {"priority", "batch"}}));
+  CHECK(sp.priority == Priority::batch);
+  CHECK_FALSE(sp.client_id);
+  CHECK(std::get<SetPriorityMessage>(
+            validate_message({{"op", "set_priority"}, {"seq", 1}, {"priority", "batch"}, {"client_id", 4}}))
+            .client_id == 4u);
+  CHECK(rejection({{"op", "set_priority"}, {"seq", 1}}).find("priority") != std::string::npos);
+  CHECK(rejection({{"op", "set_priority"}, {"seq", 1}, {"priority", "batch"}, {"client_id", -1}}).find("client_id") !=
+        std::string::npos);
+
+  auto q = std::get<SetQuotaMessage>(validate_message({{"op", "set_quota"}, {"seq", 2}, {"client_id", 3}, {"quota_bytes", 10}}));
+  CHECK(q.client_id == 3u);
+  CHECK(q.quota_bytes == 10u);
+  CHECK(rejection({{"op", "set_quota"}, {"seq", 2}, {"quota_bytes", 10}}).find("client_id") != std::string::npos);
+
+  CHECK(std::get<SetQuantumMessage>(validate_message({{"op", "set_quantum"}, {"seq", 3}, {"quantum_ms", 50}})).quantum_ms == 50u);
+  CHECK(rejection({{"op", "set_quantum"}, {"seq", 3}, {"quantum_ms", 0}}).find("quantum_ms") != std::string::npos);
+
+  auto add = std::get<AddDeviceMessage>(validate_message({{"op", "add_device"}, {"seq", 4}, {"capacity_bytes", 1024}, {"name", "x"}}));
+  CHECK(add.capacity_bytes == 1024u);
+  CHECK(add.name == "x");
+  CHECK(rejection({{"op", "add_device"}, {"seq", 4}}).find("capacity_bytes") != std::string::npos);
+
+  CHECK(std::get<DrainDeviceMessage>(validate_message({{"op", "drain_device"}, {"seq", 5}, {"device", 1}})).device == 1);
+  CHECK(std::get<RemoveDeviceMessage>(validate_message({{"op", "remove_device"}, {"seq", 6}, {"device", 0}})).device == 0);
+  CHECK(rejection({{"op", "drain_device"}, {"seq", 5}, {"device", "0"}}).find("device") != std::string::npos);
+  CHECK(rejection({{"op", "remove_device"}, {"seq", 6}}).find("device") != std::string::npos);
+  CHECK(seq_of(validate_message({{"op", "trace"}, {"seq", -7}})) == -7);
+}
+
+TEST_CASE("unknown ops and non-messages are protocol errors") {
+  CHECK(rejection({{"op", "launch"}}).find("unknown op \"launch\"") != std::string::npos);
+  CHECK(rejection({{"op", std::string(1000, 'x')}}).size() < 200);
+  CHECK(rejection(json::array({1})).find("not a JSON object") != std::string::npos);
+  CHECK(rejection({{"op", 1}}).find("\"op\"") != std::string::npos);
+  CHECK(rejection({{"name", "x"}}).find("\"op\"") != std::string::npos);
+}
+
+TEST_CASE("version negotiation picks the highest common version") {
+  CHECK(negotiate_version({1}) == 1);
+  CHECK(negotiate_version({3, 1, 2}) == 1);
+  CHECK_FALSE(negotiate_version({}));
+  CHECK_FALSE(negotiate_version({0, 2, -1}));
+}

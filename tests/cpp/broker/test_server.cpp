@@ -1,0 +1,303 @@
+// A real Server on loopback (one io_context thread, as in acb-broker), driven
+// by blocking test clients: leases, authentication, protocol errors that close
+// only the offending connection, the metrics endpoint, many clients, and a
+// clean stop (LeakSanitizer checks that nothing outlives it).
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <boost/asio/post.hpp>
+
+#include "acb_catch.hpp"
+#include "broker_server/server.h"
+#include "common/frame.h"
+
+using namespace acb::broker;
+using nlohmann::json;
+
+namespace {
+
+constexpr int kTimeoutMs = 5000;
+const Tokens kTokens{"client-token", "admin-token"};
+
+class RunningServer {
+ public:
+  explicit RunningServer(BrokerConfig config = make_config())
+      : io_(1), server_(io_, std::move(config), CommandLine{}, kTokens) {
+    server_.start();
+    thread_ = std::thread([this] { io_.run(); });
+  }
+  ~RunningServer() {
+    boost::asio::post(io_, [this] { server_.stop(); });
+    thread_.join();
+  }
+  std::uint16_t port() const { return server_.port(); }
+  std::uint16_t metrics_port() const { return server_.metrics_port(); }
+
+  static BrokerConfig make_config() {
+    BrokerConfig c;
+    c.port = 0;
+    c.metrics_port = 0;
+    c.devices = {DeviceSpec{"0", 1ull << 30}};
+    c.arbiter.quantum_ms = 60000;
+    c.arbiter.heartbeat_timeout_ms = 60000;  // these clients do not heartbeat
+    return c;
+  }
+
+ private:
+  boost::asio::io_context io_;
+  Server server_;
+  std::thread thread_;
+};
+
+int connect_loopback(std::uint16_t port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) throw std::runtime_error("socket failed");
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(port);
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    ::close(fd);
+    throw std::runtime_error("connect to 127.0.0.1:" + std::to_string(port) + " failed");
+  }
+  int one = 1;
+  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  return fd;
+}
+
+// Reads with poll() and a bounded timeout: a test never waits forever.
+class TestClient {
+ public:
+  explicit TestClient(std::uint16_t port) : fd_(connect_loopback(port)) {}
+  ~TestClient() { ::close(fd_); }
+  TestClient(const TestClient&) = delete;
+  TestClient& operator=(const TestClient&) = delete;
+
+  void send_raw(const std::string& bytes) {
+    std::size_t sent = 0;
+    while (sent < bytes.size()) {
+      const ssize_t n = ::send(fd_, bytes.data() + sent, bytes.size() - sent, MSG_NOSIGNAL);
+      if (n <= 0) throw std::runtime_error("send failed");
+      sent += static_cast<std::size_t>(n);
+    }
+  }
+  void send(const json& message) { send_raw(acb::wire::encode_message(message)); }
+
+  /// The next message; nullopt once the broker closed the connection.
+  std::optional<json> recv(int timeout_ms = kTimeoutMs) {
+    std::string payload;
+    for (;;) {
+      if (parser_.next(payload) == acb::wire::FrameParser::Result::good) return json::parse(payload);
+      pollfd p{fd_, POLLIN, 0};
+      const int ready = ::poll(&p, 1, timeout_ms);
+      if (ready == 0) throw std::runtime_error("no message within " + std::to_string(timeout_ms) + " ms");
+      char buf[4096];
+      const ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
+      if (n <= 0) return std::nullopt;
+      parser_.feed(buf, static_cast<std::size_t>(n));
+    }
+  }
+  json expect(const std::string& op) {
+    auto m = recv();
+    REQUIRE(m);
+    INFO(m->dump());
+    REQUIRE((*m)["op"] == op);
+    return *m;
+  }
+  json hello(const std::string& name, const std::string& token = kTokens.client, const std::string& role = "client") {
+    send({{"op", "hello"}, {"versions", {1}}, {"token", token}, {"name", name}, {"pid", 1}, {"role", role}});
+    return expect("welcome");
+  }
+  /// After an error the broker closes: returns the error's reason.
+  std::string expect_error_then_close() {
+    auto error = expect("error");
+    CHECK_FALSE(recv());
+    return error["reason"];
+  }
+
+ private:
+  int fd_;
+  acb::wire::FrameParser parser_;
+};
+
+}  // namespace
+
+TEST_CASE("leases pass from holder to waiter on release and on disconnect") {
+  RunningServer server;
+  TestClient a(server.port());
+  auto b_owner = std::make_unique<TestClient>(server.port());
+  TestClient& b = *b_owner;
+  const auto wa = a.hello("a");
+  const auto wb = b.hello("b");
+  CHECK(wa["device"] == 0);
+  CHECK(wa["device_capacity_bytes"] == 1ull << 30);
+  CHECK(wa["heartbeat_interval_ms"].get<int>() > 0);
+  CHECK(wa["client_id"] != wb["client_id"]);
+  a.send({{"op", "acquire"}});
+  const auto g1 = a.expect("grant");
+  CHECK(g1["quantum_ms"] == 60000);
+  b.send({{"op", "acquire"}});
+  a.send({{"op", "status"}, {"seq", 9}});
+  const auto status = a.expect("status");
+  CHECK(status["seq"] == 9);
+  CHECK(status["devices"][0]["holder"] == wa["client_id"]);
+  CHECK(status["devices"][0]["queue"] == json::array({wb["client_id"]}));
+  a.send({{"op", "release"}, {"resident_bytes", 0}});
+  const auto g2 = b.expect("grant");
+  CHECK(g2["lease"].get<std::uint64_t>() > g1["lease"].get<std::uint64_t>());
+
+  TestClient c(server.port());
+  c.hello("c");
+  c.send({{"op", "acquire"}});
+  { TestClient gone(server.port()); }  // a connection that never says hello is harmless
+  b.send({{"op", "heartbeat"}});
+  b_owner.reset();  // b's connection closes: its lease goes to c at once
+  c.expect("grant");
+}
+
+TEST_CASE("authentication: wrong tokens and the admin role") {
+  RunningServer server;
+  {
+    TestClient bad(server.port());
+    bad.send({{"op", "hello"}, {"versions", {1}}, {"token", "nope"}});
+    CHECK(bad.expect_error_then_close() == "authentication failed");
+  }
+  {
+    TestClient fake_admin(server.port());
+    fake_admin.send({{"op", "hello"}, {"versions", {1}}, {"token", kTokens.client}, {"role", "admin"}});
+    CHECK(fake_admin.expect_error_then_close() == "authentication failed");
+  }
+  TestClient client(server.port());
+  client.hello("c");
+  client.send({{"op", "set_quantum"}, {"seq", 1}, {"quantum_ms", 5}});
+  auto refused = client.expect("error");
+  CHECK(refused["seq"] == 1);
+  CHECK(refused["reason"].get<std::string>().find("admin role") != std::string::npos);
+  client.send({{"op", "status"}, {"seq", 2}});
+  CHECK(client.expect("status")["quantum_ms"] == 60000);  // still connected, nothing changed
+
+  TestClient admin(server.port());
+  const auto w = admin.hello("admin", kTokens.admin, "admin");
+  CHECK(w["device"] == -1);
+  admin.send({{"op", "set_quantum"}, {"seq", 3}, {"quantum_ms", 5}});
+  CHECK(admin.expect("ok")["seq"] == 3);
+  admin.send({{"op", "add_device"}, {"seq", 4}, {"capacity_bytes", 1 << 20}, {"name", "x"}});
+  CHECK(admin.expect("ok")["device"] == 1);
+  admin.send({{"op", "drain_device"}, {"seq", 5}, {"device", 42}});
+  auto failed = admin.expect("error");
+  CHECK(failed["seq"] == 5);
+  admin.send({{"op", "status"}, {"seq", 6}});
+  const auto status = admin.expect("status");
+  CHECK(status["quantum_ms"] == 5);
+  CHECK(status["devices"].size() == 2);
+}
+
+TEST_CASE("protocol errors close only the connection that made them") {
+  RunningServer server;
+  TestClient bystander(server.port());
+  bystander.hello("bystander");
+  bystander.send({{"op", "acquire"}});
+  bystander.expect("grant");
+
+  SECTION("oversized length") {
+    TestClient bad(server.port());
+    bad.send_raw(std::string("\x7f\xff\xff\xff", 4));
+    CHECK(bad.expect_error_then_close().find("exceeds the maximum") != std::string::npos);
+  }
+  SECTION("garbage JSON") {
+    TestClient bad(server.port());
+    bad.send_raw(acb::wire::encode_frame("\xff\xfe garbage"));
+    CHECK(bad.expect_error_then_close().find("JSON") != std::string::npos);
+  }
+  SECTION("a frame before hello") {
+    TestClient bad(server.port());
+    bad.send({{"op", "acquire"}});
+    CHECK(bad.expect_error_then_close().find("hello") != std::string::npos);
+  }
+  SECTION("a second hello") {
+    TestClient bad(server.port());
+    bad.hello("twice");
+    bad.send({{"op", "hello"}, {"versions", {1}}, {"token", kTokens.client}});
+    CHECK(bad.expect_error_then_close().find("second") != std::string::npos);
+  }
+  SECTION("unknown op and wrong member type") {
+    TestClient bad(server.port());
+    bad.hello("bad");
+    bad.send({{"op", "residency"}, {"resident_bytes", "many"}});
+    CHECK(bad.expect_error_then_close().find("resident_bytes") != std::string::npos);
+    TestClient worse(server.port());
+    worse.hello("worse");
+    worse.send({{"op", "explode"}});
+    CHECK(worse.expect_error_then_close().find("unknown op") != std::string::npos);
+  }
+  SECTION("a truncated frame, then close") {
+    { TestClient bad(server.port()); bad.send_raw(acb::wire::encode_message({{"op", "hello"}}).substr(0, 7)); }
+  }
+  bystander.send({{"op", "status"}, {"seq", 1}});
+  const auto status = bystander.expect("status");
+  CHECK(status["devices"][0]["holder"] == status["clients"][0]["client_id"]);
+  CHECK(status["clients"].size() == 1);
+}
+
+TEST_CASE("the metrics endpoint answers GET /metrics") {
+  RunningServer server;
+  TestClient c(server.port());
+  c.hello("m");
+  c.send({{"op", "acquire"}});
+  c.expect("grant");
+  auto get = [&](const std::string& path) {
+    const int fd = connect_loopback(server.metrics_port());
+    const std::string request = "GET " + path + " HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    REQUIRE(::send(fd, request.data(), request.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(request.size()));
+    std::string response;
+    char buf[4096];
+    for (;;) {
+      pollfd p{fd, POLLIN, 0};
+      REQUIRE(::poll(&p, 1, kTimeoutMs) == 1);
+      const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+      if (n <= 0) break;
+      response.append(buf, static_cast<std::size_t>(n));
+    }
+    ::close(fd);
+    return response;
+  };
+  const std::string ok = get("/metrics");
+  CHECK(ok.rfind("HTTP/1.1 200 OK", 0) == 0);
+  CHECK(ok.find("text/plain; version=0.0.4") != std::string::npos);
+  CHECK(ok.find("\nacb_clients 1\n") != std::string::npos);
+  CHECK(ok.find("\nacb_leases_granted_total 1\n") != std::string::npos);
+  CHECK(get("/other").rfind("HTTP/1.1 404", 0) == 0);
+}
+
+TEST_CASE("two hundred clients each get the lease once, in turn") {
+  RunningServer server;
+  constexpr int kClients = 200;
+  std::vector<std::unique_ptr<TestClient>> clients;
+  for (int i = 0; i < kClients; ++i) {
+    clients.push_back(std::make_unique<TestClient>(server.port()));
+    clients.back()->hello("c" + std::to_string(i));
+  }
+  for (auto& c : clients) c->send({{"op", "acquire"}});
+  // FIFO within one priority: each holder releases and the next in line is granted.
+  std::uint64_t last_lease = 0;
+  for (auto& c : clients) {
+    const auto grant = c->expect("grant");
+    CHECK(grant["lease"].get<std::uint64_t>() > last_lease);
+    last_lease = grant["lease"];
+    c->send({{"op", "release"}});
+  }
+  clients.front()->send({{"op", "status"}, {"seq", 1}});
+  const auto status = clients.front()->expect("status");
+  CHECK(status["clients"].size() == kClients);
+  CHECK(status["devices"][0]["holder"].is_null());
+}
