@@ -1,0 +1,71 @@
+"""The broker's lease timeline as a Chrome/Perfetto trace, and as a text chart.
+
+The broker answers `trace` with slices {device, client_id, name, start_us,
+end_us} (end_us null while the lease is held; times in microseconds on the
+broker's monotonic clock). to_chrome_trace() makes one track (process) per
+device and one slice per lease; ascii_timeline() draws the same for a console.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, List, Mapping, Optional, Sequence
+
+
+def _end(s: Mapping, now_us: int) -> int:
+    return int(s["end_us"]) if s.get("end_us") is not None else now_us
+
+
+def latest_us(slices: Sequence[Mapping]) -> int:
+    """The latest time the slices mention: stands in for 'now' for a lease still held."""
+    times = [int(s["start_us"]) for s in slices] + [int(s["end_us"]) for s in slices if s.get("end_us") is not None]
+    return max(times, default=0)
+
+
+def to_chrome_trace(slices: Sequence[Mapping], device_names: Optional[Mapping[int, str]] = None,
+                    now_us: Optional[int] = None) -> dict:
+    """{"traceEvents": [...]}: an "X" event per lease (pid = device, tid = client) plus
+    process_name / thread_name metadata so the viewer labels tracks by device and client.
+
+    A lease still held ends at now_us (the trace reply's "now_us" when the broker sends
+    one), else at the latest time any slice mentions."""
+    device_names = device_names or {}
+    now = latest_us(slices) if now_us is None else now_us
+    events: List[dict] = []
+    devices: Dict[int, None] = {}
+    threads: Dict[tuple, str] = {}
+    for s in slices:
+        device, client = int(s["device"]), int(s["client_id"])
+        devices.setdefault(device)
+        threads.setdefault((device, client), f'{s.get("name") or "client"} #{client}')
+        start = int(s["start_us"])
+        events.append({"ph": "X", "name": s.get("name") or f"client {client}", "cat": "lease",
+                       "pid": device, "tid": client, "ts": start, "dur": max(0, _end(s, now) - start),
+                       "args": {"client_id": client, "held": s.get("end_us") is None}})
+    for device in devices:
+        name = device_names.get(device, "")
+        events.append({"ph": "M", "name": "process_name", "pid": device, "tid": 0,
+                       "args": {"name": f"device {device}" + (f" ({name})" if name else "")}})
+    for (device, client), label in threads.items():
+        events.append({"ph": "M", "name": "thread_name", "pid": device, "tid": client, "args": {"name": label}})
+    return {"traceEvents": events, "displayTimeUnit": "ms"}
+
+
+def ascii_timeline(slices: Sequence[Mapping], width: int = 60, now_us: Optional[int] = None) -> str:
+    """One row per client (per device): '#' where it held the lease, '.' elsewhere."""
+    if not slices:
+        return "(no leases yet)"
+    now = latest_us(slices) if now_us is None else now_us
+    t0 = min(int(s["start_us"]) for s in slices)
+    span = max(1, now - t0)
+    rows: Dict[tuple, List[str]] = {}
+    for s in sorted(slices, key=lambda s: (int(s["device"]), int(s["start_us"]))):
+        key = (int(s["device"]), int(s["client_id"]), s.get("name") or "client")
+        cells = rows.setdefault(key, ["."] * width)
+        first = int((int(s["start_us"]) - t0) * width / span)
+        last = max(first, int((_end(s, now) - t0) * width / span - 1e-9))
+        for i in range(max(0, first), min(width, last + 1)):
+            cells[i] = "#"
+    label_width = max(len(f"dev{d} {n} #{c}") for d, c, n in rows)
+    lines = [f"{f'dev{d} {n} #{c}'.ljust(label_width)} |{''.join(cells)}|" for (d, c, n), cells in rows.items()]
+    lines.append(" " * label_width + f" 0{'':{width - 2}}{span / 1e6:.2f} s".rstrip())
+    return "\n".join(lines)
