@@ -183,7 +183,7 @@ void Arbiter::State::schedule(DeviceRec& d, TimeUs now, Decisions& out) {
       ++counters.preemptions;
       ++h.preemptions;
       revoke(RevokeReason::preempt, config.preempt_deadline_ms);
-    } else if (head_class == h.lease_class && now - h.lease_start_us >= config.quantum_ms * 1000) {
+    } else if (head_class == h.lease_class && sat_sub(now, h.lease_start_us) >= config.quantum_ms * 1000) {
       revoke(RevokeReason::quantum, config.quantum_deadline_ms);
     }
     return;

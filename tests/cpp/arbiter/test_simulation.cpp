@@ -8,6 +8,7 @@
 // holder per device, and at every grant the memory actually kept by the
 // others plus the grantee's need fits the device. Once arrivals stop, every
 // waiter must be granted (or rejected) within a bounded simulated time.
+#include <algorithm>
 #include <map>
 #include <random>
 
