@@ -146,7 +146,7 @@ BrokerClient::~BrokerClient() = default;
 const Welcome& BrokerClient::welcome() const { return impl_->welcome; }
 
 Grant BrokerClient::acquire(std::optional<std::uint64_t> need_bytes, std::optional<std::chrono::milliseconds> timeout) {
-  impl_->lease.begin_acquire();
+  impl_->lease.begin_acquire(need_bytes.has_value());
   try {
     impl_->send(messages::acquire(need_bytes));
   } catch (...) {

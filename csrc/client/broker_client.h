@@ -69,9 +69,10 @@ class BrokerClient {
 
   /// Blocks until the lease is granted. Throws LeaseRejected, or BrokerError
   /// when the connection is lost or `timeout` passes (nullopt: wait forever).
-  /// While holding, asks for a larger `need_bytes` (growth after an
+  /// While holding, only with a larger `need_bytes` (growth after an
   /// out-of-memory): it returns at the broker's re-grant, which comes once
-  /// the larger need fits; a need not above the declared one is never answered.
+  /// the larger need fits; a need not above the declared one is never
+  /// answered. Without need_bytes while holding it throws BrokerError.
   Grant acquire(std::optional<std::uint64_t> need_bytes = std::nullopt,
                 std::optional<std::chrono::milliseconds> timeout = std::nullopt);
   /// Gives the lease back; `resident_bytes` stay on the device.

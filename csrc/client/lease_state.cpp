@@ -2,13 +2,16 @@
 
 namespace acb::client {
 
-void LeaseState::begin_acquire() {
+void LeaseState::begin_acquire(bool growth) {
   std::lock_guard lock(mutex_);
   if (!lost_.empty()) throw BrokerError("acquire: " + lost_);
   if (phase_ == Phase::acquiring) throw BrokerError("acquire: another acquire is already waiting on this client");
-  // Holding (or revoked, not yet released): a growth request (larger
-  // need_bytes); the broker answers with a re-grant once the larger need
-  // fits, which ends this acquire.
+  // Holding (or revoked, not yet released) with a need: a growth request;
+  // the broker answers with a re-grant once the larger need fits.
+  if ((phase_ == Phase::holding || phase_ == Phase::revoked) && !growth) {
+    throw BrokerError("acquire: this client already holds lease " + std::to_string(grant_ ? grant_->lease : 0) +
+                      "; release it first (or pass a larger need_bytes to grow it)");
+  }
   phase_ = Phase::acquiring;
   grant_.reset();
   rejected_.reset();

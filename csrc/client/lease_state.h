@@ -27,10 +27,11 @@ class LeaseState {
  public:
   enum class Phase { idle, acquiring, holding, revoked };
 
-  /// Starts an acquire (while holding or revoked: a growth request, answered
-  /// by a re-grant). Throws BrokerError when one is already in flight or
-  /// when the connection is lost.
-  void begin_acquire();
+  /// Starts an acquire. While holding (or revoked) it is allowed only as a
+  /// growth request (`growth`: a larger need, answered by a re-grant).
+  /// Throws BrokerError when one is already in flight, when holding without
+  /// `growth`, or when the connection is lost.
+  void begin_acquire(bool growth = false);
   /// Waits for the outcome of begin_acquire(). Throws LeaseRejected on
   /// reject, BrokerError on loss or when timeout passes (the phase is then
   /// idle again and the caller withdraws the request).
