@@ -86,8 +86,9 @@ class EmulatedDriver final : public Driver {
                             StreamHandle stream) override;
 
   // --- test hooks --------------------------------------------------------------
-  /// Holds `stream` busy: copies enqueued on it wait, events recorded after
-  /// them are not done, until resume_stream (see emulated_streams.h).
+  /// Holds `stream` busy, as if running a long kernel, until resume_stream:
+  /// copies enqueued on it wait and events recorded on it from now on are
+  /// not done (see emulated_streams.h).
   void pause_stream(StreamHandle stream) { streams_.pause_stream(stream); }
   void resume_stream(StreamHandle stream) { streams_.resume_stream(stream); }
   /// How long synchronize_* waits on a paused stream before throwing.

@@ -182,7 +182,14 @@ void EmulatedStreams::synchronize_event(EventHandle event) {
 
 void EmulatedStreams::pause_stream(StreamHandle stream) {
   std::lock_guard<std::mutex> lock(mutex_);
-  stream_locked(stream, "pause_stream").paused = true;
+  Stream& state = stream_locked(stream, "pause_stream");
+  if (state.paused) return;
+  state.paused = true;
+  // The pause itself is work on the stream that finishes at resume, so the
+  // stream is busy even with nothing else queued: events recorded from now
+  // on are not done and synchronizing waits, as behind a long kernel.
+  ++state.enqueued;
+  state.queued.push_back([] {});
 }
 
 void EmulatedStreams::resume_stream(StreamHandle stream) {

@@ -3,9 +3,10 @@
 // Work on the emulated device is a host memcpy done at the moment it is
 // enqueued, so streams are normally always idle and every event is done as
 // soon as it is recorded. To let tests exercise stream-ordered logic (reuse
-// of a block only after its stream passed an event), a stream can be paused:
-// work enqueued on a paused stream is queued, events recorded after it are
-// not done, and resume() runs the queue in order.
+// of a block only after its stream passed an event), a stream can be paused,
+// as if it were running a long kernel: events recorded on it from then on are
+// not done, work enqueued on it is queued, and resume() runs the queue in
+// order and completes those events.
 //
 // Waiting on a paused stream (synchronize, synchronize_device,
 // synchronize_event) blocks until another thread resumes it, and throws
@@ -57,7 +58,8 @@ class EmulatedStreams {
   bool event_done(EventHandle event);
   void synchronize_event(EventHandle event);
 
-  /// Holds the stream busy: later work queues up until resume_stream.
+  /// Holds the stream busy until resume_stream: later work queues up and
+  /// events recorded from now on are not done. Pausing a paused stream is a no-op.
   void pause_stream(StreamHandle stream);
   /// Runs the queued work in order and lets later work run at once. Throws
   /// the first DriverError a queued copy raised (the rest still ran).

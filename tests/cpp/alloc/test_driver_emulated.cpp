@@ -86,8 +86,11 @@ TEST_CASE("a paused stream holds copies and events until resumed", "[driver][emu
   std::memset(memory, 1, granule);
   std::vector<std::uint8_t> source(granule, 2);
 
+  EventHandle at_pause = driver.create_event(0);
   driver.record_event(before, stream);
   driver.pause_stream(stream);
+  driver.record_event(at_pause, stream);  // busy even with nothing queued yet
+  CHECK_FALSE(driver.event_done(at_pause));
   driver.copy_to_device_async(base, source.data(), granule, stream);
   driver.record_event(after, stream);
   CHECK(driver.event_done(before));
@@ -119,10 +122,12 @@ TEST_CASE("a paused stream holds copies and events until resumed", "[driver][emu
     resumer.join();
   }
   CHECK(driver.event_done(after));
+  CHECK(driver.event_done(at_pause));
   CHECK(memory[0] == 2);
   CHECK(memory[granule - 1] == 2);
 
   driver.destroy_event(before);
+  driver.destroy_event(at_pause);
   driver.destroy_event(after);
   driver.destroy_stream(stream);
   driver.destroy_stream(other);
