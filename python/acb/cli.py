@@ -29,7 +29,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from . import _format, _trace, options
 from ._broker import broker_binary, configured_address, parse_address
-from ._wire import BrokerError, Connection
+from ._wire import BrokerError, Connection, read_token
 
 PRIORITIES = ("inference", "training", "batch")
 
@@ -44,8 +44,21 @@ def _address(args: argparse.Namespace):
     return parse_address(args.broker) if args.broker else configured_address()
 
 
-def connect(args: argparse.Namespace, admin: bool = False) -> Connection:
+def _admin_token_readable() -> bool:
+    try:
+        read_token(admin=True)
+        return True
+    except BrokerError:
+        return False
+
+
+def connect(args: argparse.Namespace, admin: Optional[bool] = None) -> Connection:
+    """A connection as admin (admin=True), as a client (False), or for looking only (None):
+    admin when the admin token is readable, since an admin connection is not a job the
+    broker must place on a device (a client one is refused while every device drains)."""
     host, port = _address(args)
+    if admin is None:
+        admin = _admin_token_readable()
     try:
         return Connection(host, port, name="acb-cli", role="admin" if admin else "client")
     except BrokerError as e:

@@ -1,0 +1,43 @@
+"""Helpers for the tests of the acb command, the embedded broker and the demo:
+run `python -m acb.cli` (or any module) in a subprocess with the same acb
+package this test process imports, and the broker executable under test."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import acb
+
+
+def package_env(broker_bin: str, extra: Optional[Dict[str, str]] = None) -> Dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("ACB_TOKEN", "ACB_ADMIN_TOKEN", "ACB_BROKER")}
+    root = str(Path(acb.__file__).resolve().parents[1])
+    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env["ACB_BROKER_BIN"] = broker_bin
+    env.update(extra or {})
+    return env
+
+
+def run_cli(args: List[str], env: Dict[str, str], timeout_s: float = 60.0) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "acb.cli", *args], env=env, capture_output=True, text=True,
+                          timeout=timeout_s)
+
+
+def free_port() -> int:
+    """A port nobody listens on right now (bound then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def answers(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
