@@ -154,7 +154,6 @@ Decisions Arbiter::on_release(ClientId client, std::optional<std::uint64_t> resi
   if (resident_bytes) s.apply_residency(*c, *resident_bytes, now, out);
   s.leave_draining(*c, now, out);
   s.schedule_all(now, out);
-  s.reap_devices();
   return out;
 }
 
@@ -167,7 +166,6 @@ Decisions Arbiter::on_residency(ClientId client, std::uint64_t resident_bytes, T
   s.apply_residency(*c, resident_bytes, now, out);
   s.leave_draining(*c, now, out);
   s.schedule_all(now, out);
-  s.reap_devices();
   return out;
 }
 
@@ -179,7 +177,6 @@ Decisions Arbiter::on_disconnect(ClientId client, TimeUs now) {
   State& s = *state_;
   Decisions out;
   if (!s.find_client(client)) return out;
-  ++s.counters.disconnects;
   s.drop_client(client, now, out);
   return out;
 }

@@ -254,20 +254,23 @@ void Arbiter::State::leave_draining(ClientRec& c, TimeUs now, Decisions& out) {
          out);
 }
 
-void Arbiter::State::drop_client(ClientId id, TimeUs now, Decisions& out) {
+void Arbiter::State::forget_client(ClientId id, TimeUs now) {
   ClientRec& c = clients.at(id);
   if (c.holds()) end_lease(c, now);
   if (c.state == ClientState::waiting) dequeue(c);
   devices.at(c.device).members.erase(id);
   clients.erase(id);
+  ++counters.disconnects;
+}
+
+void Arbiter::State::drop_client(ClientId id, TimeUs now, Decisions& out) {
+  forget_client(id, now);
   schedule_all(now, out);
-  reap_devices();
 }
 
 void Arbiter::State::kill(ClientId id, std::string reason, TimeUs now, Decisions& out) {
-  ++counters.disconnects;
   out.push_back(Disconnect{id, std::move(reason)});
-  drop_client(id, now, out);
+  forget_client(id, now);
 }
 
 void Arbiter::State::reap_devices() {

@@ -111,7 +111,11 @@ struct Arbiter::State {
   /// A non-holder on a draining device moves away; one that waits and cannot is rejected.
   void leave_draining(ClientRec& c, TimeUs now, Decisions& out);
   std::optional<DeviceId> move_target(const ClientRec& c, std::uint64_t need_bytes) const;
+  /// Drops a client's lease, wait and residency (counted as a disconnect).
+  void forget_client(ClientId id, TimeUs now);
+  /// forget_client, then schedules what its leaving allows.
   void drop_client(ClientId id, TimeUs now, Decisions& out);
+  /// Decides a disconnect and forgets the client; the caller schedules afterwards.
   void kill(ClientId id, std::string reason, TimeUs now, Decisions& out);
   void reap_devices();
   void open_slice(ClientRec& c, TimeUs now);

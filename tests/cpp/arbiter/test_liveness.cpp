@@ -171,3 +171,21 @@ TEST_CASE("a report, even a short one, resets the evict deadline", "[arbiter][li
   CHECK(all_of<Disconnect>(b.tick_alive()).empty());
   CHECK(granted(b.residency(1, 200 * MiB), 2));
 }
+
+TEST_CASE("clients dead at the same tick get no grant on their way out", "[arbiter][liveness]") {
+  Bench b(live());
+  b.arb.add_device("gpu0", 1000 * MiB);
+  b.hello(1);
+  b.hello(2);
+  b.hello(3);
+  REQUIRE(granted(b.acquire(1), 1));
+  b.acquire(2);
+  b.advance_ms(10);
+  b.acquire(3);
+  b.advance_ms(995);  // 1 and 2 silent for 1005 ms, 3 for 995 ms
+  auto ds = b.tick();
+  CHECK(all_of<Disconnect>(ds).size() == 2);
+  REQUIRE(all_of<Grant>(ds).size() == 1);
+  CHECK(all_of<Grant>(ds)[0].client == 3);
+  CHECK(b.arb.counters().disconnects == 2);
+}
