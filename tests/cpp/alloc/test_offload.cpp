@@ -1,0 +1,201 @@
+// Offload and restore on the emulated device: same addresses with data
+// intact, partial (LRU) offload, clean-segment skipping, the host backup
+// limit, restore without room, faults on offloaded memory, malloc/free while
+// offloaded; and the same scenarios on a GPU ([gpu], skipped without one).
+#include <cstdint>
+#include <cstring>
+#include <memory>
+
+#include "acb_catch.hpp"
+#include "offload_scenarios.h"
+
+using namespace acb::alloc;
+using namespace acb::alloc::testing;
+
+TEST_CASE("offload and restore keep addresses and data", "[offload]") {
+  EmulatedDevice dev("roundtrip");
+  scenario_offload_restore_roundtrip(dev.driver);
+}
+
+TEST_CASE("partial offload releases least recently used segments, only the budget", "[offload]") {
+  EmulatedDevice dev("partial");
+  scenario_partial_offload_lru(dev.driver);
+}
+
+TEST_CASE("clean segments are released without copying", "[offload]") {
+  EmulatedDevice dev("clean");
+  scenario_clean_segments_skip_copies(dev.driver);
+}
+
+TEST_CASE("fully free segments are released by offload without a backup", "[offload]") {
+  EmulatedDevice dev("freeseg");
+  Arena arena(dev.driver, 0);
+  void* cached = arena.malloc(4 * kMiB, nullptr);
+  void* live = arena.malloc(2 * kMiB, nullptr);
+  arena.free(cached, nullptr);
+  OffloadResult out = arena.offload(4 * kMiB);  // the free segment covers the budget alone
+  arena.validate();
+  CHECK(out.released_bytes == 4 * kMiB);
+  CHECK(out.copied_bytes == 0);
+  CHECK(arena.is_resident(live, 2 * kMiB));
+  CHECK(arena.stats().host_backup_bytes == 0);
+  arena.free(live, nullptr);
+  arena.validate();
+}
+
+TEST_CASE("offload beyond the host backup limit is refused before anything is released", "[offload][limit]") {
+  EmulatedDevice dev("hostlimit");
+  ArenaOptions options;
+  options.host_backup_limit_bytes = 4 * kMiB;
+  Arena arena(dev.driver, 0, options);
+  void* a = arena.malloc(2 * kMiB, nullptr);
+  void* b = arena.malloc(2 * kMiB, nullptr);
+  void* c = arena.malloc(2 * kMiB, nullptr);
+  write_pattern(dev.driver, a, 2 * kMiB, 31);
+  write_pattern(dev.driver, b, 2 * kMiB, 32);
+  write_pattern(dev.driver, c, 2 * kMiB, 33);
+  const Stats before = arena.stats();
+  try {
+    arena.offload();
+    FAIL("offload beyond the host backup limit succeeded");
+  } catch (const HostBackupLimitExceeded& error) {
+    CHECK_THAT_TEXT(error.what(), "needs 6291456 bytes");
+    CHECK_THAT_TEXT(error.what(), "limit is 4194304 bytes");
+  }
+  arena.validate();
+  CHECK(arena.resident_bytes() == before.reserved_bytes);
+  CHECK(arena.stats().offload_count == 0);
+  CHECK(arena.stats().host_backup_bytes == 0);
+  CHECK(has_pattern(dev.driver, a, 2 * kMiB, 31));
+
+  // Within the limit a partial offload works, and a later one reuses room
+  // by dropping backups of resident segments.
+  OffloadResult part = arena.offload(4 * kMiB);
+  arena.validate();
+  CHECK(part.released_bytes == 4 * kMiB);
+  CHECK(arena.stats().host_backup_bytes == 4 * kMiB);
+  arena.restore_all();
+  arena.validate();
+  CHECK(arena.stats().host_backup_bytes == 4 * kMiB);  // kept for clean skipping
+  arena.mark_written(c, 1);  // LRU order now: c, a, b
+  arena.mark_written(a, 1);
+  arena.mark_written(b, 1);
+  OffloadResult other = arena.offload(2 * kMiB);  // c: needs a new backup, drops one of a/b
+  arena.validate();
+  CHECK(other.released_bytes == 2 * kMiB);
+  CHECK_FALSE(arena.is_resident(c, 1));
+  CHECK(arena.stats().host_backup_bytes <= 4 * kMiB);
+  arena.restore_all();
+  CHECK(has_pattern(dev.driver, a, 2 * kMiB, 31));
+  CHECK(has_pattern(dev.driver, b, 2 * kMiB, 32));
+  CHECK(has_pattern(dev.driver, c, 2 * kMiB, 33));
+  for (void* p : {a, b, c}) arena.free(p, nullptr);
+  arena.validate();
+}
+
+TEST_CASE("a restore that does not fit throws OutOfMemory and leaves a consistent state", "[offload][oom]") {
+  EmulatedDevice dev("restoreoom", 8 * kMiB);
+  Arena arena(dev.driver, 0);
+  Arena other(dev.driver, 0);
+  void* a = arena.malloc(2 * kMiB, nullptr);
+  void* b = arena.malloc(4 * kMiB, nullptr);
+  write_pattern(dev.driver, a, 2 * kMiB, 41);
+  write_pattern(dev.driver, b, 4 * kMiB, 42);
+  arena.offload();
+  arena.validate();
+  void* hog = other.malloc(4 * kMiB, nullptr);  // leaves 4 MiB: a fits, b does not, not both
+  const Stats before = arena.stats();
+  try {
+    arena.restore_all();
+    FAIL("restore beyond the capacity succeeded");
+  } catch (const OutOfMemory& error) {
+    CHECK(error.requested_bytes() == 6 * kMiB);
+    CHECK(error.free_bytes() == 4 * kMiB);
+    CHECK_THAT_TEXT(error.what(), "needs 6291456 bytes");
+    CHECK_THAT_TEXT(error.what(), "free 4194304 of 8388608");
+  }
+  arena.validate();
+  CHECK(arena.resident_bytes() == 0);  // nothing half-mapped
+  CHECK(arena.stats().offloaded_bytes == before.offloaded_bytes);
+  CHECK(arena.stats().host_backup_bytes == before.host_backup_bytes);
+  CHECK(dev.driver.memory_info(0).free_bytes == 4 * kMiB);
+
+  other.free(hog, nullptr);
+  other.empty_cache();
+  CHECK(arena.restore_all() == 6 * kMiB);
+  arena.validate();
+  CHECK(has_pattern(dev.driver, a, 2 * kMiB, 41));
+  CHECK(has_pattern(dev.driver, b, 4 * kMiB, 42));
+  arena.free(a, nullptr);
+  arena.free(b, nullptr);
+  arena.validate();
+}
+
+TEST_CASE("touching offloaded memory faults", "[offload][fault]") {
+  EmulatedDevice dev("fault");
+  Arena arena(dev.driver, 0);
+  auto* p = static_cast<volatile std::uint64_t*>(arena.malloc(4096, nullptr));
+  p[0] = 7;  // the emulated device is host memory: resident memory is plain to touch
+  CHECK_FALSE(child_faults([p] { (void)p[0]; }));
+  arena.offload();
+  arena.validate();
+  CHECK(child_faults([p] { (void)p[0]; }));
+  arena.restore_all();
+  CHECK(p[0] == 7);
+  arena.free(const_cast<std::uint64_t*>(p), nullptr);
+  arena.validate();
+}
+
+TEST_CASE("malloc and free while offloaded never hand out unmapped memory", "[offload]") {
+  EmulatedDevice dev("whileoff");
+  Arena arena(dev.driver, 0);
+  void* a = arena.malloc(4096, nullptr);  // small segment, mostly free
+  void* gone = arena.malloc(8192, nullptr);
+  void* big = arena.malloc(4 * kMiB, nullptr);
+  write_pattern(dev.driver, a, 4096, 51);
+  write_pattern(dev.driver, big, 4 * kMiB, 52);
+  arena.offload();
+  arena.validate();
+
+  // The free blocks of the offloaded small segment are skipped: new memory is resident.
+  void* n = arena.malloc(4096, nullptr);
+  arena.validate();
+  CHECK(arena.is_resident(n, 4096));
+  CHECK(arena.stats().active_segments == 1);
+  write_pattern(dev.driver, n, 4096, 53);
+  // Freeing into an offloaded segment is fine, and a fully freed offloaded
+  // segment is dropped together with its backup.
+  arena.free(gone, nullptr);
+  arena.validate();
+  arena.free(big, nullptr);
+  arena.validate();
+  CHECK(arena.stats().offloaded_bytes == 2 * kMiB);
+  CHECK(arena.stats().host_backup_bytes == 2 * kMiB);
+
+  arena.restore_all();
+  arena.validate();
+  CHECK(has_pattern(dev.driver, a, 4096, 51));
+  CHECK(has_pattern(dev.driver, n, 4096, 53));
+  // The restored segment's free blocks are usable again, by any stream.
+  StreamHandle stream = dev.driver.create_stream(0);
+  void* reuse = arena.malloc(8192, stream);
+  arena.validate();
+  CHECK(reuse == gone);
+  arena.free(reuse, stream);
+  for (void* p : {a, n}) arena.free(p, nullptr);
+  arena.validate();
+  dev.driver.destroy_stream(stream);
+}
+
+TEST_CASE("offload/restore scenarios on a GPU", "[gpu]") {
+  std::unique_ptr<Driver> cuda;
+  try {
+    cuda = make_cuda_driver();
+  } catch (const DriverError& error) {
+    WARN("no GPU: skipped (" << error.what() << ")");
+    return;
+  }
+  scenario_offload_restore_roundtrip(*cuda);
+  scenario_partial_offload_lru(*cuda);
+  scenario_clean_segments_skip_copies(*cuda);
+}
