@@ -1,0 +1,51 @@
+"""`acb demo`: jobs take turns on one device of a private broker; the account
+of who held it when matches what the jobs did."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from _cli_helpers import package_env, run_cli
+
+SMALL = ["--jobs", "3", "--phases", "2", "--gpu-ms", "100", "--cpu-ms", "100"]
+
+
+def test_demo_jobs_take_turns_and_the_timeline_accounts_for_them(broker_bin, tmp_path):
+    result = run_cli(["demo", *SMALL, "--json"], package_env(broker_bin, {"ACB_TOKEN_DIR": str(tmp_path)}),
+                     timeout_s=60)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    jobs = summary["jobs"]
+    assert [j["priority"] for j in jobs] == ["inference", "training", "training"]
+    slices = sorted(summary["slices"], key=lambda s: s["start_us"])
+    assert {s["client_id"] for s in slices} == {j["client_id"] for j in jobs}
+    assert len({s["device"] for s in slices}) == 1
+    # One holder at a time: each lease starts after the previous one ended.
+    for before, after in zip(slices, slices[1:]):
+        assert before["end_us"] is not None and before["end_us"] <= after["start_us"]
+    # Every job held the device for its GPU phases (2 x 100 ms), revoked or not.
+    for job in jobs:
+        held_us = sum(s["end_us"] - s["start_us"] for s in slices if s["client_id"] == job["client_id"])
+        assert held_us >= 0.9 * 2 * 100_000, (job, held_us)
+    assert summary["sequential_s"] == pytest.approx(3 * 2 * 0.2)
+    # The demo's broker was private and is gone: nothing was left in the user's token directory.
+    assert not (tmp_path / "broker.log").exists()
+
+
+def test_demo_prints_a_readable_account(broker_bin, tmp_path):
+    result = run_cli(["demo", *SMALL], package_env(broker_bin, {"ACB_TOKEN_DIR": str(tmp_path)}), timeout_s=60)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "private broker on 127.0.0.1:" in out
+    assert "who held the device when" in out
+    for name in ("inference", "train-1", "train-2"):
+        assert f"dev0 {name} #" in out
+    assert "makespan" in out and "one job after another" in out
+
+
+def test_demo_rejects_nonsense_arguments(broker_bin):
+    result = run_cli(["demo", "--jobs", "0"], package_env(broker_bin))
+    assert result.returncode == 1
+    assert result.stderr.startswith("acb: --jobs") and "Traceback" not in result.stderr
