@@ -66,8 +66,15 @@ EmulatedDriver::~EmulatedDriver() {
   // Give back whatever the owner leaked so the shared capacity is not lost.
   for (auto& [base, reservation] : reservations_)
     ::munmap(reinterpret_cast<void*>(base), reservation.bytes);
-  for (auto& [handle, allocation] : allocations_)
-    ledger_.uncharge(allocation.device, allocation.bytes);
+  // A forked child's copy of the driver holds none of the ledger's charges.
+  if (ledger_.owned_by_this_process()) {
+    try {
+      for (auto& [handle, allocation] : allocations_)
+        ledger_.uncharge(allocation.device, allocation.bytes);
+    } catch (const DriverError&) {
+      // Nothing to report to from a destructor; the slot dies with the process.
+    }
+  }
   for (auto& [ptr, bytes] : host_allocations_) std::free(ptr);
 }
 

@@ -73,7 +73,15 @@ struct EmulatedLedger::Layout {
 /// Holds the file lock; constructed with mutex_ already held.
 class EmulatedLedger::Lock {
  public:
-  Lock(int fd, const std::string& path) : fd_(fd) {
+  Lock(int fd, const std::string& path, pid_t owner) : fd_(fd) {
+    // After fork the child shares this file description, hence the parent's
+    // flock: locking (and above all unlocking) here would break the parent's
+    // critical section.
+    if (::getpid() != owner)
+      throw DriverError("flock", EPERM,
+                        "emulated ledger " + path + " used in a child after fork (pid " +
+                            std::to_string(::getpid()) + ", opened by pid " +
+                            std::to_string(owner) + "): make a new driver in the child");
     while (::flock(fd_, LOCK_EX) != 0) {
       if (errno != EINTR) throw ledger_error("flock", path, errno);
     }
@@ -86,12 +94,13 @@ class EmulatedLedger::Lock {
   int fd_;
 };
 
-EmulatedLedger::EmulatedLedger(const std::string& name) : path_("/dev/shm/acb-emulated-" + name) {
+EmulatedLedger::EmulatedLedger(const std::string& name)
+    : path_("/dev/shm/acb-emulated-" + name), owner_pid_(::getpid()) {
   fd_ = ::open(path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0666);
   if (fd_ < 0) throw ledger_error("open", path_, errno);
   ::fchmod(fd_, 0666);  // best effort: let other users share the device despite the umask
   try {
-    Lock lock(fd_, path_);
+    Lock lock(fd_, path_, owner_pid_);
     struct stat st {};
     if (::fstat(fd_, &st) != 0) throw ledger_error("fstat", path_, errno);
     mapping_bytes_ = sizeof(Layout);
@@ -130,6 +139,8 @@ EmulatedLedger::~EmulatedLedger() {
   ::munmap(mapping_, mapping_bytes_);
   ::close(fd_);
 }
+
+bool EmulatedLedger::owned_by_this_process() const { return ::getpid() == owner_pid_; }
 
 EmulatedLedger::Layout* EmulatedLedger::layout() const { return static_cast<Layout*>(mapping_); }
 
@@ -171,7 +182,7 @@ int EmulatedLedger::find_own_slot(bool create) {
 EmulatedLedger::Charge EmulatedLedger::try_charge(int device, std::size_t bytes,
                                                   std::size_t capacity_bytes) {
   std::lock_guard<std::mutex> guard(mutex_);
-  Lock lock(fd_, path_);
+  Lock lock(fd_, path_, owner_pid_);
   reclaim_dead_slots();
   Charge charge;
   for (const auto& slot : layout()->slots) charge.used_bytes += slot.bytes[device];
@@ -184,7 +195,7 @@ EmulatedLedger::Charge EmulatedLedger::try_charge(int device, std::size_t bytes,
 
 void EmulatedLedger::uncharge(int device, std::size_t bytes) {
   std::lock_guard<std::mutex> guard(mutex_);
-  Lock lock(fd_, path_);
+  Lock lock(fd_, path_, owner_pid_);
   const int index = find_own_slot(false);
   if (index < 0) return;
   auto& slot = layout()->slots[index];
@@ -196,7 +207,7 @@ void EmulatedLedger::uncharge(int device, std::size_t bytes) {
 
 std::size_t EmulatedLedger::used_bytes(int device) {
   std::lock_guard<std::mutex> guard(mutex_);
-  Lock lock(fd_, path_);
+  Lock lock(fd_, path_, owner_pid_);
   reclaim_dead_slots();
   std::size_t used = 0;
   for (const auto& slot : layout()->slots) used += slot.bytes[device];
@@ -205,7 +216,7 @@ std::size_t EmulatedLedger::used_bytes(int device) {
 
 std::size_t EmulatedLedger::own_bytes(int device) {
   std::lock_guard<std::mutex> guard(mutex_);
-  Lock lock(fd_, path_);
+  Lock lock(fd_, path_, owner_pid_);
   const int index = find_own_slot(false);
   return index < 0 ? 0 : layout()->slots[index].bytes[device];
 }

@@ -16,10 +16,13 @@
 // share that process's slot and add to it; each ledger has its own file
 // description, so flock excludes them from each other as it does processes.
 // A ledger must not be used from a child after fork (the child shares the
-// parent's file description, hence its lock): the child opens its own.
+// parent's file description, hence its lock): every method then throws
+// DriverError, and the child opens its own ledger.
 //
 // Thread-safety: all methods are thread-safe (a mutex plus the flock).
 #pragma once
+
+#include <sys/types.h>
 
 #include <cstddef>
 #include <cstdint>
@@ -60,6 +63,8 @@ class EmulatedLedger {
   std::size_t own_bytes(int device);
 
   const std::string& path() const { return path_; }
+  /// True in the process that opened the ledger, false in a forked child.
+  bool owned_by_this_process() const;
 
  private:
   struct Layout;
@@ -70,6 +75,7 @@ class EmulatedLedger {
   int find_own_slot(bool create);
 
   std::string path_;
+  pid_t owner_pid_;
   int fd_ = -1;
   void* mapping_ = nullptr;
   std::size_t mapping_bytes_ = 0;

@@ -10,6 +10,8 @@
 
 #include <chrono>
 #include <cstring>
+#include <memory>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -324,4 +326,31 @@ TEST_CASE("emulated options are validated", "[driver][emulated]") {
   CHECK(driver.memory_info(0).free_bytes == options.capacity_bytes);
   CHECK(driver.memory_info(1).free_bytes == 0);
   driver.release(on_one);
+}
+
+TEST_CASE("a driver used in a child after fork refuses, and the parent's share survives",
+          "[driver][emulated][multiprocess]") {
+  const EmulatedDeviceOptions options = small_device("forked", 8 * kMiB);
+  LedgerFileRemover remover{options.name};
+  auto driver = std::make_unique<EmulatedDriver>(options);
+  const PhysicalHandle held = driver->create(4 * kMiB, 0);
+  const pid_t child = ::fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    int code = 0;
+    try {
+      driver->create(2 * kMiB, 0);
+      code = 1;  // the parent's ledger lock was used from the child
+    } catch (const DriverError& e) {
+      code = std::string(e.what()).find("after fork") != std::string::npos ? 0 : 2;
+    }
+    driver.reset();  // the child's copy must not uncharge the parent's 4 MiB
+    ::_exit(code);
+  }
+  const int status = wait_child(child);
+  REQUIRE(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
+  CHECK(driver->memory_info(0).free_bytes == 4 * kMiB);
+  driver->release(held);
+  CHECK(driver->memory_info(0).free_bytes == 8 * kMiB);
 }
