@@ -1,0 +1,79 @@
+"""End to end on one emulated device: broker, client, op hook, allocator,
+offload and restore, with real torch jobs started by `acb run`.
+
+The device's capacity holds one job's working set, not three: two training
+jobs (MLP and CNN, SGD with momentum, CPU phases between steps) and one
+inference job with priority must take turns, offloading each other. Every
+job's results must be bit-identical to the same job run alone without acb.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "torch_jobs"))
+import harness as h  # noqa: E402
+
+torch = pytest.importorskip("torch")
+
+# The jobs keep about 19 (MLP), 27 (CNN) and 6 (inference) MiB resident: the CNN
+# fits with neither of the others, so every switch to or from it evicts.
+CAPACITY = "32MiB"
+BROKER_FLAGS = ("--aging-ms", "300", "--quantum-ms", "100", "--quantum-deadline-ms", "1000")
+
+JOBS = {
+    "train_mlp": ("training", "train_job.py", ("--model", "mlp", "--seed", "1", "--steps", "12")),
+    "train_cnn": ("training", "train_job.py", ("--model", "cnn", "--seed", "2", "--steps", "12")),
+    "infer": ("inference", "infer_job.py", ("--requests", "12", "--interval-ms", "50")),
+}
+
+
+def _run_references(root: Path, tmp: Path) -> None:
+    procs = []
+    for name, (_, script, args) in JOBS.items():
+        log = tmp / f"{name}.alone.log"
+        procs.append((h.start([sys.executable, *h.job(script, *args, "--out", str(tmp / f"{name}.alone.pt"))],
+                              h.base_env(root), log), log))
+    for proc, log in procs:
+        h.finish(proc, log)
+
+
+def test_trainers_and_inference_share_one_emulated_device(broker_factory, tmp_path):
+    root = h.require_package()
+    _run_references(root, tmp_path)
+
+    device = h.device_spec(CAPACITY)
+    broker = broker_factory("--device", device, *BROKER_FLAGS)
+    env = h.acb_env(root, broker, device)
+    procs = []
+    for name, (priority, script, args) in JOBS.items():
+        argv = h.job(script, *args, "--out", str(tmp_path / f"{name}.acb.pt"),
+                     "--status", str(tmp_path / f"{name}.status.json"))
+        log = tmp_path / f"{name}.acb.log"
+        procs.append((h.start(h.acb_run(priority, argv), {**env, "ACB_NAME": name}, log), log))
+    for proc, log in procs:
+        h.finish(proc, log, timeout_s=180)
+
+    for name in JOBS:
+        expected = torch.load(tmp_path / f"{name}.alone.pt")
+        actual = torch.load(tmp_path / f"{name}.acb.pt")
+        h.assert_same_tensors(expected, actual, name)
+
+    status = {name: h.load_status(tmp_path / f"{name}.status.json")["acb"] for name in JOBS}
+    print(json.dumps(status, indent=1))
+    for name, s in status.items():
+        assert s["enabled"], f"{name}: acb was not enabled by acb run: {s}"
+    # The device really changed hands, and memory really moved out and back.
+    assert sum(s["switches"] for s in status.values()) >= len(JOBS) + 2, status
+    assert sum(s["releases"] for s in status.values()) >= 2, status
+    assert sum(s["offloads"] for s in status.values()) >= 1, status
+    assert sum(s["restored_bytes"] for s in status.values()) > 0, status
+    # Inference (higher class, preempts at once) waited less than training.
+    def mean_wait(s):
+        return s["wait_total_ms"] / max(1, s["waits"])
+    train_wait = max(mean_wait(status["train_mlp"]), mean_wait(status["train_cnn"]))
+    assert mean_wait(status["infer"]) < train_wait, status
