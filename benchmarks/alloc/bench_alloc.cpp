@@ -1,0 +1,224 @@
+// bench_alloc: what the arena costs, measured against baselines in the same run.
+//
+//   offload/restore throughput: GB/s of live bytes copied by Arena::offload()
+//     and Arena::restore_all() (including unmap/release and create/map), as a
+//     fraction of the raw copy bandwidth between pinned host memory and mapped
+//     device memory with the same driver (one copy per direction, synchronised):
+//     memcpy on the emulated device, pinned async copies on a GPU.
+//   clean skipping: a second offload of unchanged memory; fraction of live
+//     bytes skipped and its time.
+//   hot path: one malloc+free pair of cached sizes, timed per pair (clock
+//     overhead included), against glibc malloc/free of the same sizes.
+//
+// Prints `FIGURE <name> <value> <unit>` lines; asserts nothing.
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "alloc/arena.h"
+#include "alloc/driver.h"
+
+using namespace acb::alloc;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+constexpr std::size_t kMiB = std::size_t{1} << 20;
+
+double seconds_since(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+std::size_t env_bytes(const char* name, std::size_t fallback) {
+  const char* text = std::getenv(name);
+  if (text == nullptr || *text == '\0') return fallback;
+  char* end = nullptr;
+  double value = std::strtod(text, &end);
+  std::string unit = end;
+  if (unit == "GiB") value *= 1024.0 * kMiB;
+  else if (unit == "MiB") value *= kMiB;
+  return static_cast<std::size_t>(value);
+}
+
+void figure(const char* name, double value, const char* unit) { std::printf("FIGURE %s %.4g %s\n", name, value, unit); }
+
+struct DeviceChoice {
+  std::unique_ptr<Driver> driver;
+  std::string ledger_name;  // emulated only: removed at the end
+};
+
+DeviceChoice open_device(std::size_t working_set) {
+  DeviceChoice choice;
+  const char* emulated = std::getenv("ACB_EMULATED_DEVICE");
+  if (emulated == nullptr) {
+    try {
+      choice.driver = make_cuda_driver();
+      return choice;
+    } catch (const DriverError& error) {
+      std::fprintf(stderr, "bench_alloc: no GPU (%s); using the emulated device\n", error.what());
+    }
+  }
+  EmulatedDeviceOptions options =
+      emulated != nullptr ? parse_emulated_device(emulated) : EmulatedDeviceOptions{};
+  if (emulated == nullptr) {
+    options.name = "bench-alloc-" + std::to_string(::getpid());
+    options.capacity_bytes = 3 * working_set + 256 * kMiB;
+    choice.ledger_name = options.name;
+  }
+  choice.driver = make_emulated_driver(options);
+  return choice;
+}
+
+// Raw bandwidth: one host buffer <-> one mapped device range of `bytes`, best of `reps`.
+struct Raw {
+  double to_host_gbps = 0;
+  double to_device_gbps = 0;
+};
+
+Raw measure_raw(Driver& driver, std::size_t bytes, int reps) {
+  const std::size_t g = driver.granularity(0);
+  bytes = (bytes + g - 1) / g * g;
+  DevicePtr base = driver.reserve(bytes, 0);
+  PhysicalHandle handle = driver.create(bytes, 0);
+  driver.map(base, bytes, handle, 0);
+  void* host = driver.host_alloc(bytes);
+  std::memset(host, 1, bytes);
+  StreamHandle stream = driver.create_stream(0);
+  driver.copy_to_device_async(base, host, bytes, stream);  // first touch of both sides
+  driver.synchronize_stream(stream);
+  Raw raw;
+  for (int r = 0; r < reps; ++r) {
+    auto start = Clock::now();
+    driver.copy_to_host_async(host, base, bytes, stream);
+    driver.synchronize_stream(stream);
+    raw.to_host_gbps = std::max(raw.to_host_gbps, bytes / seconds_since(start) / 1e9);
+    start = Clock::now();
+    driver.copy_to_device_async(base, host, bytes, stream);
+    driver.synchronize_stream(stream);
+    raw.to_device_gbps = std::max(raw.to_device_gbps, bytes / seconds_since(start) / 1e9);
+  }
+  driver.destroy_stream(stream);
+  driver.host_free(host, bytes);
+  driver.unmap(base, bytes);
+  driver.release(handle);
+  driver.free_reservation(base, bytes);
+  return raw;
+}
+
+double percentile(std::vector<double> values, double p) {
+  std::sort(values.begin(), values.end());
+  std::size_t index = static_cast<std::size_t>(p * static_cast<double>(values.size() - 1));
+  return values[index];
+}
+
+template <class Alloc, class Free>
+std::vector<double> time_pairs(Alloc&& alloc, Free&& free_fn, int pairs) {
+  static const std::size_t sizes[] = {512, 4096, 65536, 1000, 300000, 24576, 128, 8192};
+  std::vector<double> ns;
+  ns.reserve(static_cast<std::size_t>(pairs));
+  for (int i = 0; i < pairs; ++i) {
+    std::size_t bytes = sizes[i % 8];
+    auto start = Clock::now();
+    void* p = alloc(bytes);
+    free_fn(p);
+    ns.push_back(std::chrono::duration<double, std::nano>(Clock::now() - start).count());
+  }
+  return ns;
+}
+
+}  // namespace
+
+int main() {
+  const std::size_t working_set = env_bytes("ACB_BENCH_BYTES", 256 * kMiB);
+  DeviceChoice device = open_device(working_set);
+  Driver& driver = *device.driver;
+  std::printf("# bench_alloc on the %s driver, working set %zu MiB\n", driver.name().c_str(), working_set / kMiB);
+
+  const int reps = 3;
+  Raw raw = measure_raw(driver, working_set, reps);
+
+  double offload_gbps = 0;
+  double restore_gbps = 0;
+  double clean_fraction = 0;
+  double clean_ms = 0;
+  double dirty_ms = 0;
+  {
+    Arena arena(driver, 0);
+    // Mostly large tensors plus a tail of small ones, like a model's state.
+    std::vector<std::pair<void*, std::size_t>> blocks;
+    std::size_t total = 0;
+    while (total + 8 * kMiB <= working_set * 15 / 16) {
+      blocks.emplace_back(arena.malloc(8 * kMiB, nullptr), 8 * kMiB);
+      total += 8 * kMiB;
+    }
+    while (total + 64 * 1024 <= working_set) {
+      blocks.emplace_back(arena.malloc(64 * 1024, nullptr), 64 * 1024);
+      total += 64 * 1024;
+    }
+    std::vector<unsigned char> host(8 * kMiB, 7);
+    StreamHandle stream = driver.create_stream(0);
+    for (auto& [ptr, bytes] : blocks) driver.copy_to_device_async(reinterpret_cast<DevicePtr>(ptr), host.data(), bytes, stream);
+    driver.synchronize_stream(stream);
+    driver.destroy_stream(stream);
+
+    arena.offload();  // warm-up: pins and touches the backups once
+    arena.restore_all();
+    for (int r = 0; r < reps; ++r) {
+      for (auto& [ptr, bytes] : blocks) arena.mark_written(ptr, bytes);
+      auto start = Clock::now();
+      OffloadResult out = arena.offload();
+      double t = seconds_since(start);
+      offload_gbps = std::max(offload_gbps, out.copied_bytes / t / 1e9);
+      dirty_ms = t * 1e3;
+      start = Clock::now();
+      std::size_t restored = arena.restore_all();
+      restore_gbps = std::max(restore_gbps, static_cast<double>(restored) / seconds_since(start) / 1e9);
+    }
+    const double live = static_cast<double>(arena.stats().allocated_bytes);
+    auto start = Clock::now();
+    OffloadResult clean = arena.offload();  // nothing written since the last restore
+    clean_ms = seconds_since(start) * 1e3;
+    clean_fraction = static_cast<double>(clean.skipped_clean_bytes) / live;
+    arena.restore_all();
+    for (auto& [ptr, bytes] : blocks) arena.free(ptr, nullptr);
+  }
+
+  std::vector<double> acb_ns;
+  std::vector<double> glibc_ns;
+  {
+    Arena arena(driver, 0);
+    const int pairs = 200000;
+    time_pairs([&](std::size_t n) { return arena.malloc(n, nullptr); }, [&](void* p) { arena.free(p, nullptr); },
+               pairs / 10);  // warm the cache
+    acb_ns = time_pairs([&](std::size_t n) { return arena.malloc(n, nullptr); },
+                        [&](void* p) { arena.free(p, nullptr); }, pairs);
+    time_pairs([](std::size_t n) { return std::malloc(n); }, [](void* p) { std::free(p); }, pairs / 10);
+    glibc_ns = time_pairs([](std::size_t n) { return std::malloc(n); }, [](void* p) { std::free(p); }, pairs);
+  }
+
+  figure("raw_to_host_gbps", raw.to_host_gbps, "GB/s");
+  figure("raw_to_device_gbps", raw.to_device_gbps, "GB/s");
+  figure("offload_gbps", offload_gbps, "GB/s");
+  figure("restore_gbps", restore_gbps, "GB/s");
+  figure("offload_fraction_of_raw", offload_gbps / raw.to_host_gbps, "ratio");
+  figure("restore_fraction_of_raw", restore_gbps / raw.to_device_gbps, "ratio");
+  figure("dirty_offload_ms", dirty_ms, "ms");
+  figure("clean_skip_fraction", clean_fraction, "ratio");
+  figure("clean_offload_ms", clean_ms, "ms");
+  figure("alloc_pair_median_ns", percentile(acb_ns, 0.5), "ns");
+  figure("alloc_pair_p99_ns", percentile(acb_ns, 0.99), "ns");
+  figure("glibc_pair_median_ns", percentile(glibc_ns, 0.5), "ns");
+  figure("glibc_pair_p99_ns", percentile(glibc_ns, 0.99), "ns");
+
+  device.driver.reset();
+  if (!device.ledger_name.empty()) ::unlink(("/dev/shm/acb-emulated-" + device.ledger_name).c_str());
+  return 0;
+}
