@@ -30,8 +30,8 @@ CudaApi CudaApi::load(const std::string& library) {
     throw DriverError("dlsym", ENOSYS,                                      \
                       "dlsym(" + library +                                  \
                           ", " symbol                                       \
-                          ") failed: the NVIDIA driver is too old for "     \
-                          "acb (virtual memory management needs CUDA 10.2 or newer)");
+                          ") failed: not a CUDA driver, or one too old "    \
+                          "(acb needs CUDA 11.0 or newer)");
   ACB_CUDA_FUNCTIONS(ACB_CUDA_RESOLVE)
 #undef ACB_CUDA_RESOLVE
   return api;

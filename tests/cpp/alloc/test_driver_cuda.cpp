@@ -48,6 +48,17 @@ TEST_CASE("make_cuda_driver names a missing library", "[driver][cuda]") {
   }
 }
 
+TEST_CASE("make_cuda_driver names a missing entry point", "[driver][cuda]") {
+  ScopedEnv library("ACB_CUDA_LIBRARY", "libc.so.6");  // loads, but has no cuInit
+  try {
+    make_cuda_driver();
+    FAIL("libc passed for a CUDA driver");
+  } catch (const DriverError& e) {
+    CHECK(e.call() == "dlsym");
+    CHECK_THAT_TEXT(e.what(), "dlsym(libc.so.6, cuInit)");
+  }
+}
+
 TEST_CASE("make_cuda_driver fails cleanly when there is no device", "[driver][cuda]") {
   ScopedEnv library("ACB_CUDA_LIBRARY", ACB_FAKE_LIBCUDA);
   ScopedEnv devices("FAKE_CUDA_DEVICES", "0");
