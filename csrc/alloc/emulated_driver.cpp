@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -16,6 +17,8 @@ namespace {
 
 constexpr std::size_t kPageBytes = 4096;
 constexpr std::size_t kMinSpanBytes = std::size_t{1} << 40;  // sparse memfd offset space
+// Keeps span_for's arithmetic (capacity x 16 devices x 4) far from overflow.
+constexpr std::size_t kMaxCapacityBytes = std::size_t{1} << 52;
 
 std::string hex(std::uintptr_t value) {
   std::ostringstream out;
@@ -35,7 +38,16 @@ std::string errno_text(int err) {
 bool is_power_of_two(std::size_t value) { return value != 0 && (value & (value - 1)) == 0; }
 
 const EmulatedDeviceOptions& validated(const EmulatedDeviceOptions& options) {
-  if (options.name.empty()) throw std::invalid_argument("emulated device: empty name");
+  if (options.name.empty() || options.name.size() > 200)
+    throw std::invalid_argument("emulated device: the name must have 1 to 200 characters");
+  for (char c : options.name)
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '-' && c != '.')
+      throw std::invalid_argument("emulated device '" + options.name +
+                                  "': the name may hold only letters, digits, '_', '-' and '.'");
+  if (options.capacity_bytes == 0 || options.capacity_bytes > kMaxCapacityBytes)
+    throw std::invalid_argument("emulated device '" + options.name + "': capacity " +
+                                std::to_string(options.capacity_bytes) + " is outside 1.." +
+                                std::to_string(kMaxCapacityBytes) + " bytes");
   if (!is_power_of_two(options.granularity_bytes) || options.granularity_bytes < kPageBytes)
     throw std::invalid_argument("emulated device '" + options.name + "': granularity " +
                                 std::to_string(options.granularity_bytes) +

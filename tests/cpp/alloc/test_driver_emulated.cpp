@@ -318,6 +318,13 @@ TEST_CASE("emulated options are validated", "[driver][emulated]") {
   options.granularity_bytes = 64 * 1024;
   options.device_count = 0;
   CHECK_THROWS_AS(EmulatedDriver(options), std::invalid_argument);
+  options.device_count = 1;
+  options.capacity_bytes = 0;
+  CHECK_THROWS_AS(EmulatedDriver(options), std::invalid_argument);
+  options.capacity_bytes = 64 << 20;
+  EmulatedDeviceOptions escaping = options;
+  escaping.name = "../etc/x";  // names a file under /dev/shm, nothing else
+  CHECK_THROWS_AS(EmulatedDriver(escaping), std::invalid_argument);
   options.device_count = 2;
   EmulatedDriver driver(options);
   CHECK(driver.granularity(1) == 64 * 1024);
