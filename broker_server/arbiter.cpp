@@ -12,9 +12,12 @@ namespace acb::broker {
 
 const char* to_string(Priority p) {
   switch (p) {
-    case Priority::inference: return "inference";
-    case Priority::training: return "training";
-    case Priority::batch: return "batch";
+    case Priority::inference:
+      return "inference";
+    case Priority::training:
+      return "training";
+    case Priority::batch:
+      return "batch";
   }
   return "unknown";
 }
@@ -28,19 +31,26 @@ std::optional<Priority> parse_priority(const std::string& text) {
 
 const char* to_string(RevokeReason r) {
   switch (r) {
-    case RevokeReason::preempt: return "preempt";
-    case RevokeReason::quantum: return "quantum";
-    case RevokeReason::drain: return "drain";
+    case RevokeReason::preempt:
+      return "preempt";
+    case RevokeReason::quantum:
+      return "quantum";
+    case RevokeReason::drain:
+      return "drain";
   }
   return "unknown";
 }
 
 const char* to_string(ClientState s) {
   switch (s) {
-    case ClientState::idle: return "idle";
-    case ClientState::waiting: return "waiting";
-    case ClientState::holding: return "holding";
-    case ClientState::revoked: return "revoked";
+    case ClientState::idle:
+      return "idle";
+    case ClientState::waiting:
+      return "waiting";
+    case ClientState::holding:
+      return "holding";
+    case ClientState::revoked:
+      return "revoked";
   }
   return "unknown";
 }
@@ -52,8 +62,8 @@ Arbiter::Arbiter(ArbiterConfig config) : state_(std::make_shared<State>()) {
 namespace {
 
 std::string over_capacity(std::uint64_t need, DeviceId device, std::uint64_t capacity) {
-  return "need " + std::to_string(need) + " bytes exceeds the capacity " + std::to_string(capacity) +
-         " bytes of device " + std::to_string(device);
+  return "need " + std::to_string(need) + " bytes exceeds the capacity " +
+         std::to_string(capacity) + " bytes of device " + std::to_string(device);
 }
 
 std::string over_quota(std::uint64_t need, ClientId client, std::uint64_t quota) {
@@ -72,7 +82,8 @@ std::string refusal(const ClientRec& c, const DeviceRec& d, std::uint64_t need) 
 
 Placement Arbiter::on_hello(ClientId client, const HelloInfo& info, TimeUs now) {
   State& s = *state_;
-  if (s.clients.count(client)) return {std::nullopt, "client " + std::to_string(client) + " already said hello"};
+  if (s.clients.count(client))
+    return {std::nullopt, "client " + std::to_string(client) + " already said hello"};
   std::optional<DeviceId> device;
   if (info.pinned_device) {
     auto it = s.devices.find(*info.pinned_device);
@@ -86,13 +97,15 @@ Placement Arbiter::on_hello(ClientId client, const HelloInfo& info, TimeUs now) 
     for (const auto& [id, d] : s.devices) {
       std::uint64_t placed_need = 0;
       for (ClientId m : d.members) placed_need += s.clients.at(m).need_bytes;
-      loads.push_back({id, d.capacity_bytes, d.draining, d.members.size(), d.queue.size(), placed_need});
+      loads.push_back(
+          {id, d.capacity_bytes, d.draining, d.members.size(), d.queue.size(), placed_need});
     }
     device = policy::choose_device(loads, info.need_bytes);
     // No device holds the need: place it anyway, its acquire is rejected with the reason.
     if (!device) device = policy::choose_device(loads, 0);
     if (!device)
-      return {std::nullopt, s.devices.empty() ? "no device to place the client on" : "every device is draining"};
+      return {std::nullopt,
+              s.devices.empty() ? "no device to place the client on" : "every device is draining"};
   }
   ClientRec c;
   c.id = client;
@@ -107,7 +120,8 @@ Placement Arbiter::on_hello(ClientId client, const HelloInfo& info, TimeUs now) 
   return {device, {}};
 }
 
-Decisions Arbiter::on_acquire(ClientId client, std::optional<std::uint64_t> need_bytes, TimeUs now) {
+Decisions Arbiter::on_acquire(ClientId client, std::optional<std::uint64_t> need_bytes,
+                              TimeUs now) {
   State& s = *state_;
   Decisions out;
   ClientRec* c = s.find_client(client);
@@ -143,14 +157,17 @@ Decisions Arbiter::on_acquire(ClientId client, std::optional<std::uint64_t> need
   return out;
 }
 
-Decisions Arbiter::on_release(ClientId client, std::optional<std::uint64_t> resident_bytes, TimeUs now) {
+Decisions Arbiter::on_release(ClientId client, std::optional<std::uint64_t> resident_bytes,
+                              TimeUs now) {
   State& s = *state_;
   Decisions out;
   ClientRec* c = s.find_client(client);
   if (!c) return out;
   s.touch(*c, now);
-  if (c->holds()) s.end_lease(*c, now);
-  else if (c->state == ClientState::waiting) s.dequeue(*c);
+  if (c->holds())
+    s.end_lease(*c, now);
+  else if (c->state == ClientState::waiting)
+    s.dequeue(*c);
   if (resident_bytes) s.apply_residency(*c, *resident_bytes, now, out);
   s.leave_draining(*c, now, out);
   s.schedule_all(now, out);
@@ -188,13 +205,15 @@ Decisions Arbiter::on_tick(TimeUs now) {
   for (const auto& [id, c] : s.clients) {
     const std::uint64_t timeout_us = s.config.heartbeat_timeout_ms * 1000;
     if (timeout_us != 0 && now >= c.last_heard_us + timeout_us) {
-      dead.emplace_back(id, "no heartbeat for " + std::to_string((now - c.last_heard_us) / 1000) + " ms");
+      dead.emplace_back(
+          id, "no heartbeat for " + std::to_string((now - c.last_heard_us) / 1000) + " ms");
     } else if (c.evict_deadline_us != 0 && now >= c.evict_deadline_us) {
       dead.emplace_back(id, "did not report residency after being asked to evict " +
                                 std::to_string(c.pending_evict_bytes) + " bytes");
     } else if (c.state == ClientState::revoked &&
                now >= c.revoke_deadline_us + s.config.revoke_grace_ms * 1000) {
-      dead.emplace_back(id, "lease " + std::to_string(c.lease) + " not released within its revoke deadline + " +
+      dead.emplace_back(id, "lease " + std::to_string(c.lease) +
+                                " not released within its revoke deadline + " +
                                 std::to_string(s.config.revoke_grace_ms) + " ms grace");
     }
   }

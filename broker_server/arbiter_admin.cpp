@@ -9,7 +9,8 @@ namespace acb::broker {
 
 DeviceId Arbiter::add_device(std::string name, std::uint64_t capacity_bytes) {
   State& s = *state_;
-  if (capacity_bytes == 0) throw ArbiterError("add_device: device \"" + name + "\" has capacity 0 bytes");
+  if (capacity_bytes == 0)
+    throw ArbiterError("add_device: device \"" + name + "\" has capacity 0 bytes");
   DeviceRec d;
   d.id = s.next_device++;
   d.name = std::move(name);
@@ -56,8 +57,8 @@ Decisions Arbiter::set_quota(ClientId client, std::uint64_t quota_bytes, TimeUs 
   c.quota_bytes = quota_bytes;
   if (quota_bytes != 0) {
     auto over = [&](std::uint64_t need) {
-      return "need " + std::to_string(need) + " bytes exceeds the quota " + std::to_string(quota_bytes) +
-             " bytes of client " + std::to_string(client);
+      return "need " + std::to_string(need) + " bytes exceeds the quota " +
+             std::to_string(quota_bytes) + " bytes of client " + std::to_string(client);
     };
     if (c.state == ClientState::waiting && c.need_bytes > quota_bytes) {
       s.dequeue(c);

@@ -36,7 +36,8 @@ std::uint64_t Arbiter::State::reserved_bytes(const ClientRec& c) const {
   return c.holds() ? std::max(c.need_bytes, c.resident_bytes) : c.resident_bytes;
 }
 
-std::uint64_t Arbiter::State::device_bytes(const DeviceRec& d, std::optional<ClientId> except) const {
+std::uint64_t Arbiter::State::device_bytes(const DeviceRec& d,
+                                           std::optional<ClientId> except) const {
   std::uint64_t total = 0;
   for (ClientId id : d.members)
     if (id != except) total += reserved_bytes(clients.at(id));
@@ -44,7 +45,8 @@ std::uint64_t Arbiter::State::device_bytes(const DeviceRec& d, std::optional<Cli
 }
 
 namespace {
-std::vector<policy::Waiter> waiters_of(const DeviceRec& d, const std::map<ClientId, ClientRec>& clients) {
+std::vector<policy::Waiter> waiters_of(const DeviceRec& d,
+                                       const std::map<ClientId, ClientRec>& clients) {
   std::vector<policy::Waiter> waiters;
   waiters.reserve(d.queue.size());
   for (ClientId id : d.queue) {
@@ -67,7 +69,8 @@ int Arbiter::State::waiter_class(const ClientRec& c, TimeUs now) const {
   return policy::effective_class(c.priority, c.wait_since_us, now, config.aging_ms);
 }
 
-void Arbiter::State::apply_residency(ClientRec& c, std::uint64_t reported, TimeUs now, Decisions& out) {
+void Arbiter::State::apply_residency(ClientRec& c, std::uint64_t reported, TimeUs now,
+                                     Decisions& out) {
   // A report is the new truth: whatever was asked before is superseded.
   c.pending_evict_bytes = 0;
   c.evict_deadline_us = 0;
@@ -127,8 +130,8 @@ void Arbiter::State::end_lease(ClientRec& c, TimeUs now) {
   c.revoke_deadline_us = 0;
 }
 
-bool Arbiter::State::make_room(DeviceRec& d, ClientRec& requester, std::uint64_t need_bytes, TimeUs now,
-                               Decisions& out) {
+bool Arbiter::State::make_room(DeviceRec& d, ClientRec& requester, std::uint64_t need_bytes,
+                               TimeUs now, Decisions& out) {
   std::uint64_t others = 0, pending = 0;
   std::vector<policy::Resident> residents;
   for (ClientId id : d.members) {
@@ -137,13 +140,15 @@ bool Arbiter::State::make_room(DeviceRec& d, ClientRec& requester, std::uint64_t
     others += reserved_bytes(m);
     pending += m.pending_evict_bytes;
     if (!m.holds() && m.resident_bytes > m.pending_evict_bytes)
-      residents.push_back({id, m.priority, m.last_grant_us, m.resident_bytes - m.pending_evict_bytes});
+      residents.push_back(
+          {id, m.priority, m.last_grant_us, m.resident_bytes - m.pending_evict_bytes});
   }
   const std::uint64_t deficit =
       policy::fit_deficit(d.capacity_bytes, others, requester.resident_bytes, need_bytes);
   if (deficit == 0) return true;
   if (pending >= deficit) return false;  // enough is already on its way out
-  for (const policy::EvictRequest& r : policy::plan_evictions(std::move(residents), deficit - pending))
+  for (const policy::EvictRequest& r :
+       policy::plan_evictions(std::move(residents), deficit - pending))
     evict(clients.at(r.client), r.bytes, now, out);
   return false;
 }
@@ -165,7 +170,8 @@ void Arbiter::State::schedule(DeviceRec& d, TimeUs now, Decisions& out) {
     if (h.state == ClientState::revoked) {
       // Already revoked (quantum, drain) with a longer deadline, and now a
       // higher class waits: the short preempt deadline applies from here.
-      if (d.queue.empty() || h.revoke_deadline_us <= now + config.preempt_deadline_ms * 1000) return;
+      if (d.queue.empty() || h.revoke_deadline_us <= now + config.preempt_deadline_ms * 1000)
+        return;
       if (waiter_class(clients.at(*queue_head(d, now)), now) >= h.lease_class) return;
       ++counters.preemptions;
       ++h.preemptions;
@@ -183,7 +189,8 @@ void Arbiter::State::schedule(DeviceRec& d, TimeUs now, Decisions& out) {
       ++counters.preemptions;
       ++h.preemptions;
       revoke(RevokeReason::preempt, config.preempt_deadline_ms);
-    } else if (head_class == h.lease_class && sat_sub(now, h.lease_start_us) >= config.quantum_ms * 1000) {
+    } else if (head_class == h.lease_class &&
+               sat_sub(now, h.lease_start_us) >= config.quantum_ms * 1000) {
       revoke(RevokeReason::quantum, config.quantum_deadline_ms);
     }
     return;
@@ -212,13 +219,15 @@ void Arbiter::State::schedule_all(TimeUs now, Decisions& out) {
   reap_devices();
 }
 
-std::optional<DeviceId> Arbiter::State::move_target(const ClientRec& c, std::uint64_t need_bytes) const {
+std::optional<DeviceId> Arbiter::State::move_target(const ClientRec& c,
+                                                    std::uint64_t need_bytes) const {
   std::vector<policy::DeviceLoad> loads;
   for (const auto& [id, d] : devices) {
     if (id == c.device) continue;
     std::uint64_t placed_need = 0;
     for (ClientId m : d.members) placed_need += clients.at(m).need_bytes;
-    loads.push_back({id, d.capacity_bytes, d.draining, d.members.size(), d.queue.size(), placed_need});
+    loads.push_back(
+        {id, d.capacity_bytes, d.draining, d.members.size(), d.queue.size(), placed_need});
   }
   return policy::choose_device(loads, need_bytes);
 }
@@ -274,7 +283,8 @@ void Arbiter::State::kill(ClientId id, std::string reason, TimeUs now, Decisions
 }
 
 void Arbiter::State::reap_devices() {
-  std::erase_if(devices, [](const auto& kv) { return kv.second.removing && kv.second.members.empty(); });
+  std::erase_if(devices,
+                [](const auto& kv) { return kv.second.removing && kv.second.members.empty(); });
 }
 
 void Arbiter::State::open_slice(ClientRec& c, TimeUs now) {

@@ -32,11 +32,12 @@ Snapshot Arbiter::snapshot(TimeUs now) const {
   const State& s = *state_;
   Snapshot snap;
   for (const auto& [id, d] : s.devices)
-    snap.devices.push_back({id, d.name, d.capacity_bytes, s.device_bytes(d), d.holder, s.ordered_queue(d, now),
-                            d.draining});
+    snap.devices.push_back({id, d.name, d.capacity_bytes, s.device_bytes(d), d.holder,
+                            s.ordered_queue(d, now), d.draining});
   for (const auto& [id, c] : s.clients)
-    snap.clients.push_back({id, c.name, c.pid, c.priority, c.device, c.state, c.resident_bytes, c.need_bytes,
-                            c.quota_bytes, c.grants, c.waited_us_total, c.preemptions});
+    snap.clients.push_back({id, c.name, c.pid, c.priority, c.device, c.state, c.resident_bytes,
+                            c.need_bytes, c.quota_bytes, c.grants, c.waited_us_total,
+                            c.preemptions});
   return snap;
 }
 
@@ -51,11 +52,14 @@ std::optional<TimeUs> Arbiter::next_wakeup(TimeUs now) const {
   std::optional<TimeUs> at;
   auto consider = [&](TimeUs t) { at = at ? std::min(*at, t) : t; };
   for (const auto& [id, c] : s.clients) {
-    if (s.config.heartbeat_timeout_ms != 0) consider(c.last_heard_us + s.config.heartbeat_timeout_ms * 1000);
+    if (s.config.heartbeat_timeout_ms != 0)
+      consider(c.last_heard_us + s.config.heartbeat_timeout_ms * 1000);
     if (c.evict_deadline_us != 0) consider(c.evict_deadline_us);
-    if (c.state == ClientState::revoked) consider(c.revoke_deadline_us + s.config.revoke_grace_ms * 1000);
+    if (c.state == ClientState::revoked)
+      consider(c.revoke_deadline_us + s.config.revoke_grace_ms * 1000);
     if (c.state == ClientState::waiting)
-      if (auto t = policy::next_aging_step(c.priority, c.wait_since_us, now, s.config.aging_ms)) consider(*t);
+      if (auto t = policy::next_aging_step(c.priority, c.wait_since_us, now, s.config.aging_ms))
+        consider(*t);
   }
   for (const auto& [id, d] : s.devices) {
     if (!d.holder || d.queue.empty()) continue;
@@ -63,14 +67,17 @@ std::optional<TimeUs> Arbiter::next_wakeup(TimeUs now) const {
     if (h.state != ClientState::holding) continue;
     // A lower class waiter cannot use the quantum until it ages (considered above).
     const ClientRec& head = s.clients.at(*s.queue_head(d, now));
-    if (s.waiter_class(head, now) <= h.lease_class) consider(h.lease_start_us + s.config.quantum_ms * 1000);
+    if (s.waiter_class(head, now) <= h.lease_class)
+      consider(h.lease_start_us + s.config.quantum_ms * 1000);
   }
   if (at && *at < now) at = now;
   return at;
 }
 
 namespace {
-[[noreturn]] void broken(const std::string& what) { throw std::logic_error("arbiter invariant broken: " + what); }
+[[noreturn]] void broken(const std::string& what) {
+  throw std::logic_error("arbiter invariant broken: " + what);
+}
 std::string dev(DeviceId d) { return "device " + std::to_string(d); }
 std::string cli(ClientId c) { return "client " + std::to_string(c); }
 }  // namespace
@@ -92,7 +99,8 @@ void Arbiter::validate() const {
       const ClientRec& c = it->second;
       members.push_back(&c);
       bytes += s.reserved_bytes(c);
-      if (c.device != id) broken(cli(m) + " is a member of " + dev(id) + " but placed on " + dev(c.device));
+      if (c.device != id)
+        broken(cli(m) + " is a member of " + dev(id) + " but placed on " + dev(c.device));
       if (c.holds()) {
         ++holders;
         if (d.holder != m) broken(cli(m) + " holds but is not the holder of " + dev(id));
@@ -109,16 +117,18 @@ void Arbiter::validate() const {
     // a subset of the waiting members, and as many.
     std::vector<ClientId> q = d.queue;
     std::sort(q.begin(), q.end());
-    if (std::adjacent_find(q.begin(), q.end()) != q.end()) broken(dev(id) + " queues a client twice");
+    if (std::adjacent_find(q.begin(), q.end()) != q.end())
+      broken(dev(id) + " queues a client twice");
     auto m = members.begin();
     for (ClientId w : q) {
       while (m != members.end() && (*m)->id < w) ++m;
       if (m == members.end() || (*m)->id != w) broken(dev(id) + " queues non-member " + cli(w));
-      if ((*m)->state != ClientState::waiting) broken(dev(id) + " queues " + cli(w) + " that is not waiting");
+      if ((*m)->state != ClientState::waiting)
+        broken(dev(id) + " queues " + cli(w) + " that is not waiting");
     }
     if (q.size() != waiting)
-      broken(dev(id) + " has " + std::to_string(waiting) + " waiting members but " + std::to_string(q.size()) +
-             " queued");
+      broken(dev(id) + " has " + std::to_string(waiting) + " waiting members but " +
+             std::to_string(q.size()) + " queued");
     if (bytes > d.capacity_bytes)
       broken(dev(id) + " accounts " + std::to_string(bytes) + " bytes over its capacity " +
              std::to_string(d.capacity_bytes));

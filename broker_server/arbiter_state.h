@@ -32,10 +32,11 @@ struct ClientRec {
   Priority priority = Priority::training;
   DeviceId device = 0;
   ClientState state = ClientState::idle;
-  std::uint64_t resident_bytes = 0;       ///< as accounted (reports clamped to what fits)
-  std::uint64_t need_bytes = 0;           ///< declared need; the holder's reservation
-  std::uint64_t quota_bytes = 0;          ///< 0: none
-  std::optional<std::uint64_t> growth_need_bytes;  ///< holder asked for more; re-granted once it fits
+  std::uint64_t resident_bytes = 0;  ///< as accounted (reports clamped to what fits)
+  std::uint64_t need_bytes = 0;      ///< declared need; the holder's reservation
+  std::uint64_t quota_bytes = 0;     ///< 0: none
+  std::optional<std::uint64_t>
+      growth_need_bytes;                  ///< holder asked for more; re-granted once it fits
   std::uint64_t pending_evict_bytes = 0;  ///< asked to evict, not yet reported
   TimeUs evict_deadline_us = 0;           ///< report due by then (0: nothing asked)
   TimeUs last_heard_us = 0;
@@ -44,9 +45,9 @@ struct ClientRec {
   TimeUs last_grant_us = 0;
   std::uint64_t lease = 0;
   TimeUs lease_start_us = 0;
-  int lease_class = 0;                    ///< effective class it was granted with
+  int lease_class = 0;  ///< effective class it was granted with
   TimeUs revoke_deadline_us = 0;
-  std::optional<std::uint64_t> slice;     ///< index of its open LeaseSlice
+  std::optional<std::uint64_t> slice;  ///< index of its open LeaseSlice
   std::uint64_t grants = 0, waited_us_total = 0, preemptions = 0;
 
   bool holds() const { return state == ClientState::holding || state == ClientState::revoked; }
@@ -80,7 +81,8 @@ struct Arbiter::State {
 
   /// What a client counts on its device (policy_memory.h).
   std::uint64_t reserved_bytes(const ClientRec& c) const;
-  std::uint64_t device_bytes(const DeviceRec& d, std::optional<ClientId> except = std::nullopt) const;
+  std::uint64_t device_bytes(const DeviceRec& d,
+                             std::optional<ClientId> except = std::nullopt) const;
   std::vector<ClientId> ordered_queue(const DeviceRec& d, TimeUs now) const;
   /// The waiter granted next on `d`, as policy_queue.h orders them.
   std::optional<ClientId> queue_head(const DeviceRec& d, TimeUs now) const;
@@ -100,7 +102,8 @@ struct Arbiter::State {
   void end_lease(ClientRec& c, TimeUs now);
   /// Asks the device's residents (all but `requester`) for what the requester
   /// still misses; true when it fits now.
-  bool make_room(DeviceRec& d, ClientRec& requester, std::uint64_t need_bytes, TimeUs now, Decisions& out);
+  bool make_room(DeviceRec& d, ClientRec& requester, std::uint64_t need_bytes, TimeUs now,
+                 Decisions& out);
   /// Grants, revokes, or asks for memory on one device, as the policy says now.
   void schedule(DeviceRec& d, TimeUs now, Decisions& out);
   /// Schedules every device, then forgets removed devices left empty.

@@ -11,7 +11,8 @@ std::uint64_t fit_deficit(std::uint64_t capacity_bytes, std::uint64_t others_byt
   return want > capacity_bytes ? want - capacity_bytes : 0;
 }
 
-std::vector<EvictRequest> plan_evictions(std::vector<Resident> residents, std::uint64_t deficit_bytes) {
+std::vector<EvictRequest> plan_evictions(std::vector<Resident> residents,
+                                         std::uint64_t deficit_bytes) {
   // Higher class number = lower priority = evicted first.
   std::sort(residents.begin(), residents.end(), [](const Resident& a, const Resident& b) {
     return std::make_tuple(-static_cast<int>(a.priority), a.last_grant_us, a.client) <

@@ -28,8 +28,8 @@ std::uint64_t fit_deficit(std::uint64_t capacity_bytes, std::uint64_t others_byt
 struct Resident {
   ClientId client;
   Priority priority;
-  TimeUs last_grant_us;            ///< 0 when never granted
-  std::uint64_t evictable_bytes;   ///< resident bytes not already asked for
+  TimeUs last_grant_us;           ///< 0 when never granted
+  std::uint64_t evictable_bytes;  ///< resident bytes not already asked for
 };
 
 struct EvictRequest {
@@ -38,6 +38,7 @@ struct EvictRequest {
 };
 
 /// Requests whose bytes add up to min(deficit, all evictable bytes).
-std::vector<EvictRequest> plan_evictions(std::vector<Resident> residents, std::uint64_t deficit_bytes);
+std::vector<EvictRequest> plan_evictions(std::vector<Resident> residents,
+                                         std::uint64_t deficit_bytes);
 
 }  // namespace acb::broker::policy

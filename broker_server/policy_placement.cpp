@@ -10,7 +10,8 @@ double contention_score(const DeviceLoad& load, std::uint64_t need_bytes) {
   return static_cast<double>(load.placed_clients + load.waiting_clients) + memory;
 }
 
-std::optional<DeviceId> choose_device(const std::vector<DeviceLoad>& loads, std::uint64_t need_bytes) {
+std::optional<DeviceId> choose_device(const std::vector<DeviceLoad>& loads,
+                                      std::uint64_t need_bytes) {
   std::optional<DeviceId> best;
   double best_score = 0;
   for (const DeviceLoad& load : loads) {

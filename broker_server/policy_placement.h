@@ -30,6 +30,7 @@ struct DeviceLoad {
 double contention_score(const DeviceLoad& load, std::uint64_t need_bytes);
 
 /// The least contended candidate; nullopt when no device can take `need_bytes`.
-std::optional<DeviceId> choose_device(const std::vector<DeviceLoad>& loads, std::uint64_t need_bytes);
+std::optional<DeviceId> choose_device(const std::vector<DeviceLoad>& loads,
+                                      std::uint64_t need_bytes);
 
 }  // namespace acb::broker::policy

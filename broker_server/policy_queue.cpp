@@ -20,7 +20,8 @@ int effective_class(Priority p, TimeUs wait_since_us, TimeUs now_us, std::uint64
 
 std::optional<TimeUs> next_aging_step(Priority p, TimeUs wait_since_us, TimeUs now_us,
                                       std::uint64_t aging_ms) {
-  if (aging_ms == 0 || effective_class(p, wait_since_us, now_us, aging_ms) == 0) return std::nullopt;
+  if (aging_ms == 0 || effective_class(p, wait_since_us, now_us, aging_ms) == 0)
+    return std::nullopt;
   const std::uint64_t steps = aging_steps(wait_since_us, now_us, aging_ms);
   return wait_since_us + (steps + 1) * aging_ms * 1000;
 }
@@ -28,11 +29,13 @@ std::optional<TimeUs> next_aging_step(Priority p, TimeUs wait_since_us, TimeUs n
 namespace {
 using Key = std::tuple<int, TimeUs, std::uint64_t, ClientId>;
 Key key_of(const Waiter& w, TimeUs now_us, std::uint64_t aging_ms) {
-  return {effective_class(w.priority, w.wait_since_us, now_us, aging_ms), w.wait_since_us, w.seq, w.client};
+  return {effective_class(w.priority, w.wait_since_us, now_us, aging_ms), w.wait_since_us, w.seq,
+          w.client};
 }
 }  // namespace
 
-std::vector<ClientId> order_waiters(std::vector<Waiter> waiters, TimeUs now_us, std::uint64_t aging_ms) {
+std::vector<ClientId> order_waiters(std::vector<Waiter> waiters, TimeUs now_us,
+                                    std::uint64_t aging_ms) {
   std::vector<Key> keys;
   keys.reserve(waiters.size());
   for (const Waiter& w : waiters) keys.push_back(key_of(w, now_us, aging_ms));
@@ -43,7 +46,8 @@ std::vector<ClientId> order_waiters(std::vector<Waiter> waiters, TimeUs now_us, 
   return out;
 }
 
-std::optional<ClientId> first_waiter(const std::vector<Waiter>& waiters, TimeUs now_us, std::uint64_t aging_ms) {
+std::optional<ClientId> first_waiter(const std::vector<Waiter>& waiters, TimeUs now_us,
+                                     std::uint64_t aging_ms) {
   std::optional<Key> best;
   for (const Waiter& w : waiters) {
     Key k = key_of(w, now_us, aging_ms);

@@ -38,9 +38,11 @@ struct Waiter {
 };
 
 /// The waiters in grant order at `now_us`.
-std::vector<ClientId> order_waiters(std::vector<Waiter> waiters, TimeUs now_us, std::uint64_t aging_ms);
+std::vector<ClientId> order_waiters(std::vector<Waiter> waiters, TimeUs now_us,
+                                    std::uint64_t aging_ms);
 
 /// The first of order_waiters, in linear time; nullopt when there is none.
-std::optional<ClientId> first_waiter(const std::vector<Waiter>& waiters, TimeUs now_us, std::uint64_t aging_ms);
+std::optional<ClientId> first_waiter(const std::vector<Waiter>& waiters, TimeUs now_us,
+                                     std::uint64_t aging_ms);
 
 }  // namespace acb::broker::policy

@@ -63,7 +63,9 @@ struct Bench {
   Decisions release(ClientId c, std::optional<std::uint64_t> resident = std::nullopt) {
     return checked(arb.on_release(c, resident, now));
   }
-  Decisions residency(ClientId c, std::uint64_t bytes) { return checked(arb.on_residency(c, bytes, now)); }
+  Decisions residency(ClientId c, std::uint64_t bytes) {
+    return checked(arb.on_residency(c, bytes, now));
+  }
   Decisions disconnect(ClientId c) { return checked(arb.on_disconnect(c, now)); }
   Decisions tick() { return checked(arb.on_tick(now)); }
   /// Keeps every client alive, then ticks.

@@ -29,7 +29,8 @@ TEST_CASE("new clients go to the least contended device; pinning overrides", "[a
   CHECK(for_client<Reject>(b.acquire(7), 7).size() == 1);
 }
 
-TEST_CASE("pinning to an unknown or draining device is an error in the placement", "[arbiter][devices]") {
+TEST_CASE("pinning to an unknown or draining device is an error in the placement",
+          "[arbiter][devices]") {
   Bench b;
   HelloInfo info;
   info.name = "x";
@@ -53,7 +54,8 @@ TEST_CASE("pinning to an unknown or draining device is an error in the placement
   b.arb.validate();
 }
 
-TEST_CASE("drain while held: the holder is revoked, waiters and residents leave", "[arbiter][devices]") {
+TEST_CASE("drain while held: the holder is revoked, waiters and residents leave",
+          "[arbiter][devices]") {
   ArbiterConfig cfg;
   cfg.quantum_deadline_ms = 700;
   Bench b(cfg);
@@ -114,7 +116,8 @@ TEST_CASE("drain with no other device rejects the waiters", "[arbiter][devices]"
   CHECK(b.arb.device_of(2) == DeviceId{1});
 }
 
-TEST_CASE("remove_device while held: forgotten once its last client has left", "[arbiter][devices]") {
+TEST_CASE("remove_device while held: forgotten once its last client has left",
+          "[arbiter][devices]") {
   Bench b;
   b.arb.add_device("gpu0", 1000 * MiB);
   b.arb.add_device("gpu1", 1000 * MiB);
@@ -151,7 +154,8 @@ TEST_CASE("removing an empty device forgets it at once; ids are not reused", "[a
   CHECK(b.arb.capacity_of(1) == 10 * MiB);
 }
 
-TEST_CASE("a waiter with memory on a draining device moves once it has evicted it", "[arbiter][devices]") {
+TEST_CASE("a waiter with memory on a draining device moves once it has evicted it",
+          "[arbiter][devices]") {
   Bench b;
   b.arb.add_device("gpu0", 1000 * MiB);
   b.arb.add_device("gpu1", 1000 * MiB);

@@ -17,10 +17,14 @@ TEST_CASE("arbitrary event sequences keep every invariant", "[arbiter][hostile]"
     };
     auto size = [&]() -> std::uint64_t {
       switch (pick(0, 4)) {
-        case 0: return 0;
-        case 1: return pick(0, 4096) * MiB;
-        case 2: return ~std::uint64_t{0} / 2;
-        default: return pick(0, 1000) * MiB;
+        case 0:
+          return 0;
+        case 1:
+          return pick(0, 4096) * MiB;
+        case 2:
+          return ~std::uint64_t{0} / 2;
+        default:
+          return pick(0, 1000) * MiB;
       }
     };
     ArbiterConfig cfg;
@@ -53,12 +57,25 @@ TEST_CASE("arbitrary event sequences keep every invariant", "[arbiter][hostile]"
             CHECK(p.device.has_value() != !p.error.empty());
             break;
           }
-          case 1: case 2: ds = arb.on_acquire(c, pick(0, 1) ? std::optional<std::uint64_t>{} : size(), now); break;
-          case 3: case 4: ds = arb.on_release(c, pick(0, 1) ? std::optional<std::uint64_t>{} : size(), now); break;
-          case 5: ds = arb.on_residency(c, size(), now); break;
-          case 6: arb.on_heartbeat(c, now); break;
-          case 7: ds = arb.on_disconnect(c, now); break;
-          case 8: case 9:
+          case 1:
+          case 2:
+            ds = arb.on_acquire(c, pick(0, 1) ? std::optional<std::uint64_t>{} : size(), now);
+            break;
+          case 3:
+          case 4:
+            ds = arb.on_release(c, pick(0, 1) ? std::optional<std::uint64_t>{} : size(), now);
+            break;
+          case 5:
+            ds = arb.on_residency(c, size(), now);
+            break;
+          case 6:
+            arb.on_heartbeat(c, now);
+            break;
+          case 7:
+            ds = arb.on_disconnect(c, now);
+            break;
+          case 8:
+          case 9:
             ds = arb.on_tick(now);
             // Everything an event allows is decided at the event: a tick
             // before next_wakeup has nothing to do, so the server may sleep.
@@ -67,16 +84,28 @@ TEST_CASE("arbitrary event sequences keep every invariant", "[arbiter][hostile]"
               CHECK(ds.empty());
             }
             break;
-          case 10: ds = arb.set_priority(c, static_cast<Priority>(pick(0, 2)), now); break;
-          case 11: ds = arb.set_quota(c, size(), now); break;
-          case 12: ds = arb.set_quantum(pick(0, 20), now); break;
+          case 10:
+            ds = arb.set_priority(c, static_cast<Priority>(pick(0, 2)), now);
+            break;
+          case 11:
+            ds = arb.set_quota(c, size(), now);
+            break;
+          case 12:
+            ds = arb.set_quantum(pick(0, 20), now);
+            break;
           case 13: {
             const DeviceId d = static_cast<DeviceId>(pick(0, 8));
-            if (pick(0, 3) == 0) arb.add_device("x", size());
-            else ds = pick(0, 1) ? arb.drain_device(d, now) : arb.remove_device(d, now);
+            if (pick(0, 3) == 0)
+              arb.add_device("x", size());
+            else
+              ds = pick(0, 1) ? arb.drain_device(d, now) : arb.remove_device(d, now);
             break;
           }
-          default: (void)arb.next_wakeup(now); (void)arb.snapshot(now); (void)arb.timeline(); break;
+          default:
+            (void)arb.next_wakeup(now);
+            (void)arb.snapshot(now);
+            (void)arb.timeline();
+            break;
         }
       } catch (const ArbiterError& e) {
         ++bad_admin;
@@ -91,7 +120,8 @@ TEST_CASE("arbitrary event sequences keep every invariant", "[arbiter][hostile]"
         }
         if (const Evict* e = std::get_if<Evict>(&d)) CHECK(e->bytes > 0);
         if (const Reject* r = std::get_if<Reject>(&d)) CHECK_FALSE(r->reason.empty());
-        if (const Disconnect* x = std::get_if<Disconnect>(&d)) CHECK_FALSE(arb.has_client(x->client));
+        if (const Disconnect* x = std::get_if<Disconnect>(&d))
+          CHECK_FALSE(arb.has_client(x->client));
       }
       wake = arb.next_wakeup(now);
       if (wake) CHECK(*wake >= now);

@@ -17,7 +17,8 @@ ArbiterConfig live() {
 }
 }  // namespace
 
-TEST_CASE("a disconnecting holder's lease and residency are reclaimed at once", "[arbiter][liveness]") {
+TEST_CASE("a disconnecting holder's lease and residency are reclaimed at once",
+          "[arbiter][liveness]") {
   Bench b(live());
   b.arb.add_device("gpu0", 1000 * MiB);
   b.hello(1, Priority::training, 600 * MiB);
@@ -34,7 +35,8 @@ TEST_CASE("a disconnecting holder's lease and residency are reclaimed at once", 
   CHECK(b.arb.counters().disconnects == 1);
 }
 
-TEST_CASE("a disconnecting resident frees the memory a waiter was waiting for", "[arbiter][liveness]") {
+TEST_CASE("a disconnecting resident frees the memory a waiter was waiting for",
+          "[arbiter][liveness]") {
   Bench b(live());
   b.arb.add_device("gpu0", 1000 * MiB);
   b.hello(1);
@@ -75,7 +77,8 @@ TEST_CASE("a silent client is disconnected after the heartbeat timeout", "[arbit
   CHECK(all_of<Disconnect>(b.tick()).empty());
 }
 
-TEST_CASE("a holder that ignores a revoke past deadline + grace is disconnected", "[arbiter][liveness]") {
+TEST_CASE("a holder that ignores a revoke past deadline + grace is disconnected",
+          "[arbiter][liveness]") {
   Bench b(live());
   b.arb.add_device("gpu0", 1000 * MiB);
   b.hello(1, Priority::training);
@@ -95,7 +98,8 @@ TEST_CASE("a holder that ignores a revoke past deadline + grace is disconnected"
   CHECK(granted(ds, 2));
 }
 
-TEST_CASE("next_wakeup names the earliest time a tick can decide something", "[arbiter][liveness]") {
+TEST_CASE("next_wakeup names the earliest time a tick can decide something",
+          "[arbiter][liveness]") {
   ArbiterConfig cfg = live();
   cfg.aging_ms = 250;
   Bench b(cfg);
@@ -122,7 +126,8 @@ TEST_CASE("next_wakeup names the earliest time a tick can decide something", "[a
   CHECK(b.arb.next_wakeup(t0 + 900'000) == t0 + 900'000);  // overdue: never in the past
 }
 
-TEST_CASE("next_wakeup includes the quantum expiry when an equal waiter is queued", "[arbiter][liveness]") {
+TEST_CASE("next_wakeup includes the quantum expiry when an equal waiter is queued",
+          "[arbiter][liveness]") {
   Bench b(live());
   b.arb.add_device("gpu0", 1000 * MiB);
   const TimeUs t0 = b.now;
@@ -134,7 +139,8 @@ TEST_CASE("next_wakeup includes the quantum expiry when an equal waiter is queue
   CHECK(b.arb.next_wakeup(b.now) == t0 + 100'000);
 }
 
-TEST_CASE("a resident that ignores an evict past its deadline is disconnected", "[arbiter][liveness]") {
+TEST_CASE("a resident that ignores an evict past its deadline is disconnected",
+          "[arbiter][liveness]") {
   Bench b(live());  // evict deadline: quantum_deadline 200 + grace 300 = 500 ms
   b.arb.add_device("gpu0", 1000 * MiB);
   b.hello(1);

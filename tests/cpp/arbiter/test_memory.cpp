@@ -98,7 +98,8 @@ TEST_CASE("the grantee's own residency counts toward its need", "[arbiter][memor
   CHECK(granted(b.residency(1, 600 * MiB), 2));
 }
 
-TEST_CASE("a need above the device capacity or the quota is rejected, not queued", "[arbiter][memory]") {
+TEST_CASE("a need above the device capacity or the quota is rejected, not queued",
+          "[arbiter][memory]") {
   Bench b;
   b.arb.add_device("gpu0", 1000 * MiB);
   b.hello(1, Priority::training, 2000 * MiB);
@@ -151,7 +152,8 @@ TEST_CASE("set_quota below a waiter's need rejects it; residency over quota is e
   CHECK(b.residency(3, 250 * MiB).empty());
 }
 
-TEST_CASE("growth while holding: evict what no longer fits, then a fresh grant", "[arbiter][memory]") {
+TEST_CASE("growth while holding: evict what no longer fits, then a fresh grant",
+          "[arbiter][memory]") {
   Bench b;
   b.arb.add_device("gpu0", 1000 * MiB);
   b.hello(1, Priority::batch);
@@ -192,7 +194,8 @@ TEST_CASE("growth while holding: evict what no longer fits, then a fresh grant",
   }
 }
 
-TEST_CASE("a residency report over the capacity is clamped and the excess evicted", "[arbiter][memory]") {
+TEST_CASE("a residency report over the capacity is clamped and the excess evicted",
+          "[arbiter][memory]") {
   Bench b;
   b.arb.add_device("gpu0", 1000 * MiB);
   b.hello(1);

@@ -4,7 +4,8 @@
 using namespace acb::broker;
 using namespace acb::broker::test;
 
-TEST_CASE("the timeline has one slice per lease, closed when the lease ends", "[arbiter][observability]") {
+TEST_CASE("the timeline has one slice per lease, closed when the lease ends",
+          "[arbiter][observability]") {
   Bench b;
   b.arb.add_device("gpu0", 1000 * MiB);
   b.hello(1);
@@ -47,7 +48,8 @@ TEST_CASE("the timeline is bounded, keeping the newest slices", "[arbiter][obser
   REQUIRE(slices.size() == 5);
   CHECK(slices[0].end_us.has_value());
   CHECK_FALSE(slices[4].end_us.has_value());
-  for (std::size_t i = 1; i < slices.size(); ++i) CHECK(slices[i].start_us > slices[i - 1].start_us);
+  for (std::size_t i = 1; i < slices.size(); ++i)
+    CHECK(slices[i].start_us > slices[i - 1].start_us);
   b.advance_ms(1);
   b.release(1);
   CHECK(b.arb.timeline().back().end_us == b.now);
@@ -64,8 +66,8 @@ TEST_CASE("counters and the snapshot follow the events", "[arbiter][observabilit
   REQUIRE(granted(b.acquire(1), 1));
   b.acquire(3);
   b.advance_ms(10);
-  b.tick_alive();                 // quantum revoke of 1
-  b.acquire(2);                   // inference waits: the revoke's deadline is shortened
+  b.tick_alive();                       // quantum revoke of 1
+  b.acquire(2);                         // inference waits: the revoke's deadline is shortened
   b.arb.set_quota(3, 50 * MiB, b.now);  // reject of 3
   b.arb.validate();
   const ArbiterCounters& c = b.arb.counters();

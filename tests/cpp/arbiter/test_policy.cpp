@@ -7,7 +7,8 @@
 using namespace acb::broker;
 using namespace acb::broker::policy;
 
-TEST_CASE("effective class improves one step per aging period, down to inference", "[arbiter][policy]") {
+TEST_CASE("effective class improves one step per aging period, down to inference",
+          "[arbiter][policy]") {
   const TimeUs t0 = 1'000'000;
   CHECK(effective_class(Priority::batch, t0, t0, 100) == 2);
   CHECK(effective_class(Priority::batch, t0, t0 + 99'999, 100) == 2);
@@ -20,7 +21,8 @@ TEST_CASE("effective class improves one step per aging period, down to inference
   CHECK_FALSE(next_aging_step(Priority::batch, t0, t0 + 200'000, 100).has_value());
 }
 
-TEST_CASE("waiters are ordered by class, then FIFO; aged waiters pass younger ones", "[arbiter][policy]") {
+TEST_CASE("waiters are ordered by class, then FIFO; aged waiters pass younger ones",
+          "[arbiter][policy]") {
   std::vector<Waiter> w = {{1, Priority::batch, 100, 0},
                            {2, Priority::training, 200, 1},
                            {3, Priority::training, 150, 2},
@@ -61,13 +63,14 @@ TEST_CASE("eviction plan takes lowest priority, then least recently granted, exa
   CHECK(total == 125);  // everything evictable, no more
 }
 
-TEST_CASE("placement picks the least contended device that can hold the need", "[arbiter][policy]") {
+TEST_CASE("placement picks the least contended device that can hold the need",
+          "[arbiter][policy]") {
   std::vector<DeviceLoad> loads = {{0, 100, false, 3, 1, 50},
                                    {1, 100, false, 1, 0, 10},
                                    {2, 100, true, 0, 0, 0},
                                    {3, 20, false, 0, 0, 0}};
-  CHECK(choose_device(loads, 10) == 3);   // empty and large enough
-  CHECK(choose_device(loads, 50) == 1);   // device 3 too small, 2 draining
+  CHECK(choose_device(loads, 10) == 3);  // empty and large enough
+  CHECK(choose_device(loads, 50) == 1);  // device 3 too small, 2 draining
   CHECK(choose_device(loads, 200) == std::nullopt);
   // Equal scores: lowest id.
   CHECK(choose_device({{5, 100, false, 0, 0, 0}, {4, 100, false, 0, 0, 0}}, 1) == 4);

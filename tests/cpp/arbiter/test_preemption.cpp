@@ -37,7 +37,8 @@ TEST_CASE("an equal-priority waiter preempts the holder after the quantum", "[ar
   CHECK(b.arb.counters().preemptions == 0);
 }
 
-TEST_CASE("a holder alone, or ahead of lower classes only, keeps the lease past its quantum", "[arbiter]") {
+TEST_CASE("a holder alone, or ahead of lower classes only, keeps the lease past its quantum",
+          "[arbiter]") {
   ArbiterConfig cfg = quick();
   cfg.aging_ms = 0;
   Bench b(cfg);
@@ -189,7 +190,8 @@ TEST_CASE("set_quantum applies to the running lease at once", "[arbiter]") {
   CHECK(for_client<Revoke>(b.tick(), 2).size() == 1);
 }
 
-TEST_CASE("a higher class arriving after a quantum revoke shortens the deadline once", "[arbiter]") {
+TEST_CASE("a higher class arriving after a quantum revoke shortens the deadline once",
+          "[arbiter]") {
   Bench b(quick());
   b.arb.add_device("gpu0", 1000 * MiB);
   b.hello(1, Priority::training);

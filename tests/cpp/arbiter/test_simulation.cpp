@@ -155,7 +155,9 @@ class Sim {
         break;
       }
       case Act::release: {
-        if ((c.state != ClientState::holding && c.state != ClientState::revoked) || c.lease != p.value) return;
+        if ((c.state != ClientState::holding && c.state != ClientState::revoked) ||
+            c.lease != p.value)
+          return;
         if (arrivals && uniform(0, 19) == 0 && !c.growth) {  // grow instead of releasing
           c.growth = c.need + uniform(1, 1024) * MiB;
           handle(arb_.on_acquire(c.id, c.growth, now_));
@@ -181,7 +183,8 @@ class Sim {
     ++events_;
     arb_.validate();
     for (const Decision& d : ds) {
-      if (const Grant* g = std::get_if<Grant>(&d)) on_grant(*g);
+      if (const Grant* g = std::get_if<Grant>(&d))
+        on_grant(*g);
       else if (const Revoke* r = std::get_if<Revoke>(&d)) {
         SimClient& c = clients_.at(r->client);
         // A second revoke of the same lease only shortens the deadline.
@@ -248,9 +251,15 @@ class Sim {
   void admin_change() {
     const ClientId id = pick_alive();
     switch (uniform(0, 4)) {
-      case 0: handle(arb_.set_priority(id, static_cast<Priority>(uniform(0, 2)), now_)); break;
-      case 1: handle(arb_.set_quota(id, uniform(0, 1) ? 0 : uniform(100, 3000) * MiB, now_)); break;
-      case 2: handle(arb_.set_quantum(uniform(10, 100), now_)); break;
+      case 0:
+        handle(arb_.set_priority(id, static_cast<Priority>(uniform(0, 2)), now_));
+        break;
+      case 1:
+        handle(arb_.set_quota(id, uniform(0, 1) ? 0 : uniform(100, 3000) * MiB, now_));
+        break;
+      case 2:
+        handle(arb_.set_quantum(uniform(10, 100), now_));
+        break;
       default: {
         // Replace a device: drain or remove one, add a fresh one.
         auto snap = arb_.snapshot(now_);
