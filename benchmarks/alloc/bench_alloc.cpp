@@ -81,6 +81,10 @@ DeviceChoice open_device(std::size_t working_set) {
 struct Raw {
   double to_host_gbps = 0;
   double to_device_gbps = 0;
+  // What the device itself costs besides the copy: copy out then unmap +
+  // release; create + map fresh memory then copy in (no arena involved).
+  double to_host_release_gbps = 0;
+  double fresh_to_device_gbps = 0;
 };
 
 Raw measure_raw(Driver& driver, std::size_t bytes, int reps) {
@@ -104,6 +108,20 @@ Raw measure_raw(Driver& driver, std::size_t bytes, int reps) {
     driver.copy_to_device_async(base, host, bytes, stream);
     driver.synchronize_stream(stream);
     raw.to_device_gbps = std::max(raw.to_device_gbps, bytes / seconds_since(start) / 1e9);
+  }
+  for (int r = 0; r < reps; ++r) {
+    auto start = Clock::now();
+    driver.copy_to_host_async(host, base, bytes, stream);
+    driver.synchronize_stream(stream);
+    driver.unmap(base, bytes);
+    driver.release(handle);
+    raw.to_host_release_gbps = std::max(raw.to_host_release_gbps, bytes / seconds_since(start) / 1e9);
+    start = Clock::now();
+    handle = driver.create(bytes, 0);
+    driver.map(base, bytes, handle, 0);
+    driver.copy_to_device_async(base, host, bytes, stream);
+    driver.synchronize_stream(stream);
+    raw.fresh_to_device_gbps = std::max(raw.fresh_to_device_gbps, bytes / seconds_since(start) / 1e9);
   }
   driver.destroy_stream(stream);
   driver.host_free(host, bytes);
@@ -210,6 +228,10 @@ int main() {
   figure("restore_gbps", restore_gbps, "GB/s");
   figure("offload_fraction_of_raw", offload_gbps / raw.to_host_gbps, "ratio");
   figure("restore_fraction_of_raw", restore_gbps / raw.to_device_gbps, "ratio");
+  figure("raw_to_host_then_release_gbps", raw.to_host_release_gbps, "GB/s");
+  figure("raw_fresh_map_to_device_gbps", raw.fresh_to_device_gbps, "GB/s");
+  figure("offload_fraction_of_raw_with_release", offload_gbps / raw.to_host_release_gbps, "ratio");
+  figure("restore_fraction_of_raw_with_fresh_map", restore_gbps / raw.fresh_to_device_gbps, "ratio");
   figure("dirty_offload_ms", dirty_ms, "ms");
   figure("clean_skip_fraction", clean_fraction, "ratio");
   figure("clean_offload_ms", clean_ms, "ms");
