@@ -180,3 +180,23 @@ TEST_CASE("a waiter with memory on a draining device moves once it has evicted i
   REQUIRE(g.size() == 1);
   CHECK(g[0].device == 1);
 }
+
+TEST_CASE("a removed device with clients that cannot move stays until they disconnect", "[arbiter][devices]") {
+  Bench b;
+  b.arb.add_device("gpu0", 1000 * MiB);
+  b.arb.add_device("small", 10 * MiB);
+  b.hello(1, Priority::training, 500 * MiB, 0);
+  b.hello(2, Priority::training, 5 * MiB, 0);
+  b.arb.remove_device(0, b.now);
+  b.arb.validate();
+  CHECK(b.arb.device_of(1) == DeviceId{0});  // 500 MiB fits nowhere else
+  CHECK(b.arb.device_of(2) == DeviceId{1});  // moved at once
+  auto rej = for_client<Reject>(b.acquire(1), 1);
+  REQUIRE(rej.size() == 1);
+  CHECK(rej[0].reason == "device 0 is draining and no other device can take " + std::to_string(500 * MiB) + " bytes");
+  CHECK(b.arb.snapshot(b.now).devices.size() == 2);
+  b.disconnect(1);
+  auto snap = b.arb.snapshot(b.now);
+  REQUIRE(snap.devices.size() == 1);
+  CHECK(snap.devices[0].device == 1);
+}
