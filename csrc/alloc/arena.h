@@ -6,6 +6,21 @@
 // This header is the public C++ API of the memory manager; the torch layer
 // and the C ABI (pluggable_allocator.cpp) use only what is declared here.
 //
+// Policies (docs/memory.md has the whole picture):
+//   - Requests <= 1 MiB share 2 MiB segments (size-class lists); larger ones
+//     get segments rounded up to the granularity (best fit, split, merge).
+//   - Stream-ordered reuse: a block freed on stream S is reused on S at once;
+//     another stream gets it only after an event recorded on S (and on every
+//     stream given to record_stream) has completed.
+//   - malloc while segments are offloaded never returns unmapped memory: the
+//     free blocks of offloaded segments are skipped (new segments or free
+//     blocks of resident ones are used); free() of a block in an offloaded
+//     segment works, and a segment left without live blocks is dropped.
+//   - A restore that does not fit throws OutOfMemory after undoing what it
+//     mapped: nothing half-mapped, backups kept.
+//   - Backups are kept after restore; an offload releases a segment whose
+//     backup is current (no mark_written, no malloc in it since) without copying.
+//
 // Thread-safety: all public methods are thread-safe (one mutex per arena).
 // offload() requires the caller to guarantee quiescence (no kernel or copy in
 // flight touching the arena; the arena synchronises the device itself before
@@ -83,11 +98,17 @@ class Arena {
   /// empty function to remove it.
   void set_out_of_memory_handler(std::function<bool(std::size_t requested_bytes)> handler);
 
-  /// Marks [ptr, ptr + bytes) as written since its last backup.
+  /// Marks [ptr, ptr + bytes) as written since its last backup (and as
+  /// recently used, for the LRU order of partial offload). Parts of the range
+  /// outside this arena are ignored.
   void mark_written(const void* ptr, std::size_t bytes);
 
   /// Releases at least `budget_bytes` of physical memory (all with SIZE_MAX),
-  /// least recently used segments first, copying live dirty data to host backups.
+  /// fully free segments first, then least recently used segments, copying
+  /// the allocated ranges of dirty segments to pinned host backups; the VA
+  /// stays reserved. Throws HostBackupLimitExceeded (nothing released) when
+  /// the backups would exceed ArenaOptions::host_backup_limit_bytes, and
+  /// DriverError when a copy fails (nothing released either).
   OffloadResult offload(std::size_t budget_bytes = SIZE_MAX);
   /// Maps back and restores every offloaded segment. Throws OutOfMemory with
   /// the bytes needed and free; on failure the state stays consistent.
