@@ -107,6 +107,7 @@ void Server::do_accept() {
     } else {
       const ClientId id = next_id_++;
       auto session = std::make_shared<Session>(std::move(socket), *this, id);
+      session->state().connected_us = now_us();
       sessions_.emplace(id, session);
       session->start();
     }
@@ -130,11 +131,24 @@ void Server::on_tick() {
   } catch (const std::exception& e) {
     std::fprintf(stderr, "acb-broker: arbiter tick failed: %s\n", e.what());
   }
+  if (++ticks_ % kHelloCheckTicks == 0) close_silent_connections(now);
   if (config_.idle_exit_s > 0 && sessions_.empty() &&
       std::chrono::steady_clock::now() - idle_since_ >= std::chrono::seconds(config_.idle_exit_s)) {
     std::fprintf(stderr, "acb-broker: no client for %llu s, exiting (--idle-exit-s)\n",
                  static_cast<unsigned long long>(config_.idle_exit_s));
     stop();
+  }
+}
+
+void Server::close_silent_connections(TimeUs now) {
+  const TimeUs limit_us = config_.arbiter.heartbeat_timeout_ms * 1000;
+  std::vector<std::shared_ptr<Session>> silent;
+  for (const auto& [id, session] : sessions_) {
+    const auto& state = session->state();
+    if (!state.authenticated && !session->closing() && now - state.connected_us > limit_us) silent.push_back(session);
+  }
+  for (const auto& session : silent) {
+    protocol_error(*session, "no hello within " + std::to_string(config_.arbiter.heartbeat_timeout_ms) + " ms");
   }
 }
 

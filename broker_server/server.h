@@ -3,8 +3,10 @@
 // It accepts connections (one Session each), validates every frame
 // (message.h), authenticates the hello, feeds the arbiter its events and
 // turns the arbiter's decisions into frames (replies.h). A steady_timer
-// calls Arbiter::on_tick every kTickMs for quantum expiry, revoke deadlines
-// and heartbeat timeouts, and implements --idle-exit-s. Any protocol
+// calls Arbiter::on_tick every kTick for quantum expiry, revoke deadlines
+// and heartbeat timeouts, implements --idle-exit-s, and closes connections
+// that say no hello within the heartbeat timeout (they would otherwise hold
+// a descriptor and keep an idle broker alive forever). Any protocol
 // violation closes only the connection that committed it: the peer gets an
 // error frame, stderr gets one line with the peer and the reason.
 //
@@ -43,6 +45,8 @@ class Server final : public SessionHost {
  public:
   /// Period of Arbiter::on_tick.
   static constexpr std::chrono::milliseconds kTick{10};
+  /// Every this many ticks, connections without hello are checked.
+  static constexpr unsigned kHelloCheckTicks = 50;
 
   /// `command_line` is kept so that reload() can merge the same flags again.
   Server(boost::asio::io_context& io, BrokerConfig config, CommandLine command_line, Tokens tokens);
@@ -74,6 +78,7 @@ class Server final : public SessionHost {
   void do_accept();
   void arm_tick();
   void on_tick();
+  void close_silent_connections(TimeUs now);
   TimeUs now_us() const;
 
   void handle_hello(Session& session, const HelloMessage& hello, TimeUs now);
@@ -101,6 +106,7 @@ class Server final : public SessionHost {
   std::size_t authenticated_ = 0;
   BrokerMetrics metrics_;
   bool stopped_ = false;
+  unsigned ticks_ = 0;
 };
 
 }  // namespace acb::broker

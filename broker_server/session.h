@@ -52,6 +52,7 @@ struct PeerState {
   std::optional<TimeUs> waiting_since_us;  ///< an acquire is pending since
   std::uint64_t reported_resident_bytes = 0;
   std::string name;
+  TimeUs connected_us = 0;  ///< when the connection was accepted (server clock)
 };
 
 class Session : public std::enable_shared_from_this<Session> {

@@ -28,6 +28,7 @@ def test_status_and_metrics_report_leases_and_devices(broker_factory):
         wait_for(a, "grant")
         a.send({"op": "residency", "resident_bytes": 300 << 20})
         b.send({"op": "acquire"})
+        b.request({"op": "status"})  # frames of one connection are handled in order: b now waits
         status = a.request({"op": "status"})
         dev = status["devices"][0]
         assert dev["device"] == 0 and dev["name"] == "0" and dev["capacity_bytes"] == 1 << 30

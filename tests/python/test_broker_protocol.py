@@ -183,3 +183,13 @@ def test_no_common_version_is_refused(broker):
     finally:
         s.close()
     assert messages[-1]["op"] == "error" and "version" in messages[-1]["reason"]
+
+
+def test_a_connection_without_hello_is_closed_after_the_heartbeat_timeout(broker_factory):
+    broker = broker_factory("--heartbeat-timeout-ms", "300")
+    s = raw_connect(broker)
+    try:
+        messages = read_until_closed(s, timeout_s=5.0)
+    finally:
+        s.close()
+    assert messages and messages[-1]["op"] == "error" and "no hello" in messages[-1]["reason"]
