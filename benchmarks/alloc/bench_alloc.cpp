@@ -43,12 +43,16 @@ std::size_t env_bytes(const char* name, std::size_t fallback) {
   char* end = nullptr;
   double value = std::strtod(text, &end);
   std::string unit = end;
-  if (unit == "GiB") value *= 1024.0 * kMiB;
-  else if (unit == "MiB") value *= kMiB;
+  if (unit == "GiB")
+    value *= 1024.0 * kMiB;
+  else if (unit == "MiB")
+    value *= kMiB;
   return static_cast<std::size_t>(value);
 }
 
-void figure(const char* name, double value, const char* unit) { std::printf("FIGURE %s %.4g %s\n", name, value, unit); }
+void figure(const char* name, double value, const char* unit) {
+  std::printf("FIGURE %s %.4g %s\n", name, value, unit);
+}
 
 struct DeviceChoice {
   std::unique_ptr<Driver> driver;
@@ -115,13 +119,15 @@ Raw measure_raw(Driver& driver, std::size_t bytes, int reps) {
     driver.synchronize_stream(stream);
     driver.unmap(base, bytes);
     driver.release(handle);
-    raw.to_host_release_gbps = std::max(raw.to_host_release_gbps, bytes / seconds_since(start) / 1e9);
+    raw.to_host_release_gbps =
+        std::max(raw.to_host_release_gbps, bytes / seconds_since(start) / 1e9);
     start = Clock::now();
     handle = driver.create(bytes, 0);
     driver.map(base, bytes, handle, 0);
     driver.copy_to_device_async(base, host, bytes, stream);
     driver.synchronize_stream(stream);
-    raw.fresh_to_device_gbps = std::max(raw.fresh_to_device_gbps, bytes / seconds_since(start) / 1e9);
+    raw.fresh_to_device_gbps =
+        std::max(raw.fresh_to_device_gbps, bytes / seconds_since(start) / 1e9);
   }
   driver.destroy_stream(stream);
   driver.host_free(host, bytes);
@@ -158,7 +164,8 @@ int main() {
   const std::size_t working_set = env_bytes("ACB_BENCH_BYTES", 256 * kMiB);
   DeviceChoice device = open_device(working_set);
   Driver& driver = *device.driver;
-  std::printf("# bench_alloc on the %s driver, working set %zu MiB\n", driver.name().c_str(), working_set / kMiB);
+  std::printf("# bench_alloc on the %s driver, working set %zu MiB\n", driver.name().c_str(),
+              working_set / kMiB);
 
   const int reps = 3;
   Raw raw = measure_raw(driver, working_set, reps);
@@ -183,7 +190,8 @@ int main() {
     }
     std::vector<unsigned char> host(8 * kMiB, 7);
     StreamHandle stream = driver.create_stream(0);
-    for (auto& [ptr, bytes] : blocks) driver.copy_to_device_async(reinterpret_cast<DevicePtr>(ptr), host.data(), bytes, stream);
+    for (auto& [ptr, bytes] : blocks)
+      driver.copy_to_device_async(reinterpret_cast<DevicePtr>(ptr), host.data(), bytes, stream);
     driver.synchronize_stream(stream);
     driver.destroy_stream(stream);
 
@@ -198,7 +206,8 @@ int main() {
       dirty_ms = t * 1e3;
       start = Clock::now();
       std::size_t restored = arena.restore_all();
-      restore_gbps = std::max(restore_gbps, static_cast<double>(restored) / seconds_since(start) / 1e9);
+      restore_gbps =
+          std::max(restore_gbps, static_cast<double>(restored) / seconds_since(start) / 1e9);
     }
     const double live = static_cast<double>(arena.stats().allocated_bytes);
     auto start = Clock::now();
@@ -214,12 +223,15 @@ int main() {
   {
     Arena arena(driver, 0);
     const int pairs = 200000;
-    time_pairs([&](std::size_t n) { return arena.malloc(n, nullptr); }, [&](void* p) { arena.free(p, nullptr); },
+    time_pairs([&](std::size_t n) { return arena.malloc(n, nullptr); },
+               [&](void* p) { arena.free(p, nullptr); },
                pairs / 10);  // warm the cache
     acb_ns = time_pairs([&](std::size_t n) { return arena.malloc(n, nullptr); },
                         [&](void* p) { arena.free(p, nullptr); }, pairs);
-    time_pairs([](std::size_t n) { return std::malloc(n); }, [](void* p) { std::free(p); }, pairs / 10);
-    glibc_ns = time_pairs([](std::size_t n) { return std::malloc(n); }, [](void* p) { std::free(p); }, pairs);
+    time_pairs([](std::size_t n) { return std::malloc(n); }, [](void* p) { std::free(p); },
+               pairs / 10);
+    glibc_ns = time_pairs([](std::size_t n) { return std::malloc(n); },
+                          [](void* p) { std::free(p); }, pairs);
   }
 
   figure("raw_to_host_gbps", raw.to_host_gbps, "GB/s");
@@ -231,7 +243,8 @@ int main() {
   figure("raw_to_host_then_release_gbps", raw.to_host_release_gbps, "GB/s");
   figure("raw_fresh_map_to_device_gbps", raw.fresh_to_device_gbps, "GB/s");
   figure("offload_fraction_of_raw_with_release", offload_gbps / raw.to_host_release_gbps, "ratio");
-  figure("restore_fraction_of_raw_with_fresh_map", restore_gbps / raw.fresh_to_device_gbps, "ratio");
+  figure("restore_fraction_of_raw_with_fresh_map", restore_gbps / raw.fresh_to_device_gbps,
+         "ratio");
   figure("dirty_offload_ms", dirty_ms, "ms");
   figure("clean_skip_fraction", clean_fraction, "ratio");
   figure("clean_offload_ms", clean_ms, "ms");
@@ -241,6 +254,7 @@ int main() {
   figure("glibc_pair_p99_ns", percentile(glibc_ns, 0.99), "ns");
 
   device.driver.reset();
-  if (!device.ledger_name.empty()) ::unlink(("/dev/shm/acb-emulated-" + device.ledger_name).c_str());
+  if (!device.ledger_name.empty())
+    ::unlink(("/dev/shm/acb-emulated-" + device.ledger_name).c_str());
   return 0;
 }

@@ -11,9 +11,12 @@
 namespace acb::alloc {
 namespace {
 
-std::size_t reservation_bytes(Driver& driver, int device, const ArenaOptions& options, std::size_t granularity) {
+std::size_t reservation_bytes(Driver& driver, int device, const ArenaOptions& options,
+                              std::size_t granularity) {
   std::size_t wanted = options.va_reserve_bytes;
-  if (wanted == 0) wanted = 4 * std::max<std::size_t>(driver.memory_info(device).total_bytes, std::size_t{1} << 30);
+  if (wanted == 0)
+    wanted =
+        4 * std::max<std::size_t>(driver.memory_info(device).total_bytes, std::size_t{1} << 30);
   return round_up(wanted, granularity);
 }
 
@@ -176,7 +179,8 @@ void Arena::Impl::release_segment(Segment* segment) {
   stats.segment_release_count += 1;
   DevicePtr address = segment->address;
   std::size_t bytes = segment->bytes;
-  auto it = std::find_if(segments.begin(), segments.end(), [&](const auto& s) { return s.get() == segment; });
+  auto it = std::find_if(segments.begin(), segments.end(),
+                         [&](const auto& s) { return s.get() == segment; });
   segments.erase(it);  // unmaps and releases the physical memory, returns the backup
   va.release(address, bytes);
   sync_host_stats();
@@ -302,7 +306,8 @@ void Arena::Impl::deallocate(Block* block, StreamHandle stream) {
   // Streams whose queued work may still use the block (known before any state changes).
   std::vector<StreamHandle> others;
   for (StreamHandle s : block->extra_streams)
-    if (s != block->stream && std::find(others.begin(), others.end(), s) == others.end()) others.push_back(s);
+    if (s != block->stream && std::find(others.begin(), others.end(), s) == others.end())
+      others.push_back(s);
   if (stream != block->stream && std::find(others.begin(), others.end(), stream) == others.end())
     others.push_back(stream);
 
@@ -385,7 +390,8 @@ void* Arena::malloc(std::size_t bytes, StreamHandle stream) {
     {
       std::lock_guard<std::mutex> lock(impl_->mutex);
       if (rounded != 0 && rounded <= impl_->va.bytes()) {
-        if (Block* block = impl_->allocate(rounded, stream)) return reinterpret_cast<void*>(block->address);
+        if (Block* block = impl_->allocate(rounded, stream))
+          return reinterpret_cast<void*>(block->address);
       }
       impl_->stats.oom_count += 1;
       free_bytes = impl_->driver.memory_info(impl_->device).free_bytes;
@@ -408,8 +414,9 @@ void Arena::free(void* ptr, StreamHandle stream) {
   auto address = reinterpret_cast<DevicePtr>(ptr);
   Block* block = impl_->ptr_map.find(address);
   if (block == nullptr) {
-    throw std::invalid_argument("Arena::free(" + hex(address) + ") on device " + std::to_string(impl_->device) +
-                                ": not a pointer returned by this arena's malloc, or already freed");
+    throw std::invalid_argument(
+        "Arena::free(" + hex(address) + ") on device " + std::to_string(impl_->device) +
+        ": not a pointer returned by this arena's malloc, or already freed");
   }
   impl_->deallocate(block, stream);
 }
@@ -420,7 +427,8 @@ void Arena::record_stream(void* ptr, StreamHandle stream) {
   Block* block = impl_->ptr_map.find(address);
   if (block == nullptr) {
     throw std::invalid_argument("Arena::record_stream(" + hex(address) + ") on device " +
-                                std::to_string(impl_->device) + ": not an allocated pointer of this arena");
+                                std::to_string(impl_->device) +
+                                ": not an allocated pointer of this arena");
   }
   if (stream == block->stream) return;
   auto& extra = block->extra_streams;
@@ -441,7 +449,8 @@ bool Arena::is_resident(const void* ptr, std::size_t bytes) const {
   std::lock_guard<std::mutex> lock(impl_->mutex);
   auto address = reinterpret_cast<DevicePtr>(ptr);
   if (bytes == 0) bytes = 1;
-  if (!impl_->va.contains(address) || address + bytes - 1 < address || !impl_->va.contains(address + bytes - 1))
+  if (!impl_->va.contains(address) || address + bytes - 1 < address ||
+      !impl_->va.contains(address + bytes - 1))
     return false;
   DevicePtr end = address + bytes;
   while (address < end) {

@@ -71,9 +71,9 @@ struct ArenaOptions {
 };
 
 struct OffloadResult {
-  std::size_t released_bytes = 0;      ///< physical bytes given back to the device
-  std::size_t copied_bytes = 0;        ///< bytes copied to host backups
-  std::size_t skipped_clean_bytes = 0; ///< live bytes not copied because the backup was current
+  std::size_t released_bytes = 0;       ///< physical bytes given back to the device
+  std::size_t copied_bytes = 0;         ///< bytes copied to host backups
+  std::size_t skipped_clean_bytes = 0;  ///< live bytes not copied because the backup was current
 };
 
 class Arena {

@@ -84,15 +84,17 @@ OffloadResult Arena::Impl::offload(std::size_t budget_bytes) {
     }
     if (host_pool.in_use_bytes() + need_new > host_pool.limit_bytes() + droppable_bytes) {
       throw HostBackupLimitExceeded(
-          "Arena::offload(budget=" + std::to_string(budget_bytes) + ") on device " + std::to_string(device) +
-          ": needs " + std::to_string(need_new) + " bytes of new host backup for " +
-          std::to_string(offload_now.size()) + " segments, but the host backup limit is " +
-          std::to_string(host_pool.limit_bytes()) + " bytes with " + std::to_string(host_pool.in_use_bytes()) +
-          " in use (" + std::to_string(droppable_bytes) +
+          "Arena::offload(budget=" + std::to_string(budget_bytes) + ") on device " +
+          std::to_string(device) + ": needs " + std::to_string(need_new) +
+          " bytes of new host backup for " + std::to_string(offload_now.size()) +
+          " segments, but the host backup limit is " + std::to_string(host_pool.limit_bytes()) +
+          " bytes with " + std::to_string(host_pool.in_use_bytes()) + " in use (" +
+          std::to_string(droppable_bytes) +
           " droppable); nothing was released (raise ACB_HOST_BACKUP_LIMIT)");
     }
-    std::sort(droppable.begin(), droppable.end(),
-              [](const Segment* a, const Segment* b) { return a->last_use_tick < b->last_use_tick; });
+    std::sort(droppable.begin(), droppable.end(), [](const Segment* a, const Segment* b) {
+      return a->last_use_tick < b->last_use_tick;
+    });
     for (Segment* s : droppable) {
       if (host_pool.fits(need_new)) break;
       s->backup.reset();
@@ -171,10 +173,11 @@ std::size_t Arena::Impl::restore_segments(std::vector<Segment*> wanted) {
       for (Segment* m : mapped) mapped_bytes += m->bytes;
       roll_back();
       MemoryInfo info = driver.memory_info(device);
-      throw OutOfMemory("Arena::restore on device " + std::to_string(device) + ": out of memory: restoring " +
-                            std::to_string(wanted.size()) + " segments needs " + std::to_string(needed) +
-                            " bytes, only " + std::to_string(mapped_bytes) + " could be mapped; " +
-                            memory_summary() + "; nothing was restored, backups are kept",
+      throw OutOfMemory("Arena::restore on device " + std::to_string(device) +
+                            ": out of memory: restoring " + std::to_string(wanted.size()) +
+                            " segments needs " + std::to_string(needed) + " bytes, only " +
+                            std::to_string(mapped_bytes) + " could be mapped; " + memory_summary() +
+                            "; nothing was restored, backups are kept",
                         needed, info.free_bytes);
     }
   }
@@ -245,7 +248,8 @@ std::size_t Arena::restore(const void* ptr, std::size_t bytes) {
   std::vector<Segment*> wanted;
   for (const auto& s : impl_->segments) {
     if (s->resident()) continue;
-    bool overlaps = s->address < address + std::max<std::size_t>(bytes, 1) && address < s->address + s->bytes;
+    bool overlaps =
+        s->address < address + std::max<std::size_t>(bytes, 1) && address < s->address + s->bytes;
     if (overlaps) wanted.push_back(s.get());
   }
   return impl_->restore_segments(std::move(wanted));

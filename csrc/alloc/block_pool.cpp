@@ -116,12 +116,14 @@ void BlockPool::validate() const {
   std::size_t bytes = 0;
   for (std::size_t cls = 0; cls < class_count_; ++cls) {
     bool bit = (words_[cls / 64] >> (cls % 64)) & 1U;
-    if (bit != (heads_[cls] != nullptr)) fail("bitmap bit of class " + std::to_string(cls) + " disagrees with its list");
+    if (bit != (heads_[cls] != nullptr))
+      fail("bitmap bit of class " + std::to_string(cls) + " disagrees with its list");
     const Block* prev = nullptr;
     for (const Block* b = heads_[cls]; b != nullptr; b = b->list_next) {
       if (b->list_prev != prev) fail("broken back link in class " + std::to_string(cls));
       if (!b->segment->small || size_class(b->bytes) != cls)
-        fail("block of " + std::to_string(b->bytes) + " bytes listed in size class " + std::to_string(cls));
+        fail("block of " + std::to_string(b->bytes) + " bytes listed in size class " +
+             std::to_string(cls));
       ++count;
       bytes += b->bytes;
       prev = b;
@@ -136,7 +138,8 @@ void BlockPool::validate() const {
     ++count;
     bytes += b->bytes;
   }
-  if (count != count_ || bytes != bytes_) fail("block count or byte total disagrees with the lists");
+  if (count != count_ || bytes != bytes_)
+    fail("block count or byte total disagrees with the lists");
 }
 
 }  // namespace acb::alloc

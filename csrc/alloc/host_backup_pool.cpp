@@ -37,7 +37,8 @@ HostBuffer HostBackupPool::acquire(std::size_t bytes) {
   if (!fits(bytes)) {
     throw HostBackupLimitExceeded("host backup pool: " + std::to_string(bytes) +
                                   " bytes requested with " + std::to_string(in_use_bytes_) +
-                                  " in use of a limit of " + std::to_string(limit_bytes_) + " bytes");
+                                  " in use of a limit of " + std::to_string(limit_bytes_) +
+                                  " bytes");
   }
   auto it = cached_.find(bytes);
   void* data = nullptr;

@@ -22,7 +22,8 @@ class HostBackupPool;
 class HostBuffer {
  public:
   HostBuffer() = default;
-  HostBuffer(HostBackupPool* pool, void* data, std::size_t bytes) : pool_(pool), data_(data), bytes_(bytes) {}
+  HostBuffer(HostBackupPool* pool, void* data, std::size_t bytes)
+      : pool_(pool), data_(data), bytes_(bytes) {}
   HostBuffer(HostBuffer&& other) noexcept { swap(other); }
   HostBuffer& operator=(HostBuffer&& other) noexcept {
     HostBuffer tmp(std::move(other));
@@ -50,7 +51,8 @@ class HostBuffer {
 class HostBackupPool {
  public:
   /// `limit_bytes` 0 means unbounded.
-  HostBackupPool(Driver& driver, std::size_t limit_bytes) : driver_(driver), limit_bytes_(limit_bytes) {}
+  HostBackupPool(Driver& driver, std::size_t limit_bytes)
+      : driver_(driver), limit_bytes_(limit_bytes) {}
   ~HostBackupPool();
   HostBackupPool(const HostBackupPool&) = delete;
   HostBackupPool& operator=(const HostBackupPool&) = delete;
@@ -61,7 +63,9 @@ class HostBackupPool {
   /// DriverError when pinning fails.
   HostBuffer acquire(std::size_t bytes);
   /// True when `bytes` more can be in use without exceeding the limit.
-  bool fits(std::size_t bytes) const { return limit_bytes_ == 0 || in_use_bytes_ + bytes <= limit_bytes_; }
+  bool fits(std::size_t bytes) const {
+    return limit_bytes_ == 0 || in_use_bytes_ + bytes <= limit_bytes_;
+  }
 
   std::size_t limit_bytes() const { return limit_bytes_; }
   /// Bytes held by live HostBuffers.

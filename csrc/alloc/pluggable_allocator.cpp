@@ -9,7 +9,9 @@
 
 namespace {
 
-void report(const char* call, const std::exception& error) { std::fprintf(stderr, "%s: %s\n", call, error.what()); }
+void report(const char* call, const std::exception& error) {
+  std::fprintf(stderr, "%s: %s\n", call, error.what());
+}
 
 }  // namespace
 
@@ -17,7 +19,8 @@ extern "C" {
 
 void* acb_alloc_malloc(ssize_t size, int device, void* stream) {
   if (size <= 0) {
-    if (size < 0) std::fprintf(stderr, "acb_alloc_malloc: negative size %zd on device %d\n", size, device);
+    if (size < 0)
+      std::fprintf(stderr, "acb_alloc_malloc: negative size %zd on device %d\n", size, device);
     return nullptr;
   }
   try {
@@ -36,8 +39,9 @@ void acb_alloc_free(void* ptr, ssize_t size, int device, void* stream) {
     acb::alloc::Arena* arena = acb::alloc::detail::existing_process_arena(device);
     if (arena == nullptr || !arena->owns(ptr)) arena = acb::alloc::process_arena_owning(ptr);
     if (arena == nullptr) {
-      std::fprintf(stderr, "acb_alloc_free: %p (size=%zd, device=%d) is not memory of any acb arena\n", ptr, size,
-                   device);
+      std::fprintf(stderr,
+                   "acb_alloc_free: %p (size=%zd, device=%d) is not memory of any acb arena\n", ptr,
+                   size, device);
       return;
     }
     arena->free(ptr, stream);

@@ -48,28 +48,40 @@ std::size_t env_size(const char* name, std::size_t fallback) {
 std::size_t parse_byte_size(const std::string& text) {
   std::size_t i = 0;
   while (i < text.size() && std::isdigit(static_cast<unsigned char>(text[i]))) ++i;
-  if (i == 0) throw std::invalid_argument("not a byte size: '" + text + "' (expected e.g. 8GiB, 512MiB, 1048576)");
+  if (i == 0)
+    throw std::invalid_argument("not a byte size: '" + text +
+                                "' (expected e.g. 8GiB, 512MiB, 1048576)");
   std::size_t value = 0;
   for (std::size_t k = 0; k < i; ++k) {
     std::size_t digit = static_cast<std::size_t>(text[k] - '0');
-    if (value > (SIZE_MAX - digit) / 10) throw std::invalid_argument("byte size too large: '" + text + "'");
+    if (value > (SIZE_MAX - digit) / 10)
+      throw std::invalid_argument("byte size too large: '" + text + "'");
     value = value * 10 + digit;
   }
   std::string unit = text.substr(i);
   std::size_t shift = 0;
-  if (unit.empty() || unit == "B") shift = 0;
-  else if (unit == "KiB" || unit == "KB" || unit == "K") shift = 10;
-  else if (unit == "MiB" || unit == "MB" || unit == "M") shift = 20;
-  else if (unit == "GiB" || unit == "GB" || unit == "G") shift = 30;
-  else if (unit == "TiB" || unit == "TB" || unit == "T") shift = 40;
-  else throw std::invalid_argument("unknown unit in byte size '" + text + "' (use B, KiB, MiB, GiB, TiB)");
-  if (shift != 0 && value > (SIZE_MAX >> shift)) throw std::invalid_argument("byte size too large: '" + text + "'");
+  if (unit.empty() || unit == "B")
+    shift = 0;
+  else if (unit == "KiB" || unit == "KB" || unit == "K")
+    shift = 10;
+  else if (unit == "MiB" || unit == "MB" || unit == "M")
+    shift = 20;
+  else if (unit == "GiB" || unit == "GB" || unit == "G")
+    shift = 30;
+  else if (unit == "TiB" || unit == "TB" || unit == "T")
+    shift = 40;
+  else
+    throw std::invalid_argument("unknown unit in byte size '" + text +
+                                "' (use B, KiB, MiB, GiB, TiB)");
+  if (shift != 0 && value > (SIZE_MAX >> shift))
+    throw std::invalid_argument("byte size too large: '" + text + "'");
   return value << shift;
 }
 
 ArenaOptions arena_options_from_env() {
   ArenaOptions options;
-  options.host_backup_limit_bytes = env_size("ACB_HOST_BACKUP_LIMIT", options.host_backup_limit_bytes);
+  options.host_backup_limit_bytes =
+      env_size("ACB_HOST_BACKUP_LIMIT", options.host_backup_limit_bytes);
   options.va_reserve_bytes = env_size("ACB_VA_RESERVE", options.va_reserve_bytes);
   options.copy_chunk_bytes = env_size("ACB_COPY_CHUNK", options.copy_chunk_bytes);
   return options;
@@ -82,14 +94,16 @@ Driver& process_driver() {
 
 Arena& process_arena(int device) {
   if (device >= 0 && device < detail::kMaxProcessDevices) {
-    if (Arena* arena = registry->arenas[static_cast<std::size_t>(device)].load(std::memory_order_acquire))
+    if (Arena* arena =
+            registry->arenas[static_cast<std::size_t>(device)].load(std::memory_order_acquire))
       return *arena;
   }
   std::lock_guard<std::mutex> lock(registry->mutex);
   Driver& driver = driver_locked();
   if (device < 0 || device >= driver.device_count() || device >= detail::kMaxProcessDevices) {
-    throw std::out_of_range("acb: no device " + std::to_string(device) + " on the " + driver.name() +
-                            " driver (it has " + std::to_string(driver.device_count()) + ")");
+    throw std::out_of_range("acb: no device " + std::to_string(device) + " on the " +
+                            driver.name() + " driver (it has " +
+                            std::to_string(driver.device_count()) + ")");
   }
   auto index = static_cast<std::size_t>(device);
   if (Arena* arena = registry->arenas[index].load(std::memory_order_acquire)) return *arena;

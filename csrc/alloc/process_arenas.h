@@ -6,9 +6,9 @@
 // The driver comes from the environment: ACB_EMULATED_DEVICE set ->
 // the emulated device it names ("name[:capacity]"); otherwise the CUDA driver.
 // Arena options come from the environment too:
-//   ACB_HOST_BACKUP_LIMIT   bound on pinned host backup bytes ("8GiB", "512MiB", bytes; 0 or unset: none)
-//   ACB_VA_RESERVE          VA reserved per device (default 4 x device memory)
-//   ACB_COPY_CHUNK          bytes per offload/restore copy chunk (default 8MiB)
+//   ACB_HOST_BACKUP_LIMIT   bound on pinned host backup bytes ("8GiB", "512MiB", bytes; 0 or unset:
+//   none) ACB_VA_RESERVE          VA reserved per device (default 4 x device memory) ACB_COPY_CHUNK
+//   bytes per offload/restore copy chunk (default 8MiB)
 //
 // Arenas are never destroyed before exit (torch may free tensors during
 // static destruction); they are reachable from a global, so leak checkers

@@ -20,24 +20,24 @@
 namespace acb::alloc {
 
 // X(name, kind) with kind gauge (current value, peak kept as name_peak) or counter.
-#define ACB_ALLOC_STATS(X)            \
-  X(allocated_bytes, gauge)           \
-  X(reserved_bytes, gauge)            \
-  X(active_segments, gauge)           \
-  X(offloaded_bytes, gauge)           \
-  X(host_backup_bytes, gauge)         \
-  X(host_pinned_bytes, gauge)         \
-  X(alloc_count, counter)             \
-  X(free_count, counter)              \
-  X(offload_count, counter)           \
-  X(offload_copied_bytes, counter)    \
-  X(restore_count, counter)           \
-  X(restored_bytes, counter)          \
-  X(skipped_clean_bytes, counter)     \
-  X(segment_create_count, counter)    \
-  X(segment_release_count, counter)   \
-  X(oom_count, counter)               \
-  X(offload_ns, counter)              \
+#define ACB_ALLOC_STATS(X)          \
+  X(allocated_bytes, gauge)         \
+  X(reserved_bytes, gauge)          \
+  X(active_segments, gauge)         \
+  X(offloaded_bytes, gauge)         \
+  X(host_backup_bytes, gauge)       \
+  X(host_pinned_bytes, gauge)       \
+  X(alloc_count, counter)           \
+  X(free_count, counter)            \
+  X(offload_count, counter)         \
+  X(offload_copied_bytes, counter)  \
+  X(restore_count, counter)         \
+  X(restored_bytes, counter)        \
+  X(skipped_clean_bytes, counter)   \
+  X(segment_create_count, counter)  \
+  X(segment_release_count, counter) \
+  X(oom_count, counter)             \
+  X(offload_ns, counter)            \
   X(restore_ns, counter)
 
 struct Stats {

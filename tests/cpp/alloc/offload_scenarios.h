@@ -22,7 +22,8 @@ inline void scenario_offload_restore_roundtrip(Driver& driver) {
   Arena arena(driver, 0);
   std::vector<LiveBlock> live;
   std::uint64_t seed = 1;
-  for (std::size_t bytes : {std::size_t{512}, std::size_t{4096}, std::size_t{100000}, 3 * kMiB, std::size_t{700}}) {
+  for (std::size_t bytes :
+       {std::size_t{512}, std::size_t{4096}, std::size_t{100000}, 3 * kMiB, std::size_t{700}}) {
     void* p = arena.malloc(bytes, nullptr);
     write_pattern(driver, p, bytes, seed);
     arena.mark_written(p, bytes);
@@ -95,7 +96,8 @@ inline void scenario_partial_offload_lru(Driver& driver) {
   arena.validate();
 }
 
-/// A second offload of unchanged memory copies nothing; mark_written and new allocations make it copy again.
+/// A second offload of unchanged memory copies nothing; mark_written and new allocations make it
+/// copy again.
 inline void scenario_clean_segments_skip_copies(Driver& driver) {
   Arena arena(driver, 0);
   void* weights = arena.malloc(4 * kMiB, nullptr);

@@ -39,7 +39,8 @@ struct EmulatedProcessDevice {
 TEST_CASE("the C ABI symbols are exported with torch's names", "[c_abi]") {
   void* lib = ::dlopen(ACB_ALLOC_SO, RTLD_NOW | RTLD_LOCAL);
   REQUIRE(lib != nullptr);
-  for (const char* symbol : {"acb_alloc_malloc", "acb_alloc_free", "acb_alloc_empty_cache", "acb_alloc_record_stream"}) {
+  for (const char* symbol :
+       {"acb_alloc_malloc", "acb_alloc_free", "acb_alloc_empty_cache", "acb_alloc_record_stream"}) {
     INFO(symbol);
     CHECK(::dlsym(lib, symbol) != nullptr);
   }
@@ -74,8 +75,9 @@ TEST_CASE("malloc, record_stream, free and empty_cache reach the device's arena"
 TEST_CASE("C ABI errors return NULL or are reported, never thrown", "[c_abi]") {
   EmulatedProcessDevice device;
   CHECK(acb_alloc_malloc(-1, 0, nullptr) == nullptr);
-  CHECK(acb_alloc_malloc(static_cast<ssize_t>(64 * kMiB), 0, nullptr) == nullptr);  // beyond 32 MiB: OOM
-  CHECK(acb_alloc_malloc(100, 99, nullptr) == nullptr);                             // no such device
+  CHECK(acb_alloc_malloc(static_cast<ssize_t>(64 * kMiB), 0, nullptr) ==
+        nullptr);                                        // beyond 32 MiB: OOM
+  CHECK(acb_alloc_malloc(100, 99, nullptr) == nullptr);  // no such device
   CHECK(process_arena(0).stats().oom_count == 1);
   int not_ours = 0;
   acb_alloc_free(&not_ours, 4, 0, nullptr);  // reported on stderr, nothing changes

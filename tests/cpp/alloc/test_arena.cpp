@@ -84,7 +84,8 @@ TEST_CASE("large allocations get their own segments and best fit", "[arena]") {
   void* five = arena.malloc(5 * kMiB, nullptr);  // best fit: the 6 MiB block
   arena.validate();
   CHECK(five == p6);
-  void* three = arena.malloc(3 * kMiB, nullptr);  // best fit: the 4 MiB block (1 MiB tail not split)
+  void* three =
+      arena.malloc(3 * kMiB, nullptr);  // best fit: the 4 MiB block (1 MiB tail not split)
   arena.validate();
   CHECK(three == p4);
   void* two = arena.malloc(2 * kMiB, nullptr);  // split off the 8 MiB block
@@ -139,7 +140,8 @@ TEST_CASE("bad frees are errors that name the pointer and lose nothing", "[arena
   CHECK_FALSE(arena.owns(&on_stack));
 }
 
-TEST_CASE("a block freed on one stream is reused on another only after its event", "[arena][streams]") {
+TEST_CASE("a block freed on one stream is reused on another only after its event",
+          "[arena][streams]") {
   EmulatedDevice dev("streams");
   Arena arena(dev.driver, 0);
   StreamHandle s1 = dev.driver.create_stream(0);
@@ -187,7 +189,8 @@ TEST_CASE("record_stream holds a block until the other stream's work is done", "
   arena.record_stream(p, s2);
   dev.driver.pause_stream(s2);
   std::vector<unsigned char> host(4096, 0x5A);
-  dev.driver.copy_to_host_async(host.data(), reinterpret_cast<DevicePtr>(p), host.size(), s2);  // s2 reads p
+  dev.driver.copy_to_host_async(host.data(), reinterpret_cast<DevicePtr>(p), host.size(),
+                                s2);  // s2 reads p
   arena.free(p, s1);
   arena.validate();
   void* q = arena.malloc(2 * kMiB, s1);  // p still in use by s2's queued work
@@ -204,11 +207,12 @@ TEST_CASE("record_stream holds a block until the other stream's work is done", "
   dev.driver.destroy_stream(s2);
 }
 
-TEST_CASE("cached segments are released and the allocation retried before out of memory", "[arena][oom]") {
+TEST_CASE("cached segments are released and the allocation retried before out of memory",
+          "[arena][oom]") {
   EmulatedDevice dev("oomretry", 8 * kMiB);
   Arena arena(dev.driver, 0);
   void* six = arena.malloc(6 * kMiB, nullptr);
-  arena.free(six, nullptr);  // cached, not released
+  arena.free(six, nullptr);                       // cached, not released
   void* seven = arena.malloc(7 * kMiB, nullptr);  // needs a fresh 8 MiB segment
   arena.validate();
   CHECK(seven != nullptr);
@@ -240,7 +244,8 @@ TEST_CASE("out of memory is an exception with the sizes", "[arena][oom]") {
   arena.validate();
 }
 
-TEST_CASE("the out-of-memory handler runs unlocked and its room is used by one retry", "[arena][oom]") {
+TEST_CASE("the out-of-memory handler runs unlocked and its room is used by one retry",
+          "[arena][oom]") {
   EmulatedDevice dev("oomhandler", 8 * kMiB);
   Arena other(dev.driver, 0);
   Arena arena(dev.driver, 0);

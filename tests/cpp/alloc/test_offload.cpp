@@ -43,7 +43,8 @@ TEST_CASE("fully free segments are released by offload without a backup", "[offl
   arena.validate();
 }
 
-TEST_CASE("offload beyond the host backup limit is refused before anything is released", "[offload][limit]") {
+TEST_CASE("offload beyond the host backup limit is refused before anything is released",
+          "[offload][limit]") {
   EmulatedDevice dev("hostlimit");
   ArenaOptions options;
   options.host_backup_limit_bytes = 4 * kMiB;
@@ -77,7 +78,7 @@ TEST_CASE("offload beyond the host backup limit is refused before anything is re
   arena.restore_all();
   arena.validate();
   CHECK(arena.stats().host_backup_bytes == 4 * kMiB);  // kept for clean skipping
-  arena.mark_written(c, 1);  // LRU order now: c, a, b
+  arena.mark_written(c, 1);                            // LRU order now: c, a, b
   arena.mark_written(a, 1);
   arena.mark_written(b, 1);
   OffloadResult other = arena.offload(2 * kMiB);  // c: needs a new backup, drops one of a/b
@@ -93,7 +94,8 @@ TEST_CASE("offload beyond the host backup limit is refused before anything is re
   arena.validate();
 }
 
-TEST_CASE("a restore that does not fit throws OutOfMemory and leaves a consistent state", "[offload][oom]") {
+TEST_CASE("a restore that does not fit throws OutOfMemory and leaves a consistent state",
+          "[offload][oom]") {
   EmulatedDevice dev("restoreoom", 8 * kMiB);
   Arena arena(dev.driver, 0);
   Arena other(dev.driver, 0);

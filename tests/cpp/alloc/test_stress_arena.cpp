@@ -43,9 +43,9 @@ bool intact(const Live& b) {
 
 std::size_t random_size(std::mt19937_64& rng) {
   std::uint64_t kind = rng() % 100;
-  if (kind < 70) return 8 * (1 + rng() % 512);             // up to 4 KiB
-  if (kind < 92) return 8 * (1 + rng() % (128 * 1024));    // up to 1 MiB
-  return 8 * (1 + rng() % (512 * 1024));                   // up to 4 MiB
+  if (kind < 70) return 8 * (1 + rng() % 512);           // up to 4 KiB
+  if (kind < 92) return 8 * (1 + rng() % (128 * 1024));  // up to 1 MiB
+  return 8 * (1 + rng() % (512 * 1024));                 // up to 4 MiB
 }
 
 }  // namespace
@@ -207,7 +207,8 @@ TEST_CASE("two processes share one emulated device by taking turns", "[stress][m
   REQUIRE(::pipe(parent_in) == 0);
   REQUIRE(::pipe(parent_out) == 0);
   int parent_result = -1;
-  std::thread parent([&] { parent_result = take_turns(device, 0, rounds, parent_in[0], parent_out[1]); });
+  std::thread parent(
+      [&] { parent_result = take_turns(device, 0, rounds, parent_in[0], parent_out[1]); });
   char token = 'x';
   bool relay_ok = true;
   for (int round = 0; round <= rounds && relay_ok; ++round) {
