@@ -109,29 +109,41 @@ OffloadResult Arena::Impl::offload(std::size_t budget_bytes) {
   }
   sync_host_stats();
 
-  // Copy the allocated ranges of dirty segments; clean ones are skipped.
-  for (Segment* s : offload_now) {
-    if (s->backup_current) {
-      result.skipped_clean_bytes += s->allocated_bytes;
-      continue;
-    }
-    for (Block* b = s->first_block; b != nullptr; b = b->next) {
-      if (!b->allocated) continue;
-      copier.to_host(s->backup.data() + (b->address - s->address), b->address, b->bytes);
-      result.copied_bytes += b->bytes;
-    }
-  }
-  copier.finish();
-  for (Segment* s : offload_now) s->backup_current = true;
-
+  // Fully free segments go first: nothing to copy.
   for (Segment* s : release_now) {
     result.released_bytes += s->bytes;
     release_segment(s);
   }
+
+  // Copy the allocated ranges of dirty segments (clean ones are skipped) and
+  // release each segment as soon as its own copies are done, while later
+  // copies are in flight. A released segment's backup is complete, so a
+  // failure part-way leaves every segment either resident or offloaded.
+  std::vector<std::pair<Segment*, std::uint64_t>> copying;  // segment, copy mark
+  std::size_t next_release = 0;
+  auto release_done = [&](bool wait) {
+    if (wait) copier.finish();
+    while (next_release < copying.size() && copier.done(copying[next_release].second)) {
+      Segment* s = copying[next_release++].first;
+      s->backup_current = true;
+      result.released_bytes += s->bytes;
+      make_offloaded(s);
+    }
+  };
   for (Segment* s : offload_now) {
-    result.released_bytes += s->bytes;
-    make_offloaded(s);
+    if (s->backup_current) {
+      result.skipped_clean_bytes += s->allocated_bytes;
+    } else {
+      for (Block* b = s->first_block; b != nullptr; b = b->next) {
+        if (!b->allocated) continue;
+        copier.to_host(s->backup.data() + (b->address - s->address), b->address, b->bytes);
+        result.copied_bytes += b->bytes;
+      }
+    }
+    copying.emplace_back(s, copier.mark());
+    release_done(false);
   }
+  release_done(true);
   stats.offload_count += 1;
   stats.offload_copied_bytes += result.copied_bytes;
   stats.skipped_clean_bytes += result.skipped_clean_bytes;
@@ -146,20 +158,24 @@ std::size_t Arena::Impl::restore_segments(std::vector<Segment*> wanted) {
   std::size_t needed = 0;
   for (Segment* s : wanted) needed += s->bytes;
 
-  // Map everything first, so that a device without room fails before any
-  // copy; undo exactly what this call mapped on any failure.
+  // Map each segment and enqueue its copies at once, so that creating and
+  // mapping the next segment overlaps the copies of the previous ones. On
+  // any failure, wait for the copies and undo exactly what this call mapped.
   std::vector<Segment*> mapped;
   auto roll_back = [&] {
+    try {
+      copier.finish();
+    } catch (...) {
+    }
     for (Segment* s : mapped) s->mapping.reset();
     mapped.clear();
   };
   bool released_cache = false;
+  std::size_t copied = 0;
   for (std::size_t i = 0; i < wanted.size();) {
     Segment* s = wanted[i];
     try {
       s->mapping.emplace(driver, s->address, s->bytes, device);
-      mapped.push_back(s);
-      ++i;
     } catch (const DriverError& error) {
       if (!error.out_of_memory()) {
         roll_back();
@@ -179,24 +195,26 @@ std::size_t Arena::Impl::restore_segments(std::vector<Segment*> wanted) {
                             std::to_string(mapped_bytes) + " could be mapped; " + memory_summary() +
                             "; nothing was restored, backups are kept",
                         needed, info.free_bytes);
+    } catch (...) {
+      roll_back();
+      throw;
     }
-  }
-
-  std::size_t copied = 0;
-  try {
-    for (Segment* s : mapped) {
+    mapped.push_back(s);
+    ++i;
+    try {
       for (Block* b = s->first_block; b != nullptr; b = b->next) {
         if (!b->allocated) continue;
         copier.to_device(b->address, s->backup.data() + (b->address - s->address), b->bytes);
         copied += b->bytes;
       }
+    } catch (...) {
+      roll_back();
+      throw;
     }
+  }
+  try {
     copier.finish();
   } catch (...) {
-    try {
-      copier.finish();
-    } catch (...) {
-    }
     roll_back();
     throw;
   }

@@ -46,16 +46,20 @@ void CopyEngine::ensure_started() {
 
 void CopyEngine::wait_for_slot() {
   // The slot about to be reused holds the oldest chunk in flight.
-  if (in_flight_ == ring_size_) {
-    driver_.synchronize_event(ring_[next_slot_]);
-    --in_flight_;
+  if (enqueued_ - completed_ == ring_size_) {
+    driver_.synchronize_event(ring_[completed_ % ring_size_]);
+    ++completed_;
   }
 }
 
 void CopyEngine::chunk_enqueued() {
-  driver_.record_event(ring_[next_slot_], stream_);
-  next_slot_ = (next_slot_ + 1) % ring_size_;
-  ++in_flight_;
+  driver_.record_event(ring_[enqueued_ % ring_size_], stream_);
+  ++enqueued_;
+}
+
+bool CopyEngine::done(std::uint64_t mark) {
+  while (completed_ < mark && driver_.event_done(ring_[completed_ % ring_size_])) ++completed_;
+  return completed_ >= mark;
 }
 
 void CopyEngine::to_host(void* dst, DevicePtr src, std::size_t bytes) {
@@ -83,7 +87,7 @@ void CopyEngine::to_device(DevicePtr dst, const void* src, std::size_t bytes) {
 void CopyEngine::finish() {
   if (stream_ == nullptr) return;
   driver_.synchronize_stream(stream_);
-  in_flight_ = 0;
+  completed_ = enqueued_;
 }
 
 }  // namespace acb::alloc

@@ -6,12 +6,14 @@
 // chunks are enqueued ahead, each followed by an event from a fixed ring, and
 // the engine waits on the oldest event before reusing its slot. So a large
 // offload keeps the copy queue full without an unbounded queue, and finish()
-// is the only full synchronisation.
+// is the only full synchronisation. mark()/done() let the arena release a
+// segment as soon as its own copies are done while later ones are in flight.
 //
 // Not thread-safe: used under the arena's mutex.
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <vector>
 
 #include "alloc/driver.h"
@@ -32,6 +34,11 @@ class CopyEngine {
   /// Waits until every enqueued copy is done.
   void finish();
 
+  /// A mark after everything enqueued so far (to ask later whether it is done).
+  std::uint64_t mark() const { return enqueued_; }
+  /// True when every chunk enqueued before `mark` has completed (polls, never waits).
+  bool done(std::uint64_t mark);
+
  private:
   void ensure_started();
   void wait_for_slot();
@@ -43,8 +50,9 @@ class CopyEngine {
   std::size_t ring_size_;
   StreamHandle stream_ = nullptr;
   std::vector<EventHandle> ring_;
-  std::size_t next_slot_ = 0;
-  std::size_t in_flight_ = 0;
+  // Chunk n uses ring slot n % ring_size_; chunks below completed_ are done.
+  std::uint64_t enqueued_ = 0;
+  std::uint64_t completed_ = 0;
 };
 
 }  // namespace acb::alloc
