@@ -155,3 +155,19 @@ def test_default_device_capacity_comes_from_the_emulated_device(broker_factory):
         assert job.welcome["device_capacity_bytes"] == 0  # unknown: memory-aware policy off
         job.send({"op": "acquire"})
         assert wait_for(job, "grant")["lease"] > 0
+
+
+def test_a_non_loopback_host_is_served_with_a_warning(broker_factory):
+    broker = broker_factory("--host", "0.0.0.0")
+    assert "not loopback" in broker.stderr_text()
+    with broker.connect(name="job") as job:
+        assert job.welcome["client_id"] > 0
+    local = broker_factory()
+    assert "not loopback" not in local.stderr_text()
+
+
+def test_help_describes_the_flags(broker_bin):
+    result = subprocess.run([broker_bin, "--help"], capture_output=True, timeout=20)
+    assert result.returncode == 0
+    for flag in (b"--port", b"--metrics-port", b"--device", b"--config", b"--idle-exit-s", b"--port-file"):
+        assert flag in result.stdout
