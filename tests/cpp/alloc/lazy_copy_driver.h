@@ -1,0 +1,114 @@
+// LazyCopyDriver: the emulated device, except that work on streams created
+// through it (the arena's copy stream) runs late: such streams stay paused,
+// and their queued copies run only when someone synchronises, or on every
+// third event poll. So copies complete after they are enqueued, as on a GPU,
+// and an arena that released or reused memory before its copies were done
+// would fail the data checks (or the emulated driver's mapping checks).
+#pragma once
+
+#include <algorithm>
+#include <mutex>
+#include <vector>
+
+#include "alloc/emulated_driver.h"
+
+namespace acb::alloc::testing {
+
+class LazyCopyDriver final : public Driver {
+ public:
+  explicit LazyCopyDriver(EmulatedDriver& inner) : inner_(inner) {}
+
+  std::string name() const override { return inner_.name(); }
+  int device_count() const override { return inner_.device_count(); }
+  std::size_t granularity(int device) const override { return inner_.granularity(device); }
+  MemoryInfo memory_info(int device) const override { return inner_.memory_info(device); }
+  DevicePtr reserve(std::size_t bytes, int device) override {
+    return inner_.reserve(bytes, device);
+  }
+  void free_reservation(DevicePtr base, std::size_t bytes) override {
+    inner_.free_reservation(base, bytes);
+  }
+  PhysicalHandle create(std::size_t bytes, int device) override {
+    return inner_.create(bytes, device);
+  }
+  void release(PhysicalHandle handle) override { inner_.release(handle); }
+  void map(DevicePtr address, std::size_t bytes, PhysicalHandle handle, int device) override {
+    inner_.map(address, bytes, handle, device);
+  }
+  void unmap(DevicePtr address, std::size_t bytes) override { inner_.unmap(address, bytes); }
+  void* host_alloc(std::size_t bytes) override { return inner_.host_alloc(bytes); }
+  void host_free(void* ptr, std::size_t bytes) override { inner_.host_free(ptr, bytes); }
+
+  StreamHandle create_stream(int device) override {
+    StreamHandle stream = inner_.create_stream(device);
+    inner_.pause_stream(stream);
+    std::lock_guard<std::mutex> lock(mutex_);
+    lazy_.push_back(stream);
+    return stream;
+  }
+  void destroy_stream(StreamHandle stream) override {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      lazy_.erase(std::remove(lazy_.begin(), lazy_.end(), stream), lazy_.end());
+    }
+    inner_.resume_stream(stream);
+    inner_.destroy_stream(stream);
+  }
+  void synchronize_stream(StreamHandle stream) override {
+    while_running([&] { inner_.synchronize_stream(stream); });
+  }
+  void synchronize_device(int device) override {
+    while_running([&] { inner_.synchronize_device(device); });
+  }
+  EventHandle create_event(int device) override { return inner_.create_event(device); }
+  void destroy_event(EventHandle event) override { inner_.destroy_event(event); }
+  void record_event(EventHandle event, StreamHandle stream) override {
+    inner_.record_event(event, stream);
+  }
+  bool event_done(EventHandle event) override {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      ++polls_;
+    }
+    if (polls_ % 3 == 0) while_running([] {});
+    return inner_.event_done(event);
+  }
+  void synchronize_event(EventHandle event) override {
+    while_running([&] { inner_.synchronize_event(event); });
+  }
+  void copy_to_host_async(void* dst, DevicePtr src, std::size_t bytes,
+                          StreamHandle stream) override {
+    inner_.copy_to_host_async(dst, src, bytes, stream);
+  }
+  void copy_to_device_async(DevicePtr dst, const void* src, std::size_t bytes,
+                            StreamHandle stream) override {
+    inner_.copy_to_device_async(dst, src, bytes, stream);
+  }
+
+  /// Copies that were enqueued on lazy streams and ran late.
+  std::size_t flushes() const { return flushes_; }
+
+ private:
+  /// Lets the lazy streams run their queues, calls `fn`, then holds them again.
+  template <class Fn>
+  void while_running(Fn&& fn) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (StreamHandle stream : lazy_) inner_.resume_stream(stream);
+    ++flushes_;
+    try {
+      fn();
+    } catch (...) {
+      for (StreamHandle stream : lazy_) inner_.pause_stream(stream);
+      throw;
+    }
+    for (StreamHandle stream : lazy_) inner_.pause_stream(stream);
+  }
+
+  EmulatedDriver& inner_;
+  std::mutex mutex_;
+  std::vector<StreamHandle> lazy_;
+  std::size_t polls_ = 0;
+  std::size_t flushes_ = 0;
+};
+
+}  // namespace acb::alloc::testing
