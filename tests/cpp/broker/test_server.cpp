@@ -147,6 +147,8 @@ TEST_CASE("leases pass from holder to waiter on release and on disconnect") {
   const auto g1 = a.expect("grant");
   CHECK(g1["quantum_ms"] == 60000);
   b.send({{"op", "acquire"}});
+  b.send({{"op", "status"}, {"seq", 1}});  // one connection's frames are handled in order:
+  b.expect("status");                       // b is queued now
   a.send({{"op", "status"}, {"seq", 9}});
   const auto status = a.expect("status");
   CHECK(status["seq"] == 9);
@@ -287,11 +289,19 @@ TEST_CASE("two hundred clients each get the lease once, in turn") {
     clients.push_back(std::make_unique<TestClient>(server.port()));
     clients.back()->hello("c" + std::to_string(i));
   }
-  for (auto& c : clients) c->send({{"op", "acquire"}});
+  // Connections are read in no particular order: a status round trip after
+  // each acquire makes the queue order the order of this loop.
+  std::optional<json> first_grant;
+  for (auto& c : clients) {
+    c->send({{"op", "acquire"}});
+    c->send({{"op", "status"}, {"seq", 1}});
+    if (!first_grant) first_grant = c->expect("grant");
+    c->expect("status");
+  }
   // FIFO within one priority: each holder releases and the next in line is granted.
   std::uint64_t last_lease = 0;
   for (auto& c : clients) {
-    const auto grant = c->expect("grant");
+    const auto grant = c == clients.front() ? *first_grant : c->expect("grant");
     CHECK(grant["lease"].get<std::uint64_t>() > last_lease);
     last_lease = grant["lease"];
     c->send({{"op", "release"}});
