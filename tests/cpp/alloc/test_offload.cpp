@@ -28,6 +28,23 @@ TEST_CASE("clean segments are released without copying", "[offload]") {
   scenario_clean_segments_skip_copies(dev.driver);
 }
 
+TEST_CASE("the scenarios hold with another granularity", "[offload]") {
+  // 64 KiB granules: large segments are rounded to 64 KiB, small ones stay 2 MiB.
+  EmulatedDeviceOptions options = small_device("granule");
+  options.granularity_bytes = 64 * 1024;
+  LedgerFileRemover remover{options.name};
+  EmulatedDriver driver(options);
+  scenario_offload_restore_roundtrip(driver);
+  scenario_partial_offload_lru(driver);
+  scenario_clean_segments_skip_copies(driver);
+  Arena arena(driver, 0);
+  void* odd = arena.malloc(kMiB + 1000, nullptr);
+  arena.validate();
+  CHECK(arena.stats().reserved_bytes == kMiB + 64 * 1024);
+  arena.free(odd, nullptr);
+  arena.validate();
+}
+
 TEST_CASE("offload and restore wait for copies that complete late", "[offload][async]") {
   // Copies on the arena's copy stream run only when waited for or polled:
   // segments must be released only after their own copies are done, and a
