@@ -134,6 +134,7 @@ def disable() -> None:
         _threads.uninstall()
         try:
             _c_module.disable()
+            _c_module.detach_thread()  # ops of this thread stop paying for the hook
         finally:
             _c_module = None
 

@@ -32,48 +32,66 @@ JOBS = {
 }
 
 
-def _run_references(root: Path, tmp: Path) -> None:
+def _run_references(root: Path, tmp: Path, device_args: tuple) -> None:
     procs = []
     for name, (_, script, args) in JOBS.items():
         log = tmp / f"{name}.alone.log"
-        procs.append((h.start([sys.executable, *h.job(script, *args, "--out", str(tmp / f"{name}.alone.pt"))],
-                              h.base_env(root), log), log))
+        argv = h.job(script, *args, *device_args, "--out", str(tmp / f"{name}.alone.pt"))
+        procs.append((h.start([sys.executable, *argv], h.base_env(root), log), log))
     for proc, log in procs:
         h.finish(proc, log)
 
 
-def test_trainers_and_inference_share_one_emulated_device(broker_factory, tmp_path):
-    root = h.require_package()
-    _run_references(root, tmp_path)
-
-    device = h.device_spec(CAPACITY)
-    broker = broker_factory("--device", device, *BROKER_FLAGS)
-    env = h.acb_env(root, broker, device)
+def _share(root: Path, tmp_path: Path, broker, env: dict, device_args: tuple) -> dict:
+    """Runs the jobs together under acb; checks results against the references; returns their statuses."""
     procs = []
     for name, (priority, script, args) in JOBS.items():
-        argv = h.job(script, *args, "--out", str(tmp_path / f"{name}.acb.pt"),
+        argv = h.job(script, *args, *device_args, "--out", str(tmp_path / f"{name}.acb.pt"),
                      "--status", str(tmp_path / f"{name}.status.json"))
         log = tmp_path / f"{name}.acb.log"
         procs.append((h.start(h.acb_run(priority, argv), {**env, "ACB_NAME": name}, log), log))
     for proc, log in procs:
         h.finish(proc, log, timeout_s=180)
-
     for name in JOBS:
         expected = torch.load(tmp_path / f"{name}.alone.pt")
         actual = torch.load(tmp_path / f"{name}.acb.pt")
         h.assert_same_tensors(expected, actual, name)
-
     status = {name: h.load_status(tmp_path / f"{name}.status.json")["acb"] for name in JOBS}
     print(json.dumps(status, indent=1))
     for name, s in status.items():
         assert s["enabled"], f"{name}: acb was not enabled by acb run: {s}"
+    return status
+
+
+def _mean_wait(s: dict) -> float:
+    return s["wait_total_ms"] / max(1, s["waits"])
+
+
+def test_trainers_and_inference_share_one_emulated_device(broker_factory, tmp_path):
+    root = h.require_package()
+    _run_references(root, tmp_path, ())
+    device = h.device_spec(CAPACITY)
+    broker = broker_factory("--device", device, *BROKER_FLAGS)
+    status = _share(root, tmp_path, broker, h.acb_env(root, broker, device), ())
     # The device really changed hands, and memory really moved out and back.
     assert sum(s["switches"] for s in status.values()) >= len(JOBS) + 2, status
     assert sum(s["releases"] for s in status.values()) >= 2, status
     assert sum(s["offloads"] for s in status.values()) >= 1, status
     assert sum(s["restored_bytes"] for s in status.values()) > 0, status
     # Inference (higher class, preempts at once) waited less than training.
-    def mean_wait(s):
-        return s["wait_total_ms"] / max(1, s["waits"])
-    train_wait = max(mean_wait(status["train_mlp"]), mean_wait(status["train_cnn"]))
-    assert mean_wait(status["infer"]) < train_wait, status
+    train_wait = max(_mean_wait(status["train_mlp"]), _mean_wait(status["train_cnn"]))
+    assert _mean_wait(status["infer"]) < train_wait, status
+
+
+@pytest.mark.gpu
+def test_trainers_and_inference_share_one_gpu(broker_factory, tmp_path):
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU and a CUDA build of torch")
+    root = h.require_package()
+    _run_references(root, tmp_path, ("--device", "cuda"))
+    capacity = str(torch.cuda.get_device_properties(0).total_memory)
+    broker = broker_factory("--device", f"gpu0:{capacity}", *BROKER_FLAGS)
+    env = h.base_env(root)
+    env.update({"ACB_TOKEN_DIR": str(broker.token_dir), "ACB_BROKER": f"{broker.host}:{broker.port}"})
+    status = _share(root, tmp_path, broker, env, ("--device", "cuda"))
+    assert sum(s["switches"] for s in status.values()) >= len(JOBS), status

@@ -51,6 +51,7 @@ def base_env(root: Path) -> Dict[str, str]:
     if os.environ.get("ACB_TEST_PACKAGE_DIR"):
         env["PYTHONPATH"] = str(root) + os.pathsep + env.get("PYTHONPATH", "")
     env["OMP_NUM_THREADS"] = "1"
+    env["CUBLAS_WORKSPACE_CONFIG"] = ":4096:8"  # deterministic cuBLAS for the gpu-marked runs
     return env
 
 

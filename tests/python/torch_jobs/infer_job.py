@@ -25,12 +25,13 @@ def main() -> None:
     p.add_argument("--requests", type=int, default=10)
     p.add_argument("--interval-ms", type=float, default=60.0)
     p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--device", default="cpu", help="cpu (the emulated device under acb) or cuda")
     args = p.parse_args()
 
     torch.set_num_threads(1)
     torch.manual_seed(args.seed)
     model = torch.nn.Sequential(torch.nn.Linear(256, 1024), torch.nn.ReLU(), torch.nn.Linear(1024, 1024),
-                                torch.nn.ReLU(), torch.nn.Linear(1024, 10)).eval()
+                                torch.nn.ReLU(), torch.nn.Linear(1024, 10)).eval().to(args.device)
     generator = torch.Generator().manual_seed(args.seed + 1)
     outputs = []
     latencies_ms = []
@@ -38,11 +39,11 @@ def main() -> None:
         time.sleep(args.interval_ms / 1000.0)  # waiting for the next request: the device is idle
         started = time.monotonic()
         with torch.no_grad():
-            x = torch.randn(8, 256, generator=generator)
+            x = torch.randn(8, 256, generator=generator).to(args.device)
             outputs.append(model(x).clone())
         latencies_ms.append((time.monotonic() - started) * 1000.0)
     with acb.region():
-        torch.save({"outputs": torch.stack(outputs)}, args.out)
+        torch.save({"outputs": torch.stack(outputs).cpu()}, args.out)
     if args.status:
         with open(args.status, "w") as f:
             json.dump({"latencies_ms": latencies_ms, "acb": acb.status().as_dict()}, f)

@@ -52,29 +52,37 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=8)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cpu-ms", type=float, default=30.0)
+    p.add_argument("--device", default="cpu", help="cpu (the emulated device under acb) or cuda")
     args = p.parse_args()
 
     torch.set_num_threads(1)
+    if args.device != "cpu":
+        torch.use_deterministic_algorithms(True)
     torch.manual_seed(args.seed)
-    model = build(args.model)
+    model = build(args.model).to(args.device)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     generator = torch.Generator().manual_seed(args.seed + 1)
     losses = []
+    gpu_s = 0.0  # time in the steps' operators (the device's share of the work)
     started = time.monotonic()
     for _ in range(args.steps):
-        x, y = batch(args.model, generator)
+        step_started = time.monotonic()
+        x, y = (t.to(args.device) for t in batch(args.model, generator))
         loss = torch.nn.functional.cross_entropy(model(x), y)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
         losses.append(loss.detach().clone())
+        gpu_s += time.monotonic() - step_started
         cpu_phase(args.cpu_ms)
-    elapsed_s = time.monotonic() - started
+    ended = time.monotonic()
     with acb.region():  # torch.save reads storages directly, outside operators
-        torch.save({"losses": torch.stack(losses), "state": model.state_dict()}, args.out)
+        state = {k: v.cpu() for k, v in model.state_dict().items()}
+        torch.save({"losses": torch.stack(losses).cpu(), "state": state}, args.out)
     if args.status:
         with open(args.status, "w") as f:
-            json.dump({"elapsed_s": elapsed_s, "acb": acb.status().as_dict()}, f)
+            json.dump({"started": started, "ended": ended, "elapsed_s": ended - started, "gpu_s": gpu_s,
+                       "acb": acb.status().as_dict()}, f)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,79 @@
+"""Shared by the torch benchmarks: start a private broker with one emulated
+device, build job environments, run jobs and read their status files."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Dict, List, Sequence
+
+ROOT = Path(__file__).resolve().parents[2]
+JOBS = ROOT / "tests" / "python" / "torch_jobs"
+
+
+def figure(name: str, value: float, unit: str) -> None:
+    print(f"FIGURE {name} {value:.4g} {unit}", flush=True)
+
+
+class Broker:
+    """A private acb-broker (ephemeral port, own token directory) with one emulated device."""
+
+    def __init__(self, capacity: str, *flags: str) -> None:
+        import acb
+
+        binary = Path(acb.__file__).resolve().parent / "bin" / "acb-broker"
+        if not binary.is_file():
+            raise SystemExit(f"benchmarks/torch: {binary} is missing; pip install the package first")
+        self.workdir = Path(tempfile.mkdtemp(prefix="acb-bench-"))
+        self.device = f"acbbench{uuid.uuid4().hex[:8]}:{capacity}"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ACB_")}
+        env["ACB_TOKEN_DIR"] = str(self.workdir / "tokens")
+        self.log = open(self.workdir / "broker.log", "wb")
+        self.proc = subprocess.Popen([str(binary), "--port", "0", "--metrics-port", "0", "--device", self.device,
+                                      *flags], env=env, stdout=subprocess.PIPE, stderr=self.log)
+        line = self.proc.stdout.readline().decode()
+        if not line.startswith("acb-broker listening on "):
+            raise SystemExit(f"benchmarks/torch: the broker did not start: {line!r}")
+        self.address = line.split()[3]
+
+    def env(self, **extra: str) -> Dict[str, str]:
+        env = plain_env()
+        env.update({"ACB_TOKEN_DIR": str(self.workdir / "tokens"), "ACB_BROKER": self.address,
+                    "ACB_EMULATED_DEVICE": self.device, "ACB_ENABLE": "1"})
+        env.update(extra)
+        return env
+
+    def close(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+        self.proc.stdout.close()
+        self.log.close()
+
+
+def plain_env() -> Dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ACB_")}
+    env["OMP_NUM_THREADS"] = "1"
+    return env
+
+
+def job_cmd(script: str, *args: str) -> List[str]:
+    return [sys.executable, str(JOBS / script), *args]
+
+
+def run_all(cmds: Sequence[Sequence[str]], envs: Sequence[Dict[str, str]], timeout_s: float = 300) -> None:
+    procs = [subprocess.Popen(list(c), env=e, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+             for c, e in zip(cmds, envs)]
+    for p in procs:
+        _, err = p.communicate(timeout=timeout_s)
+        if p.returncode != 0:
+            raise SystemExit(f"benchmarks/torch: {p.args} exited {p.returncode}: {err.decode()[-2000:]}")
+
+
+def status(path: Path) -> dict:
+    with open(path) as f:
+        return json.load(f)
