@@ -46,7 +46,7 @@ def test_kill_9_holder_hands_the_lease_to_the_next_waiter(broker_factory, client
 
 
 def test_frozen_holder_loses_the_lease_after_the_heartbeat_timeout(broker_factory, client_proc):
-    timeout_ms = 600
+    timeout_ms = 1000
     broker = broker_factory("--heartbeat-timeout-ms", str(timeout_ms), "--quantum-ms", "60000")
     holder = client_proc(broker, "frozen", mode="hold")
     holder_id = holder.wait_event("welcome")["client_id"]
