@@ -233,23 +233,21 @@ void Arena::Impl::process_pending(bool wait) {
 }
 
 bool Arena::Impl::reclaim_other_streams(std::size_t rounded, bool small, StreamHandle stream) {
-  bool moved = false;
+  // Move one fitting block (the best fit of the first pool that has one), so
+  // that a busy stream keeps the rest of its cache.
   for (auto& pool : stream_pools) {
     if (pool->stream() == stream || !pool->has_fit(rounded, small)) continue;
     Pending group;
     group.events.push_back(events.record(pool->stream()));
     group.to_ready = true;
-    group.blocks.reserve(pool->count());
-    pool->for_each([&](Block* b) { group.blocks.push_back(b); });
-    for (Block* b : group.blocks) {
-      pool->erase(b);
-      b->pending = true;
-    }
+    Block* block = pool->take_best_fit(rounded, small);
+    block->pending = true;
+    group.blocks.push_back(block);
     pending.push_back(std::move(group));
-    moved = true;
+    process_pending(false);
+    return true;
   }
-  if (moved) process_pending(false);
-  return moved;
+  return false;
 }
 
 Block* Arena::Impl::allocate(std::size_t rounded, StreamHandle stream) {

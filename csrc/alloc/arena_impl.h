@@ -8,9 +8,9 @@
 //   - A block that record_stream tied to other streams waits in `pending`
 //     with one event per other stream, then returns to S's pool.
 //   - A malloc on T that misses T's pool and the ready pool "reclaims" the
-//     pools of other streams that could serve it: their blocks move to
-//     `pending` behind one event recorded on their stream and enter the
-//     ready pool (usable by any stream) once that event is done.
+//     best-fitting block of another stream's pool: it moves to `pending`
+//     behind an event recorded on that stream and enters the ready pool
+//     (usable by any stream) once the event is done.
 //   - Before device memory is released (empty_cache, OOM, offload) the
 //     device is synchronised, so all pending blocks become free.
 //
@@ -67,8 +67,8 @@ struct Arena::Impl {
   std::size_t release_free_segments();
   /// Moves pending blocks whose events are done (all of them when `wait`) to their pools.
   void process_pending(bool wait);
-  /// Moves the free blocks of other streams' pools that could serve the
-  /// request behind an event on their stream. Returns true when some moved.
+  /// Moves a free block of another stream's pool that could serve the
+  /// request behind an event on that stream. Returns true when one moved.
   bool reclaim_other_streams(std::size_t rounded, bool small, StreamHandle stream);
   Segment* segment_at(DevicePtr ptr) const;
   std::string memory_summary() const;

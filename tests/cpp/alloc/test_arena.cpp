@@ -179,6 +179,37 @@ TEST_CASE("a block freed on one stream is reused on another only after its event
   dev.driver.destroy_stream(s2);
 }
 
+TEST_CASE("another stream's miss takes one block, a busy stream keeps the rest",
+          "[arena][streams]") {
+  EmulatedDevice dev("steal");
+  Arena arena(dev.driver, 0);
+  StreamHandle s1 = dev.driver.create_stream(0);
+  StreamHandle s2 = dev.driver.create_stream(0);
+  void* p1 = arena.malloc(2 * kMiB, s1);
+  void* p2 = arena.malloc(2 * kMiB, s1);
+  dev.driver.pause_stream(s1);
+  std::vector<unsigned char> host(4096, 1);
+  dev.driver.copy_to_device_async(reinterpret_cast<DevicePtr>(p1), host.data(), host.size(), s1);
+  arena.free(p1, s1);
+  arena.free(p2, s1);
+  arena.validate();
+  void* q = arena.malloc(2 * kMiB, s2);  // one of s1's blocks waits for s1; s2 grows
+  arena.validate();
+  CHECK(q != p1);
+  CHECK(q != p2);
+  CHECK(arena.stats().segment_create_count == 3);
+  void* again = arena.malloc(2 * kMiB, s1);  // s1 still has the other block at once
+  arena.validate();
+  CHECK((again == p1 || again == p2));
+  CHECK(arena.stats().segment_create_count == 3);
+  dev.driver.resume_stream(s1);
+  arena.free(q, s2);
+  arena.free(again, s1);
+  arena.validate();
+  dev.driver.destroy_stream(s1);
+  dev.driver.destroy_stream(s2);
+}
+
 TEST_CASE("record_stream holds a block until the other stream's work is done", "[arena][streams]") {
   EmulatedDevice dev("recordstream");
   Arena arena(dev.driver, 0);
