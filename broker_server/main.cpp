@@ -99,6 +99,9 @@ int main(int argc, char** argv) {
                  static_cast<unsigned>(config.port), static_cast<unsigned>(config.metrics_port),
                  e.code().message().c_str());
     return 1;
+  } catch (const acb::broker::ConfigError& e) {  // e.g. a --host that does not resolve
+    std::fprintf(stderr, "acb-broker: %s\n", e.what());
+    return 2;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "acb-broker: %s\n", e.what());
     return 1;
