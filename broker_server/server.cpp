@@ -387,13 +387,14 @@ void Server::apply(const Decisions& decisions, TimeUs now) {
     auto it = sessions_.find(client);
     if (it == sessions_.end()) continue;  // gone already; the arbiter hears on_disconnect
     const std::shared_ptr<Session> session = it->second;
-    if (const auto* grant = std::get_if<Grant>(&decision)) {
+    if (std::holds_alternative<Grant>(decision)) {
+      // Measured here, from the acquire frame to the grant frame, so that the
+      // histogram covers exactly what a client waits for.
       auto& state = session->state();
       if (state.waiting_since_us) {
         metrics_.lease_wait.observe(static_cast<double>(now - std::min(now, *state.waiting_since_us)) / 1e6);
         state.waiting_since_us.reset();
       }
-      (void)grant;
     }
     if (const auto* disconnect = std::get_if<Disconnect>(&decision)) {
       std::fprintf(stderr, "acb-broker: disconnecting client %llu (%s, %s): %s\n",
