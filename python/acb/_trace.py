@@ -67,5 +67,6 @@ def ascii_timeline(slices: Sequence[Mapping], width: int = 60, now_us: Optional[
             cells[i] = "#"
     label_width = max(len(f"dev{d} {n} #{c}") for d, c, n in rows)
     lines = [f"{f'dev{d} {n} #{c}'.ljust(label_width)} |{''.join(cells)}|" for (d, c, n), cells in rows.items()]
-    lines.append(" " * label_width + f" 0{'':{width - 2}}{span / 1e6:.2f} s".rstrip())
+    # The time axis: 0 under the first cell, the span ending under the closing bar.
+    lines.append(" " * (label_width + 2) + "0" + f"{span / 1e6:.2f} s".rjust(width))
     return "\n".join(lines)
