@@ -193,3 +193,10 @@ def test_a_connection_without_hello_is_closed_after_the_heartbeat_timeout(broker
     finally:
         s.close()
     assert messages and messages[-1]["op"] == "error" and "no hello" in messages[-1]["reason"]
+
+
+def test_a_hello_pinned_to_a_missing_device_is_refused(broker):
+    with pytest.raises(_wire.BrokerError, match="7"):
+        broker.connect(name="lost", device=7)
+    with broker.connect(name="placed", device=0) as ok:
+        assert ok.welcome["device"] == 0
