@@ -45,7 +45,6 @@ c10::DataPtr ArenaCpuAllocator::allocate(std::size_t bytes) {
     TORCH_CHECK_WITH(OutOfMemoryError, false, "acb: emulated device out of memory: allocating ", bytes,
                      " bytes failed: ", e.what());
   }
-  arena_.mark_written(ptr, bytes);
   return {ptr, ptr, &arena_delete, c10::Device(c10::DeviceType::CPU)};
 }
 

@@ -8,7 +8,7 @@
 //
 // An allocation made outside any operator (e.g. a scalar wrapped into a
 // tensor by the Python binding) first waits for the lease, so its memory is
-// resident when the caller writes it. Every fresh block is marked written.
+// resident when the caller writes it. (The arena marks every fresh block written.)
 //
 // Thread-safety: thread-safe (the arena locks).
 #pragma once

@@ -4,7 +4,10 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <torch/csrc/autograd/python_variable.h>
+
 #include "client/broker_client.h"
+#include "torch/hook_probe.h"
 #include "torch/op_hook.h"
 #include "torch/session.h"
 
@@ -95,4 +98,13 @@ PYBIND11_MODULE(_C, m) {
   m.def("region_enter", [] { th::region_enter(th::process_gate()); },
         py::call_guard<py::gil_scoped_release>());
   m.def("region_exit", [] { th::region_exit(th::process_gate()); });
+
+  // Benchmarks only (docs/torch.md, "Op hook").
+  m.def("_bench_tiny_ops_ns", [](py::handle tensor, std::int64_t iterations) {
+    TORCH_CHECK(THPVariable_Check(tensor.ptr()), "_bench_tiny_ops_ns: expected a tensor");
+    at::Tensor t = THPVariable_Unpack(tensor.ptr());
+    py::gil_scoped_release release;
+    return th::time_tiny_ops_ns(t, iterations);
+  });
+  m.def("_bench_record_function_hook", [](bool on) { th::set_record_function_hook(on, th::process_gate()); });
 }

@@ -20,7 +20,8 @@ OpWrites analyse(const c10::FunctionSchema& schema) {
   return writes;
 }
 
-void storages_of(const c10::IValue& value, std::vector<const c10::StorageImpl*>& out) {
+template <class Out>
+void storages_of(const c10::IValue& value, Out& out) {
   if (value.isTensor()) {
     const at::Tensor& t = value.toTensor();
     if (t.defined() && t.has_storage()) out.push_back(t.storage().unsafeGetStorageImpl());
@@ -35,16 +36,23 @@ void storages_of(const c10::IValue& value, std::vector<const c10::StorageImpl*>&
 }  // namespace
 
 const OpWrites& DirtyTracker::writes_of(const c10::OperatorHandle& op) {
+  // Loops repeat the same op: a one-entry cache in front of the map. Map
+  // nodes never move, so the pointer stays valid.
   thread_local std::unordered_map<const c10::FunctionSchema*, OpWrites> cache;
-  const c10::FunctionSchema& schema = op.schema();
-  auto it = cache.find(&schema);
-  if (it == cache.end()) it = cache.emplace(&schema, analyse(schema)).first;
+  thread_local const c10::FunctionSchema* last_schema = nullptr;
+  thread_local const OpWrites* last_writes = nullptr;
+  const c10::FunctionSchema* schema = &op.schema();
+  if (schema == last_schema) return *last_writes;
+  auto it = cache.find(schema);
+  if (it == cache.end()) it = cache.emplace(schema, analyse(*schema)).first;
+  last_schema = schema;
+  last_writes = &it->second;
   return it->second;
 }
 
 void DirtyTracker::collect_written_args(const OpWrites& writes, const c10::OperatorHandle& op,
                                         const torch::jit::Stack& stack,
-                                        std::vector<const c10::StorageImpl*>& out) const {
+                                        WrittenStorages& out) const {
   const std::size_t nargs = op.schema().arguments().size();
   if (stack.size() < nargs) return;
   const std::size_t base = stack.size() - nargs;
@@ -52,7 +60,7 @@ void DirtyTracker::collect_written_args(const OpWrites& writes, const c10::Opera
 }
 
 void DirtyTracker::mark(const OpWrites& writes, const c10::OperatorHandle& op, const torch::jit::Stack& stack,
-                        const std::vector<const c10::StorageImpl*>& written_args) const {
+                        const WrittenStorages& written_args) const {
   for (const c10::StorageImpl* storage : written_args) mark_storage(storage);
   if (writes.fresh_returns.empty()) return;
   const std::size_t nrets = op.schema().returns().size();
@@ -62,7 +70,7 @@ void DirtyTracker::mark(const OpWrites& writes, const c10::OperatorHandle& op, c
 }
 
 void DirtyTracker::mark_value(const c10::IValue& value) const {
-  std::vector<const c10::StorageImpl*> storages;
+  WrittenStorages storages;
   storages_of(value, storages);
   for (const c10::StorageImpl* storage : storages) mark_storage(storage);
 }

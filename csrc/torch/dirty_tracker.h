@@ -9,7 +9,7 @@
 // storage is marked, which over-approximates views but never misses a write.
 //
 // Limits: writes that bypass the dispatcher or that a schema does not declare
-// (e.g. native_batch_norm's running stats) are not seen here; the allocator
+// (e.g. native_batch_norm's running stats) are not seen here; the arena
 // marks every fresh block as written, which covers outputs of inner kernels.
 //
 // Thread-safety: thread-safe (the cache is thread-local; the arena locks).
@@ -18,11 +18,15 @@
 #include <vector>
 
 #include <ATen/core/dispatch/Dispatcher.h>
+#include <c10/util/SmallVector.h>
 #include <ATen/core/stack.h>
 
 #include "alloc/arena.h"
 
 namespace acb::torch_hook {
+
+/// Storages of an op's written arguments, collected before the call (no heap for a few).
+using WrittenStorages = c10::SmallVector<const c10::StorageImpl*, 4>;
 
 /// What one operator writes, by position.
 struct OpWrites {
@@ -40,10 +44,10 @@ class DirtyTracker {
   /// Before the call: remembers the storages of written arguments (the
   /// kernel pops its arguments off the stack).
   void collect_written_args(const OpWrites& writes, const c10::OperatorHandle& op,
-                            const torch::jit::Stack& stack, std::vector<const c10::StorageImpl*>& out) const;
+                            const torch::jit::Stack& stack, WrittenStorages& out) const;
   /// After the call: marks the collected storages and the fresh returns.
   void mark(const OpWrites& writes, const c10::OperatorHandle& op, const torch::jit::Stack& stack,
-            const std::vector<const c10::StorageImpl*>& written_args) const;
+            const WrittenStorages& written_args) const;
 
   /// Marks one storage when it lives in the arena.
   void mark_storage(const c10::StorageImpl* storage) const;

@@ -61,10 +61,17 @@ bool touches_device(const ActiveHook& hook, const c10::OperatorHandle& op, const
 void run_and_mark(const ActiveHook& hook, const c10::OperatorHandle& op, c10::DispatchKeySet next,
                   torch::jit::Stack* stack) {
   const OpWrites& writes = hook.tracker->writes_of(op);
-  std::vector<const c10::StorageImpl*> written;
+  WrittenStorages written;
   if (!writes.written_args.empty()) hook.tracker->collect_written_args(writes, op, *stack, written);
-  DepthGuard depth;
-  op.redispatchBoxed(next, stack);
+  {
+    DepthGuard depth;
+    // Nested operators (composite kernels) run inside this one's gate and
+    // write only what this op's schema declares or fresh blocks (which the
+    // arena marks when it allocates them): they skip the hook, and so its
+    // boxing cost, entirely.
+    c10::impl::ExcludeDispatchKeyGuard nested(kHookKey);
+    op.redispatchBoxed(next, stack);
+  }
   hook.tracker->mark(writes, op, *stack, written);
 }
 

@@ -2,9 +2,10 @@
 // (the one spare mode key), which a thread takes part in by including the
 // key in its thread-local dispatch state (attach_current_thread()).
 //
-// For every operator a attached thread issues it
-//   - gates the outermost operator (nested calls from composite kernels run
-//     inside their caller's gate): Gate::enter() before, Gate::exit() after;
+// For every operator an attached thread issues it
+//   - gates the outermost operator: Gate::enter() before, Gate::exit() after;
+//     nested calls from composite kernels run with the key excluded, inside
+//     their caller's gate, and are not boxed a second time;
 //   - marks what the operator wrote (DirtyTracker) before leaving the gate,
 //     so an offload never misses a write.
 // Which operators are gated: all of them in emulation mode (the brokered
