@@ -85,6 +85,14 @@ struct BrokerClient::Impl {
 
   ~Impl() { io.reset(); }
 
+  // acquire() and request() wait for a frame that only the I/O thread reads.
+  void refuse_on_io_thread(const char* call) const {
+    if (io->on_io_thread()) {
+      throw BrokerError(std::string(call) + " was called from a revoke/evict callback, on the I/O thread that "
+                        "would deliver its answer; call it from another thread");
+    }
+  }
+
   void send(const nlohmann::json& message) {
     if (!connected.load()) throw BrokerError(message.value("op", std::string("send")) + ": " + lease.lost_reason());
     io->send(message);
@@ -146,6 +154,7 @@ BrokerClient::~BrokerClient() = default;
 const Welcome& BrokerClient::welcome() const { return impl_->welcome; }
 
 Grant BrokerClient::acquire(std::optional<std::uint64_t> need_bytes, std::optional<std::chrono::milliseconds> timeout) {
+  impl_->refuse_on_io_thread("acquire()");
   impl_->lease.begin_acquire(need_bytes.has_value());
   try {
     impl_->send(messages::acquire(need_bytes));
@@ -191,6 +200,7 @@ nlohmann::json BrokerClient::request(nlohmann::json message, std::chrono::millis
   if (!message.is_object() || !message.contains("op") || !message["op"].is_string()) {
     throw BrokerError("request: the message must be a JSON object with a string \"op\", got " + message.dump());
   }
+  impl_->refuse_on_io_thread("request()");
   const std::uint64_t seq = impl_->pending.open();
   message["seq"] = seq;
   try {

@@ -7,7 +7,8 @@
 // broker grants the lease or rejects the request.
 //
 // Thread-safety: every method may be called from any thread. Callbacks run on
-// the I/O thread and must not block on acquire().
+// the I/O thread and must not block on acquire() (acquire() and request()
+// called there throw BrokerError rather than deadlock).
 #pragma once
 
 #include <chrono>

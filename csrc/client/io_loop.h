@@ -46,6 +46,9 @@ class IoLoop {
   /// called from the I/O thread itself.
   void stop();
 
+  /// True on the I/O thread (inside a callback), where waiting for a frame would deadlock.
+  bool on_io_thread() const { return std::this_thread::get_id() == thread_.get_id(); }
+
  private:
   void run();
   void read_available();

@@ -324,3 +324,30 @@ TEST_CASE("many clients acquire and release in turn without losing a grant", "[c
   std::lock_guard lock(q->m);
   CHECK(q->lease == kClients * kRounds);
 }
+
+TEST_CASE("acquire and request from a callback fail instead of deadlocking", "[client]") {
+  FakeBroker broker;
+  BrokerClient client(options_for(broker));
+  std::promise<std::string> outcome;
+  client.on_evict([&](const acb::client::Evict&) {
+    std::string what;
+    try {
+      client.request({{"op", "status"}}, 200ms);
+    } catch (const BrokerError& e) {
+      what += e.what();
+    }
+    try {
+      client.acquire(std::nullopt, 200ms);
+    } catch (const BrokerError& e) {
+      what += e.what();
+    }
+    outcome.set_value(what);
+  });
+  broker.send(0, {{"op", "evict"}, {"device", 0}, {"bytes", 1}});
+  auto f = outcome.get_future();
+  REQUIRE(f.wait_for(5s) == std::future_status::ready);
+  const auto what = f.get();
+  CHECK(holds_message(what, "request() was called from a revoke/evict callback"));
+  CHECK(holds_message(what, "acquire() was called from a revoke/evict callback"));
+  CHECK(client.connected());
+}
