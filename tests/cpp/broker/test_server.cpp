@@ -50,6 +50,7 @@ class RunningServer {
     c.devices = {DeviceSpec{"0", 1ull << 30}};
     c.arbiter.quantum_ms = 60000;
     c.arbiter.heartbeat_timeout_ms = 60000;  // these clients do not heartbeat
+    c.arbiter.aging_ms = 600000;             // nor answer the revoke that aging would cause
     return c;
   }
 
