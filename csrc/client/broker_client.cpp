@@ -167,7 +167,8 @@ Grant BrokerClient::acquire(std::optional<std::uint64_t> need_bytes, std::option
   } catch (const BrokerError&) {
     // Timed out: withdraw the request so the broker does not grant a lease
     // nobody waits for. A grant already in flight is released by the same frame.
-    if (impl_->connected.load()) {
+    // A timed-out growth request keeps the lease it already holds.
+    if (impl_->connected.load() && !impl_->lease.holds()) {
       try {
         impl_->io->send(messages::release(std::nullopt));
       } catch (const BrokerError&) {

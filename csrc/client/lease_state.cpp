@@ -12,9 +12,22 @@ void LeaseState::begin_acquire(bool growth) {
     throw BrokerError("acquire: this client already holds lease " + std::to_string(grant_ ? grant_->lease : 0) +
                       "; release it first (or pass a larger need_bytes to grow it)");
   }
+  // A growth request that fails (reject, timeout) leaves the lease held as it was.
+  held_before_growth_.reset();
+  if (phase_ == Phase::holding || phase_ == Phase::revoked) held_before_growth_ = std::make_pair(phase_, *grant_);
   phase_ = Phase::acquiring;
   grant_.reset();
   rejected_.reset();
+}
+
+void LeaseState::settle_failed_acquire() {
+  if (held_before_growth_) {
+    phase_ = held_before_growth_->first;
+    grant_ = held_before_growth_->second;
+    held_before_growth_.reset();
+  } else {
+    phase_ = Phase::idle;
+  }
 }
 
 Grant LeaseState::wait(std::optional<std::chrono::milliseconds> timeout) {
@@ -22,7 +35,7 @@ Grant LeaseState::wait(std::optional<std::chrono::milliseconds> timeout) {
   auto settled = [this] { return phase_ != Phase::acquiring || !lost_.empty(); };
   if (timeout) {
     if (!changed_.wait_for(lock, *timeout, settled)) {
-      phase_ = Phase::idle;
+      settle_failed_acquire();
       throw BrokerError("acquire: no grant within " + std::to_string(timeout->count()) + " ms");
     }
   } else {
@@ -44,6 +57,7 @@ bool LeaseState::on_grant(const Grant& grant) {
     if (phase_ != Phase::acquiring) return false;
     phase_ = Phase::holding;
     grant_ = grant;
+    held_before_growth_.reset();
   }
   changed_.notify_all();
   return true;
@@ -53,7 +67,7 @@ void LeaseState::on_reject(const std::string& reason) {
   {
     std::lock_guard lock(mutex_);
     if (phase_ != Phase::acquiring) return;
-    phase_ = Phase::idle;
+    settle_failed_acquire();
     rejected_ = reason;
   }
   changed_.notify_all();
@@ -76,11 +90,17 @@ void LeaseState::on_release() {
   std::lock_guard lock(mutex_);
   phase_ = Phase::idle;
   grant_.reset();
+  held_before_growth_.reset();
 }
 
 LeaseState::Phase LeaseState::phase() const {
   std::lock_guard lock(mutex_);
   return phase_;
+}
+
+bool LeaseState::holds() const {
+  std::lock_guard lock(mutex_);
+  return phase_ == Phase::holding || phase_ == Phase::revoked;
 }
 
 std::string LeaseState::lost_reason() const {

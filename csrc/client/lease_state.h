@@ -18,6 +18,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <utility>
 
 #include "client/broker_client.h"
 
@@ -34,7 +35,8 @@ class LeaseState {
   void begin_acquire(bool growth = false);
   /// Waits for the outcome of begin_acquire(). Throws LeaseRejected on
   /// reject, BrokerError on loss or when timeout passes (the phase is then
-  /// idle again and the caller withdraws the request).
+  /// idle again and the caller withdraws the request; a failed growth
+  /// request leaves the lease held as before).
   Grant wait(std::optional<std::chrono::milliseconds> timeout);
 
   /// I/O thread: a grant arrived. Returns false for a stale grant (nobody
@@ -51,14 +53,19 @@ class LeaseState {
   void on_release();
 
   Phase phase() const;
+  /// True while the lease is held (holding or revoked, not yet released).
+  bool holds() const;
   /// The reason the connection was lost, empty while connected.
   std::string lost_reason() const;
 
  private:
+  void settle_failed_acquire();  // with mutex_ held
+
   mutable std::mutex mutex_;
   std::condition_variable changed_;
   Phase phase_ = Phase::idle;
   std::optional<Grant> grant_;
+  std::optional<std::pair<Phase, Grant>> held_before_growth_;  ///< set while a growth request waits
   std::optional<std::string> rejected_;
   std::string lost_;
 };

@@ -351,3 +351,27 @@ TEST_CASE("acquire and request from a callback fail instead of deadlocking", "[c
   CHECK(holds_message(what, "acquire() was called from a revoke/evict callback"));
   CHECK(client.connected());
 }
+
+TEST_CASE("a growth request while holding: re-grant, or the lease stays held on reject/timeout", "[client]") {
+  FakeBroker broker;
+  std::atomic<int> acquires{0};
+  broker.set_handler([&](FakeBroker& b, int conn, const nlohmann::json& m) {
+    if (m["op"] != "acquire") return;
+    const int n = ++acquires;
+    if (n == 1) b.send(conn, {{"op", "grant"}, {"device", 0}, {"lease", 1}});
+    if (n == 2) b.send(conn, {{"op", "grant"}, {"device", 0}, {"lease", 2}});  // the re-grant
+    if (n == 3) b.send(conn, {{"op", "reject"}, {"reason", "need above capacity"}});
+    // n == 4: never answered
+  });
+  BrokerClient client(options_for(broker));
+  CHECK(client.acquire(1000).lease == 1);
+  CHECK_THROWS_AS(client.acquire(), BrokerError);  // a plain second acquire is refused locally
+  CHECK(client.acquire(2000).lease == 2);
+  CHECK_THROWS_AS(client.acquire(1ull << 50), LeaseRejected);
+  CHECK_THROWS_AS(client.acquire(), BrokerError);  // still holding after the rejected growth
+  CHECK_THROWS_WITH(client.acquire(3000, 30ms), Catch::Contains("no grant within"));
+  CHECK_THROWS_AS(client.acquire(), BrokerError);  // still holding after the timed-out growth
+  client.release();
+  REQUIRE(broker.wait_count("release", 1));
+  CHECK_FALSE(broker.wait_count("release", 2, 50ms));  // the timeout did not release the held lease
+}
