@@ -19,6 +19,7 @@ constexpr std::size_t kPageBytes = 4096;
 constexpr std::size_t kMinSpanBytes = std::size_t{1} << 40;  // sparse memfd offset space
 // Keeps span_for's arithmetic (capacity x 16 devices x 4) far from overflow.
 constexpr std::size_t kMaxCapacityBytes = std::size_t{1} << 52;
+constexpr std::size_t kMaxPoolBytes = std::size_t{4} << 30;
 
 std::string hex(std::uintptr_t value) {
   std::ostringstream out;
@@ -67,12 +68,20 @@ std::size_t span_for(const EmulatedDeviceOptions& options) {
   return std::max(kMinSpanBytes, wanted);
 }
 
+std::size_t pool_cap_for(const EmulatedDeviceOptions& options) {
+  // A real device's memory exists whether allocated or not; keeping up to its
+  // capacity warm costs no more than the peak this process already used. The
+  // bound spares a shared machine when a test declares a huge device.
+  return std::min(kMaxPoolBytes,
+                  options.capacity_bytes * static_cast<std::size_t>(options.device_count));
+}
+
 }  // namespace
 
 EmulatedDriver::EmulatedDriver(const EmulatedDeviceOptions& options)
     : options_(validated(options)),
       ledger_(options.name),
-      memory_(options.name, span_for(options)) {}
+      memory_(options.name, span_for(options), pool_cap_for(options)) {}
 
 EmulatedDriver::~EmulatedDriver() {
   // Give back whatever the owner leaked so the shared capacity is not lost.
@@ -257,11 +266,19 @@ void EmulatedDriver::unmap(DevicePtr address, std::size_t bytes) {
   }
   if (first == mappings_.end() || cursor != address + bytes)
     throw error("unmap", EINVAL, args, "the range is not made of whole mappings");
-  void* got = ::mmap(reinterpret_cast<void*>(address), bytes, PROT_NONE,
-                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
-  if (got == MAP_FAILED) throw error("unmap", errno, args, errno_text(errno));
-  for (auto it = first; it != last; ++it) --allocations_.at(it->second.handle).mapped;
-  mappings_.erase(first, last);
+  // Bookkeeping follows each mapping as it goes, so a failure part-way
+  // leaves the driver's view matching what is really mapped.
+  while (first != last) {
+    Allocation& allocation = allocations_.at(first->second.handle);
+    try {
+      memory_.unmap(reinterpret_cast<void*>(first->first), allocation.offset,
+                    first->second.bytes);
+    } catch (const DriverError& e) {
+      throw error("unmap", e.code(), args, e.what());
+    }
+    --allocation.mapped;
+    first = mappings_.erase(first);
+  }
 }
 
 // --- pinned host memory ------------------------------------------------------

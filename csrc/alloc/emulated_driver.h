@@ -5,10 +5,13 @@
 //   reserve      mmap(PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE),
 //                aligned to the granularity; touching it faults (SIGSEGV).
 //   create       charges the shared capacity ledger (EmulatedLedger), then
-//                takes a range of the driver's memfd (EmulatedMemory).
-//   map          mmap(MAP_SHARED | MAP_FIXED) of that range at the address.
-//   unmap        mmap(PROT_NONE, MAP_FIXED) over the range: faults again.
-//   release      punches the range out of the memfd, uncharges the ledger.
+//                takes a range of the driver's memfd (EmulatedMemory): a
+//                warm one from its free pool when one fits.
+//   map          moves the range's page tables from its parking address to
+//                the address (mremap), or maps the memfd there.
+//   unmap        moves them back and leaves PROT_NONE: faults again.
+//   release      returns the range to the pool (or punches it out of the
+//                memfd past the pool's cap), uncharges the ledger.
 //   copies       memcpy at enqueue time (EmulatedStreams), unless the stream
 //                is paused; both ends are checked first: a device range that
 //                is not wholly mapped is a DriverError, not a crash.

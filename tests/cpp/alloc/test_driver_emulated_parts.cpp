@@ -1,5 +1,6 @@
 // The emulated device's parts on their own: the memfd behind its physical
-// memory (ranges reused and merged, pages really given back) and the shared
+// memory (ranges reused and merged, the warm pool and its cap, pages really
+// given back, contents kept while page tables move) and the shared
 // ledger file (a foreign file is refused, not overwritten).
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -32,22 +33,26 @@ std::size_t resident_bytes(int fd) {
 }  // namespace
 
 TEST_CASE("emulated memory reuses and merges ranges and gives pages back", "[driver][emulated]") {
-  EmulatedMemory memory("parts", 64 * kMiB);
+  EmulatedMemory memory("parts", 64 * kMiB, 0);  // no pool: every release punches
   const std::size_t a = memory.allocate(2 * kMiB);
   const std::size_t b = memory.allocate(2 * kMiB);
   const std::size_t c = memory.allocate(2 * kMiB);
   CHECK(a != b);
   CHECK(b != c);
+  // Fresh ranges are faulted in at allocation (MAP_POPULATE of their parking).
+  CHECK(resident_bytes(memory.fd()) >= 6 * kMiB);
 
-  // Touch b through a mapping: its pages exist; releasing it punches them out.
+  // Touch b through a mapping: releasing it punches its pages out.
   void* window = ::mmap(nullptr, 2 * kMiB, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   REQUIRE(window != MAP_FAILED);
   memory.map(window, b, 2 * kMiB);
   std::memset(window, 0x5A, 2 * kMiB);
-  CHECK(resident_bytes(memory.fd()) >= 2 * kMiB);
-  ::munmap(window, 2 * kMiB);
+  memory.unmap(window, b, 2 * kMiB);
+  const std::size_t before = resident_bytes(memory.fd());
   memory.deallocate(b, 2 * kMiB);
-  CHECK(resident_bytes(memory.fd()) == 0);
+  CHECK(resident_bytes(memory.fd()) == before - 2 * kMiB);
+  CHECK(memory.pooled_bytes() == 0);
+  ::munmap(window, 2 * kMiB);
 
   // a and b merge into one 4 MiB hole that a 4 MiB allocation fits.
   memory.deallocate(a, 2 * kMiB);
@@ -59,6 +64,65 @@ TEST_CASE("emulated memory reuses and merges ranges and gives pages back", "[dri
   } catch (const DriverError& e) {
     CHECK(e.out_of_memory());
   }
+}
+
+TEST_CASE("emulated memory keeps released ranges warm up to the pool cap", "[driver][emulated]") {
+  EmulatedMemory memory("pool", 64 * kMiB, 4 * kMiB);
+  const std::size_t a = memory.allocate(4 * kMiB);
+  const std::size_t b = memory.allocate(2 * kMiB);
+  const std::size_t resident = resident_bytes(memory.fd());
+  REQUIRE(resident >= 6 * kMiB);
+
+  // a fits the pool: its pages stay; b would exceed the cap: punched out.
+  memory.deallocate(a, 4 * kMiB);
+  CHECK(memory.pooled_bytes() == 4 * kMiB);
+  CHECK(resident_bytes(memory.fd()) == resident);
+  memory.deallocate(b, 2 * kMiB);
+  CHECK(memory.pooled_bytes() == 4 * kMiB);
+  CHECK(resident_bytes(memory.fd()) == resident - 2 * kMiB);
+
+  // Smaller creates are carved from the warm range before any fresh memory.
+  CHECK(memory.allocate(2 * kMiB) == a);
+  CHECK(memory.allocate(2 * kMiB) == a + 2 * kMiB);
+  CHECK(memory.pooled_bytes() == 0);
+  CHECK(resident_bytes(memory.fd()) == resident - 2 * kMiB);
+}
+
+TEST_CASE("emulated memory keeps contents across unmap, remap and double mapping",
+          "[driver][emulated]") {
+  EmulatedMemory memory("moves", 64 * kMiB, 64 * kMiB);
+  const std::size_t bytes = 4 * kMiB;
+  const std::size_t offset = memory.allocate(bytes);
+  auto* one = static_cast<unsigned char*>(
+      ::mmap(nullptr, bytes, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+  auto* two = static_cast<unsigned char*>(
+      ::mmap(nullptr, bytes, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+  REQUIRE(one != MAP_FAILED);
+  REQUIRE(two != MAP_FAILED);
+
+  memory.map(one, offset, bytes);
+  for (std::size_t i = 0; i < bytes; i += 4096) one[i] = static_cast<unsigned char>(i >> 12);
+  memory.map(two, offset, bytes);  // a second view of the same range
+  CHECK(two[5 * 4096] == 5);
+  two[7 * 4096] = 0xEE;
+  CHECK(one[7 * 4096] == 0xEE);
+  memory.unmap(one, offset, bytes);
+  CHECK(two[9 * 4096] == 9);
+  memory.unmap(two, offset, bytes);
+
+  // Shown again, at the other address, and after a trip through the pool.
+  memory.map(two, offset, bytes);
+  CHECK(two[3 * 4096] == 3);
+  CHECK(two[7 * 4096] == 0xEE);
+  memory.unmap(two, offset, bytes);
+  memory.deallocate(offset, bytes);
+  REQUIRE(memory.allocate(bytes) == offset);
+  memory.map(one, offset, bytes);
+  CHECK(one[bytes - 4096] == static_cast<unsigned char>((bytes - 4096) >> 12));
+  memory.unmap(one, offset, bytes);
+  memory.deallocate(offset, bytes);
+  ::munmap(one, bytes);
+  ::munmap(two, bytes);
 }
 
 TEST_CASE("a file that is not a ledger is refused, not overwritten", "[driver][emulated]") {
