@@ -14,6 +14,7 @@ FIGURE inference_p99_wait_ms
 from __future__ import annotations
 
 import tempfile
+import time
 from pathlib import Path
 
 from bench_common import Broker, figure, job_cmd, plain_env, run_all, status
@@ -25,6 +26,9 @@ JOBS = [
 ]
 # A short quantum: an equal waiter gets the device at the holder's next idle gap.
 BROKER_FLAGS = ("--quantum-ms", "20", "--aging-ms", "300")
+# Jobs start their loops together, this long after launch (torch's import
+# alone takes seconds on a loaded 2-core machine).
+START_DELAY_S = 12.0
 
 
 def main() -> None:
@@ -41,16 +45,18 @@ def main() -> None:
     broker = Broker("64MiB", *BROKER_FLAGS)
     try:
         paths = [work / f"acb{i}.json" for i in range(len(JOBS))]
-        run_all([job_cmd("train_job.py", *args, "--out", str(work / f"s{i}.pt"), "--status", str(p))
+        start = ("--start-at", str(time.monotonic() + START_DELAY_S))
+        run_all([job_cmd("train_job.py", *args, *start, "--out", str(work / f"s{i}.pt"), "--status", str(p))
                  for i, (args, p) in enumerate(zip(JOBS, paths))], [broker.env() for _ in JOBS])
         shared = [status(p) for p in paths]
         makespan = max(s["ended"] for s in shared) - min(s["started"] for s in shared)
 
         infer_path = work / "infer.json"
-        run_all([job_cmd("infer_job.py", "--requests", "20", "--interval-ms", "40", "--out", str(work / "i.pt"),
-                         "--status", str(infer_path)),
-                 job_cmd("train_job.py", *JOBS[0], "--out", str(work / "t0.pt")),
-                 job_cmd("train_job.py", *JOBS[1], "--out", str(work / "t1.pt"))],
+        start = ("--start-at", str(time.monotonic() + START_DELAY_S))
+        run_all([job_cmd("infer_job.py", "--requests", "20", "--interval-ms", "40", *start, "--out",
+                         str(work / "i.pt"), "--status", str(infer_path)),
+                 job_cmd("train_job.py", *JOBS[0], *start, "--out", str(work / "t0.pt")),
+                 job_cmd("train_job.py", *JOBS[1], *start, "--out", str(work / "t1.pt"))],
                 [broker.env(ACB_PRIORITY="inference"), broker.env(), broker.env()])
         infer = status(infer_path)["acb"]
     finally:

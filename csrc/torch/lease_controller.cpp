@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 
 namespace acb::torch_hook {
 
@@ -146,14 +147,21 @@ void LeaseController::on_evict(const client::Evict& evict) {
     std::lock_guard<std::mutex> lock(mutex_);
     ++evicts_;
   }
-  gate_.with_state_locked([&](LeaseState state) {
-    // Not holding means no op is in flight and none can start before the
-    // next grant, which this I/O thread has not read yet.
-    if (state == LeaseState::released || state == LeaseState::acquiring) {
-      arena_.offload(evict.bytes == 0 ? SIZE_MAX : static_cast<std::size_t>(evict.bytes));
-    }
-    return 0;
-  });
+  try {
+    gate_.with_state_locked([&](LeaseState state) {
+      // Not holding means no op is in flight and none can start before the
+      // next grant, which this I/O thread has not read yet.
+      if (state == LeaseState::released || state == LeaseState::acquiring) {
+        arena_.offload(evict.bytes == 0 ? SIZE_MAX : static_cast<std::size_t>(evict.bytes));
+      }
+      return 0;
+    });
+  } catch (const std::exception& e) {
+    // E.g. the host backup limit: nothing was released; the residency
+    // report below tells the broker so, and the I/O thread must live on.
+    std::fprintf(stderr, "acb: evict of %llu bytes on device %d failed: %s\n",
+                 static_cast<unsigned long long>(evict.bytes), evict.device, e.what());
+  }
   try {
     client_->report_residency(arena_.resident_bytes());
   } catch (const client::BrokerError&) {

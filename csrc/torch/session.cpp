@@ -1,6 +1,8 @@
 // Session (see session.h).
 #include "torch/session.h"
 
+#include <pthread.h>
+
 #include <memory>
 #include <mutex>
 #include <stdexcept>
@@ -31,6 +33,18 @@ State& state() {
 LeaseController& controller_or_throw(State& s) {
   if (!s.controller) throw std::logic_error("acb is not enabled: call acb.enable() first");
   return *s.controller;
+}
+}  // namespace
+
+namespace {
+// A forked child (e.g. a DataLoader worker) has no broker connection and no
+// monitor thread: its operators must not wait for a lease, and its new CPU
+// tensors must not come from the parent's arena.
+void after_fork_in_child() {
+  deactivate_op_hook();
+  detach_current_thread();
+  State& s = state();
+  if (s.cpu_allocator != nullptr) s.cpu_allocator->uninstall();
 }
 }  // namespace
 
@@ -79,6 +93,8 @@ void enable(const EnableOptions& options) {
   }
   activate_op_hook(gate, *s.tracker, options.emulated);
   attach_current_thread();
+  static const int atfork_registered = pthread_atfork(nullptr, nullptr, &after_fork_in_child);
+  (void)atfork_registered;
 }
 
 void disable() {

@@ -53,6 +53,8 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cpu-ms", type=float, default=30.0)
     p.add_argument("--device", default="cpu", help="cpu (the emulated device under acb) or cuda")
+    p.add_argument("--start-at", type=float, default=0.0,
+                   help="time.monotonic() at which to start the loop (lines up jobs started together)")
     args = p.parse_args()
 
     torch.set_num_threads(1)
@@ -62,6 +64,8 @@ def main() -> None:
     model = build(args.model).to(args.device)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     generator = torch.Generator().manual_seed(args.seed + 1)
+    if args.start_at > time.monotonic():
+        time.sleep(args.start_at - time.monotonic())  # interpreter start-up varies by seconds
     losses = []
     gpu_s = 0.0  # time in the steps' operators (the device's share of the work)
     started = time.monotonic()
