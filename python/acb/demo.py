@@ -165,7 +165,7 @@ def run(args: argparse.Namespace) -> int:
             host, port = parse_address(args.broker) if args.broker else ensure_broker()
             env: Dict[str, str] = {}
             admin_token = None  # from ACB_ADMIN_TOKEN or the token directory
-            where = f"broker at {host}:{port}"
+            where = f"{'embedded broker' if args.embedded and not args.broker else 'broker'} at {host}:{port}"
         else:
             private = PrivateBroker()
             host, port = private.host, private.port
