@@ -45,11 +45,15 @@ def _run_references(root: Path, tmp: Path, device_args: tuple) -> None:
 def _share(root: Path, tmp_path: Path, broker, env: dict, device_args: tuple) -> dict:
     """Runs the jobs together under acb; checks results against the references; returns their statuses."""
     procs = []
+    barrier = tmp_path / "barrier"
+    barrier.mkdir()
     for name, (priority, script, args) in JOBS.items():
         argv = h.job(script, *args, *device_args, "--out", str(tmp_path / f"{name}.acb.pt"),
-                     "--status", str(tmp_path / f"{name}.status.json"))
+                     "--status", str(tmp_path / f"{name}.status.json"), "--barrier", str(barrier))
         log = tmp_path / f"{name}.acb.log"
         procs.append((h.start(h.acb_run(priority, argv), {**env, "ACB_NAME": name}, log), log))
+    # Interpreter start-up varies by seconds here: line the jobs' loops up so they really overlap.
+    h.release_barrier(barrier, len(JOBS), procs)
     for proc, log in procs:
         h.finish(proc, log, timeout_s=180)
     for name in JOBS:

@@ -101,6 +101,20 @@ def run_alone(root: Path, argv: Sequence[str], log: Path, timeout_s: float = 120
     finish(start([sys.executable, *argv], base_env(root), log), log, timeout_s)
 
 
+def release_barrier(directory: Path, count: int, procs, timeout_s: float = 180.0) -> None:
+    """Once `count` jobs wrote their .ready file in directory, lets them all go (bounded wait)."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while len(list(directory.glob("*.ready"))) < count:
+        for proc, log in procs:
+            assert proc.poll() is None, f"job {proc.args} exited {proc.returncode} before the barrier:\n" \
+                                        f"{log.read_text(errors='replace')[-4000:]}"
+        assert time.monotonic() < deadline, f"only {len(list(directory.glob('*.ready')))} of {count} jobs ready"
+        time.sleep(0.02)  # polling files the jobs write
+    (directory / "go").touch()
+
+
 def load_status(path: Path) -> dict:
     with open(path) as f:
         return json.load(f)

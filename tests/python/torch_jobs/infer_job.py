@@ -11,11 +11,23 @@ per-request latencies as JSON.
 
 import argparse
 import json
+import os
 import time
 
 import torch
 
 import acb
+
+
+def wait_for_go(directory: str, timeout_s: float = 300.0) -> None:
+    """Says this job is ready, then waits (bounded) until the launcher says go."""
+    with open(os.path.join(directory, f"{os.getpid()}.ready"), "w"):
+        pass
+    deadline = time.monotonic() + timeout_s
+    while not os.path.exists(os.path.join(directory, "go")):
+        if time.monotonic() > deadline:
+            raise SystemExit(f"no 'go' in {directory} within {timeout_s} s")
+        time.sleep(0.01)
 
 
 def main() -> None:
@@ -28,6 +40,7 @@ def main() -> None:
     p.add_argument("--device", default="cpu", help="cpu (the emulated device under acb) or cuda")
     p.add_argument("--start-at", type=float, default=0.0,
                    help="time.monotonic() at which to start the loop (lines up jobs started together)")
+    p.add_argument("--barrier", help="directory: write <pid>.ready there, start once 'go' appears")
     args = p.parse_args()
 
     torch.set_num_threads(1)
@@ -35,6 +48,8 @@ def main() -> None:
     model = torch.nn.Sequential(torch.nn.Linear(256, 1024), torch.nn.ReLU(), torch.nn.Linear(1024, 1024),
                                 torch.nn.ReLU(), torch.nn.Linear(1024, 10)).eval().to(args.device)
     generator = torch.Generator().manual_seed(args.seed + 1)
+    if args.barrier:
+        wait_for_go(args.barrier)
     if args.start_at > time.monotonic():
         time.sleep(args.start_at - time.monotonic())  # interpreter start-up varies by seconds
     outputs = []
