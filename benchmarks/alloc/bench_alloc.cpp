@@ -5,7 +5,7 @@
 //     fraction of the raw copy bandwidth between pinned host memory and mapped
 //     device memory with the same driver (one copy per direction, synchronised):
 //     memcpy on the emulated device, pinned async copies on a GPU. Raw passes
-//     alternate with the arena's, best of 5 each, so load from other processes
+//     alternate with the arena's, best of 10 each, so load from other processes
 //     on the machine hits both alike.
 //   clean skipping: a second offload of unchanged memory; fraction of live
 //     bytes skipped and its time.
@@ -186,7 +186,7 @@ int main() {
   std::printf("# bench_alloc on the %s driver, working set %zu MiB\n", driver.name().c_str(),
               working_set / kMiB);
 
-  const int reps = 5;
+  const int reps = 10;
   Raw raw;
   auto rig = std::make_unique<RawRig>(driver, working_set);
 
