@@ -142,6 +142,11 @@ void EmulatedMemory::map(void* address, std::size_t offset, std::size_t bytes) {
   if (shown_.count(offset) == 0) {
     if (move_pages(parked(offset), address, bytes)) {
       shown_.emplace(offset, bytes);
+      // The protection travels with the page tables: if something narrowed it
+      // while the range was last shown, widen it again. The kernel returns at
+      // once when it is already read-write, so this costs no page walk.
+      if (::mprotect(address, bytes, PROT_READ | PROT_WRITE) != 0)
+        throw memory_error("mprotect", errno, where(address, offset, bytes));
       return;
     }
     // The parked range spans several kernel mappings (or mremap is refused):

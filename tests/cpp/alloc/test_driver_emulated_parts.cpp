@@ -110,8 +110,13 @@ TEST_CASE("emulated memory keeps contents across unmap, remap and double mapping
   CHECK(two[9 * 4096] == 9);
   memory.unmap(two, offset, bytes);
 
-  // Shown again, at the other address, and after a trip through the pool.
+  // Shown again, at the other address, read-write even though the last view
+  // was narrowed to read-only, and after a trip through the pool.
+  memory.map(one, offset, bytes);
+  REQUIRE(::mprotect(one, bytes, PROT_READ) == 0);
+  memory.unmap(one, offset, bytes);
   memory.map(two, offset, bytes);
+  two[11 * 4096] = 11;  // would fault if the narrowed protection had travelled
   CHECK(two[3 * 4096] == 3);
   CHECK(two[7 * 4096] == 0xEE);
   memory.unmap(two, offset, bytes);
