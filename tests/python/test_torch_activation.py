@@ -107,3 +107,25 @@ def test_bad_priority_is_a_clear_error():
     r = _python(code, {**h.base_env(root), "ACB_EMULATED_DEVICE": "unused:64MiB"})
     assert r.returncode == 0, r.stderr
     assert "unknown priority 'urgent'; use one of inference, training, batch" in r.stdout
+
+
+def test_status_region_and_set_priority(broker_factory):
+    root = h.require_package()
+    device = h.device_spec("64MiB")
+    broker = broker_factory("--device", device)
+    env = h.acb_env(root, broker, device, ACB_ENABLE="0")
+    code = ("import json, torch, acb\n"
+            "before = acb.status()\n"
+            "acb.enable(priority='batch')\n"
+            "with acb.region():\n    held = acb.status().lease_state\n    x = torch.ones(1 << 16)\n"
+            "acb.set_priority('inference')\n"
+            "from acb import _C\n"
+            "me = [c for c in json.loads(_C.broker_status())['clients'] if c['client_id'] == acb.status().client_id]\n"
+            "acb.disable()\n"
+            "print(json.dumps({'before': before.enabled, 'held': held, 'priority': me[0]['priority'],\n"
+            "                  'after': acb.status().enabled, 'sum': float(x.sum())}))\n")
+    r = _python(code, env)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert out == {"before": False, "held": "holding", "priority": "inference", "after": False,
+                   "sum": float(1 << 16)}, (out, r.stderr)
