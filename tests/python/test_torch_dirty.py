@@ -1,0 +1,71 @@
+"""Dirty tracking: memory an inference model does not write is copied to the
+host once; a later offload skips it as clean (the backup is still current)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "torch_jobs"))
+import harness as h  # noqa: E402
+from conftest import read_line  # noqa: E402
+
+pytest.importorskip("torch")
+
+
+class Driven:
+    def __init__(self, env: dict, priority: str) -> None:
+        self.proc = subprocess.Popen([sys.executable, *h.job("driven_job.py", priority)], env=env,
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.reply("ready")
+
+    def reply(self, event: str) -> dict:
+        line = read_line(self.proc.stdout, 120)
+        if line is None:
+            self.proc.kill()
+            raise AssertionError(f"driven job gave no {event!r}: {self.proc.stderr.read().decode()[-3000:]}")
+        out = json.loads(line)
+        assert out["event"] == event, out
+        return out
+
+    def do(self, command: str) -> dict:
+        self.proc.stdin.write((command + "\n").encode())
+        self.proc.stdin.flush()
+        return self.reply(command.split()[0])
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            stream.close()
+
+
+def test_clean_weights_are_copied_once(broker_factory):
+    root = h.require_package()
+    device = h.device_spec("32MiB")
+    broker = broker_factory("--device", device, "--quantum-ms", "20")
+    env = h.acb_env(root, broker, device, ACB_ENABLE="0")
+    server = Driven(env, "training")
+    hog = None
+    try:
+        first = server.do("infer")["result"]
+        hog = Driven(env, "training")
+        hog.do("grow 24")            # does not fit beside the server: it is evicted (weights copied)
+        after_first = server.do("infer")   # restored at the same addresses; weights only read
+        assert after_first["result"] == first
+        hog.do("touch")              # evicts the server again
+        s = server.do("infer")["status"]
+        print(json.dumps(s))
+        assert s["offloads"] >= 2, s
+        assert s["offload_copied_bytes"] > 0, s
+        assert s["skipped_clean_bytes"] > 0, s  # the second offload skipped clean (weight) memory
+        assert s["restored_bytes"] > 0, s
+    finally:
+        server.close()
+        if hog is not None:
+            hog.close()

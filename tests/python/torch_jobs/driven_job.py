@@ -1,0 +1,44 @@
+"""A job driven line by line from stdin, for tests that need a precise order
+of events between processes. Commands (one per line); after each it prints
+one JSON line with acb.status():
+  infer       one forward pass of a fixed-seed MLP (~5 MiB of weights)
+  grow N      allocate and fill a tensor of N MiB (kept)
+  touch       add 1 to every kept tensor
+  quit        exit
+"""
+
+import json
+import sys
+
+import torch
+
+import acb
+
+
+def main() -> None:
+    acb.enable(priority=sys.argv[1] if len(sys.argv) > 1 else "training")
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(256, 1024), torch.nn.ReLU(), torch.nn.Linear(1024, 1024),
+                                torch.nn.ReLU(), torch.nn.Linear(1024, 10)).eval()
+    kept = []
+    result = 0.0
+    print(json.dumps({"event": "ready", "status": acb.status().as_dict()}), flush=True)
+    for line in sys.stdin:
+        command = line.split()
+        if not command:
+            continue
+        if command[0] == "infer":
+            with torch.no_grad():
+                result = float(model(torch.ones(8, 256)).sum())
+        elif command[0] == "grow":
+            kept.append(torch.full((int(command[1]) << 18,), 1.0))
+        elif command[0] == "touch":
+            for t in kept:
+                t.add_(1)
+        elif command[0] == "quit":
+            break
+        print(json.dumps({"event": command[0], "result": result, "status": acb.status().as_dict()}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
