@@ -4,11 +4,14 @@ one JSON line with acb.status():
   infer       one forward pass of a fixed-seed MLP (~5 MiB of weights)
   grow N      allocate and fill a tensor of N MiB (kept)
   touch       add 1 to every kept tensor
+  busy S      issue tiny ops back to back for S seconds (no idle gap);
+              prints {"event": "busy-started"} once it holds the device
   quit        exit
 """
 
 import json
 import sys
+import time
 
 import torch
 
@@ -35,6 +38,14 @@ def main() -> None:
         elif command[0] == "touch":
             for t in kept:
                 t.add_(1)
+        elif command[0] == "busy":
+            x = torch.zeros(16)
+            x.add_(1)  # holds the device from here on
+            print(json.dumps({"event": "busy-started"}), flush=True)
+            end = time.monotonic() + float(command[1])
+            while time.monotonic() < end:
+                x.add_(1)
+            result = float(x[0])
         elif command[0] == "quit":
             break
         print(json.dumps({"event": command[0], "result": result, "status": acb.status().as_dict()}), flush=True)

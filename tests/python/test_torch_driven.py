@@ -1,5 +1,7 @@
-"""Dirty tracking: memory an inference model does not write is copied to the
-host once; a later offload skips it as clean (the backup is still current)."""
+"""Dirty tracking and revoke deadlines, with jobs driven step by step:
+memory an inference model does not write is copied to the host once and
+skipped as clean later; a holder with no idle gap yields at the next op
+boundary once a revoke's deadline has passed."""
 
 from __future__ import annotations
 
@@ -69,3 +71,29 @@ def test_clean_weights_are_copied_once(broker_factory):
         server.close()
         if hog is not None:
             hog.close()
+
+
+def test_revoke_past_its_deadline_is_honoured_at_the_next_op_boundary(broker_factory):
+    """A holder that never pauses (no idle gap) still yields once the revoke's
+    deadline has passed: the inference request is served while it is busy."""
+    root = h.require_package()
+    device = h.device_spec("64MiB")
+    broker = broker_factory("--device", device, "--preempt-deadline-ms", "200", "--aging-ms", "300")
+    env = h.acb_env(root, broker, device, ACB_ENABLE="0")
+    busy = Driven(env, "training")
+    server = None
+    try:
+        server = Driven(env, "inference")
+        busy.proc.stdin.write(b"busy 6\n")  # no reply until it is done
+        busy.proc.stdin.flush()
+        busy.reply("busy-started")
+        s = server.do("infer")["status"]
+        # Served while the trainer is still busy: its reply has not come yet.
+        assert busy.proc.poll() is None and read_line(busy.proc.stdout, 0.01) is None
+        assert s["wait_max_ms"] < 3000, s
+        b = busy.reply("busy")["status"]
+        assert b["revokes"] >= 1 and b["releases"] >= 1, b
+    finally:
+        busy.close()
+        if server is not None:
+            server.close()
