@@ -54,7 +54,10 @@ class _TorchImportHook(importlib.abc.MetaPathFinder):
 
 
 def install() -> None:
-    """Enables acb now if torch is already imported, else right after torch is imported."""
+    """Enables acb now if torch is already imported, else right after torch is imported
+    (only when wanted(): the .pth line's quick check lets e.g. ACB_ENABLE=false through)."""
+    if not wanted():
+        return
     if "torch" in sys.modules:
         _activate()
         return
