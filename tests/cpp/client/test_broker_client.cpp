@@ -130,6 +130,21 @@ TEST_CASE("a second acquire while holding is refused locally", "[client]") {
   client.release();
 }
 
+TEST_CASE("an acquire with a larger need while holding is a growth request answered by a re-grant",
+          "[client]") {
+  FakeBroker broker;
+  grant_on_acquire(broker);
+  BrokerClient client(options_for(broker));
+  CHECK(client.acquire(4096).lease == 1);
+  REQUIRE(broker.wait_for("acquire"));
+  CHECK(client.acquire(8192).lease == 2);  // the broker's re-grant ends the growth wait
+  const auto growth = broker.wait_for("acquire");
+  REQUIRE(growth);
+  CHECK((*growth)["need_bytes"] == 8192);
+  CHECK_THROWS_AS(client.acquire(), BrokerError);  // still holding: a plain acquire is refused
+  client.release();
+}
+
 TEST_CASE("reject becomes LeaseRejected with the reason", "[client]") {
   FakeBroker broker;
   broker.set_handler([](FakeBroker& b, int conn, const nlohmann::json& m) {
