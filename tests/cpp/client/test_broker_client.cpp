@@ -379,13 +379,13 @@ TEST_CASE("a growth request while holding: re-grant, or the lease stays held on 
     // n == 4: never answered
   });
   BrokerClient client(options_for(broker));
-  CHECK(client.acquire(1000).lease == 1);
-  CHECK_THROWS_AS(client.acquire(), BrokerError);  // a plain second acquire is refused locally
-  CHECK(client.acquire(2000).lease == 2);
-  CHECK_THROWS_AS(client.acquire(1ull << 50), LeaseRejected);
-  CHECK_THROWS_AS(client.acquire(), BrokerError);  // still holding after the rejected growth
+  CHECK(client.acquire(1000, 5000ms).lease == 1);
+  CHECK_THROWS_AS(client.acquire(std::nullopt, 5000ms), BrokerError);  // a plain second acquire is refused locally
+  CHECK(client.acquire(2000, 5000ms).lease == 2);
+  CHECK_THROWS_AS(client.acquire(1ull << 50, 5000ms), LeaseRejected);
+  CHECK_THROWS_AS(client.acquire(std::nullopt, 5000ms), BrokerError);  // still holding after the rejected growth
   CHECK_THROWS_WITH(client.acquire(3000, 30ms), Catch::Contains("no grant within"));
-  CHECK_THROWS_AS(client.acquire(), BrokerError);  // still holding after the timed-out growth
+  CHECK_THROWS_AS(client.acquire(std::nullopt, 5000ms), BrokerError);  // still holding after the timed-out growth
   client.release();
   REQUIRE(broker.wait_count("release", 1));
   CHECK_FALSE(broker.wait_count("release", 2, 50ms));  // the timeout did not release the held lease
