@@ -25,7 +25,7 @@ import os
 import socket
 import sys
 import time
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, Optional, Sequence
 
 from . import _format, _trace, options
 from ._broker import broker_binary, configured_address, parse_address

@@ -10,12 +10,10 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
 from _cli_helpers import answers, free_port, package_env
-from conftest import read_line
 
 ENSURE = "from acb._broker import ensure_broker; print(json.dumps(ensure_broker()), flush=True)"
 
