@@ -53,7 +53,12 @@ class Gate {
   /// Ends an operator started with enter().
   void exit() {
     const std::uint64_t before = in_flight_.fetch_sub(1, std::memory_order_seq_cst);
-    if (draining_.load(std::memory_order_relaxed) && (before & kCountMask) == 1) notify_drained();
+    // seq_cst, not relaxed: with the drain's seq_cst store of draining_ and
+    // load of the count, either the drain sees our decrement or we see it
+    // draining. A relaxed load may read a stale false (on ARM it can be
+    // satisfied before the decrement is visible): a lost wake-up, a drain
+    // that waits forever. On x86 both compile to the same plain load.
+    if (draining_.load(std::memory_order_seq_cst) && (before & kCountMask) == 1) notify_drained();
   }
 
   /// Ops in flight now, and the number of ops ever entered (a change means activity).

@@ -215,8 +215,8 @@ TEST_CASE("no op ever runs while the gate is closed, under concurrent close/reop
   std::atomic<int> ops_done{0};
   std::atomic<int> threads_done{0};
   constexpr int kThreads = 4;
-  constexpr int kOpsPerThread = 3000;
-  constexpr int kMinDrains = 200;  // ops go on until the controller interleaved this often
+  constexpr int kOpsPerThread = 1000;
+  constexpr int kMinDrains = 100;  // ops go on until the controller interleaved this often
   std::atomic<int> drains{0};
 
   std::vector<std::thread> ops;
