@@ -47,9 +47,16 @@ def _share(root: Path, tmp_path: Path, broker, env: dict, device_args: tuple) ->
     procs = []
     barrier = tmp_path / "barrier"
     barrier.mkdir()
+    # Lock-step rounds: every job's step k finishes before any job's step k+1
+    # starts, so each round all three working sets were needed on the device
+    # and, as they do not fit together, someone was evicted and later
+    # restored, however the machine schedules the processes.
+    rounds = tmp_path / "rounds"
+    rounds.mkdir()
     for name, (priority, script, args) in JOBS.items():
         argv = h.job(script, *args, *device_args, "--out", str(tmp_path / f"{name}.acb.pt"),
-                     "--status", str(tmp_path / f"{name}.status.json"), "--barrier", str(barrier))
+                     "--status", str(tmp_path / f"{name}.status.json"), "--barrier", str(barrier),
+                     "--lockstep", str(rounds), "--lockstep-jobs", str(len(JOBS)))
         log = tmp_path / f"{name}.acb.log"
         procs.append((h.start(h.acb_run(priority, argv), {**env, "ACB_NAME": name}, log), log))
     # Interpreter start-up varies by seconds here: line the jobs' loops up so they really overlap.

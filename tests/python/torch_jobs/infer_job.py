@@ -17,6 +17,7 @@ import time
 import torch
 
 import acb
+from lockstep import step_done
 
 
 def wait_for_go(directory: str, timeout_s: float = 300.0) -> None:
@@ -41,6 +42,8 @@ def main() -> None:
     p.add_argument("--start-at", type=float, default=0.0,
                    help="time.monotonic() at which to start the loop (lines up jobs started together)")
     p.add_argument("--barrier", help="directory: write <pid>.ready there, start once 'go' appears")
+    p.add_argument("--lockstep", help="directory: after each step wait until --lockstep-jobs jobs did it too")
+    p.add_argument("--lockstep-jobs", type=int, default=1)
     args = p.parse_args()
 
     torch.set_num_threads(1)
@@ -54,13 +57,15 @@ def main() -> None:
         time.sleep(args.start_at - time.monotonic())  # interpreter start-up varies by seconds
     outputs = []
     latencies_ms = []
-    for _ in range(args.requests):
+    for step in range(args.requests):
         time.sleep(args.interval_ms / 1000.0)  # waiting for the next request: the device is idle
         started = time.monotonic()
         with torch.no_grad():
             x = torch.randn(8, 256, generator=generator).to(args.device)
             outputs.append(model(x).clone())
         latencies_ms.append((time.monotonic() - started) * 1000.0)
+        if args.lockstep:
+            step_done(args.lockstep, step, args.lockstep_jobs)
     with acb.region():
         torch.save({"outputs": torch.stack(outputs).cpu()}, args.out)
     if args.status:

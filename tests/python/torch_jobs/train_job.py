@@ -17,6 +17,7 @@ import time
 import torch
 
 import acb
+from lockstep import step_done
 
 
 def build(model: str) -> torch.nn.Module:
@@ -68,6 +69,8 @@ def main() -> None:
     p.add_argument("--start-at", type=float, default=0.0,
                    help="time.monotonic() at which to start the loop (lines up jobs started together)")
     p.add_argument("--barrier", help="directory: write <pid>.ready there, start once 'go' appears")
+    p.add_argument("--lockstep", help="directory: after each step wait until --lockstep-jobs jobs did it too")
+    p.add_argument("--lockstep-jobs", type=int, default=1)
     args = p.parse_args()
 
     torch.set_num_threads(1)
@@ -84,7 +87,7 @@ def main() -> None:
     losses = []
     gpu_s = 0.0  # time in the steps' operators (the device's share of the work)
     started = time.monotonic()
-    for _ in range(args.steps):
+    for step in range(args.steps):
         step_started = time.monotonic()
         x, y = (t.to(args.device) for t in batch(args.model, generator))
         loss = torch.nn.functional.cross_entropy(model(x), y)
@@ -94,6 +97,8 @@ def main() -> None:
         losses.append(loss.detach().clone())
         gpu_s += time.monotonic() - step_started
         cpu_phase(args.cpu_ms)
+        if args.lockstep:
+            step_done(args.lockstep, step, args.lockstep_jobs)
     ended = time.monotonic()
     with acb.region():  # torch.save reads storages directly, outside operators
         state = {k: v.cpu() for k, v in model.state_dict().items()}

@@ -1,0 +1,23 @@
+"""Lock-step rounds between jobs that share a device, through files only.
+
+After its step k a job writes `<pid>.<k>` into the directory and waits
+(bounded, polling the directory) until `jobs` files for step k exist. So no
+job starts step k+1 before every job has finished step k: each round, every
+job's working set has been needed on the device, whatever the scheduling of
+the machine, and jobs whose working sets do not fit together must have
+evicted each other. It changes only when steps run, never what they compute.
+"""
+
+import os
+import time
+
+
+def step_done(directory: str, step: int, jobs: int, timeout_s: float = 300.0) -> None:
+    with open(os.path.join(directory, f"{os.getpid()}.{step}"), "w"):
+        pass
+    deadline = time.monotonic() + timeout_s
+    suffix = f".{step}"
+    while sum(1 for name in os.listdir(directory) if name.endswith(suffix)) < jobs:
+        if time.monotonic() > deadline:
+            raise SystemExit(f"lock-step: not all {jobs} jobs finished step {step} within {timeout_s} s")
+        time.sleep(0.005)  # polling files the other jobs write; no tensor work here
