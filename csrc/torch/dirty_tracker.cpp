@@ -13,10 +13,6 @@ OpWrites analyse(const c10::FunctionSchema& schema) {
     const c10::AliasInfo* alias = args[i].alias_info();
     if (alias != nullptr && alias->isWrite()) writes.written_args.push_back(static_cast<int>(i));
   }
-  const auto& rets = schema.returns();
-  for (std::size_t i = 0; i < rets.size(); ++i) {
-    if (rets[i].alias_info() == nullptr) writes.fresh_returns.push_back(static_cast<int>(i));
-  }
   return writes;
 }
 
@@ -37,12 +33,14 @@ void storages_of(const c10::IValue& value, Out& out) {
 
 const OpWrites& DirtyTracker::writes_of(const c10::OperatorHandle& op) {
   // Loops repeat the same op: a one-entry cache in front of the map. Map
-  // nodes never move, so the pointer stays valid.
-  thread_local std::unordered_map<const c10::FunctionSchema*, OpWrites> cache;
-  thread_local const c10::FunctionSchema* last_schema = nullptr;
-  thread_local const OpWrites* last_writes = nullptr;
+  // nodes never move, so the pointer stays valid. The one-entry cache is
+  // initial-exec TLS (plain pointers, no constructor): a %fs-relative load
+  // instead of a __tls_get_addr call and an init guard on every op.
+  __attribute__((tls_model("initial-exec"))) static thread_local const c10::FunctionSchema* last_schema = nullptr;
+  __attribute__((tls_model("initial-exec"))) static thread_local const OpWrites* last_writes = nullptr;
   const c10::FunctionSchema* schema = &op.schema();
-  if (schema == last_schema) return *last_writes;
+  if (schema == last_schema) [[likely]] return *last_writes;
+  thread_local std::unordered_map<const c10::FunctionSchema*, OpWrites> cache;
   auto it = cache.find(schema);
   if (it == cache.end()) it = cache.emplace(schema, analyse(*schema)).first;
   last_schema = schema;
@@ -59,20 +57,8 @@ void DirtyTracker::collect_written_args(const OpWrites& writes, const c10::Opera
   for (int index : writes.written_args) storages_of(stack[base + static_cast<std::size_t>(index)], out);
 }
 
-void DirtyTracker::mark(const OpWrites& writes, const c10::OperatorHandle& op, const torch::jit::Stack& stack,
-                        const WrittenStorages& written_args) const {
+void DirtyTracker::mark_written_args(const WrittenStorages& written_args) const {
   for (const c10::StorageImpl* storage : written_args) mark_storage(storage);
-  if (writes.fresh_returns.empty()) return;
-  const std::size_t nrets = op.schema().returns().size();
-  if (stack.size() < nrets) return;
-  const std::size_t base = stack.size() - nrets;
-  for (int index : writes.fresh_returns) mark_value(stack[base + static_cast<std::size_t>(index)]);
-}
-
-void DirtyTracker::mark_value(const c10::IValue& value) const {
-  WrittenStorages storages;
-  storages_of(value, storages);
-  for (const c10::StorageImpl* storage : storages) mark_storage(storage);
 }
 
 void DirtyTracker::mark_storage(const c10::StorageImpl* storage) const {

@@ -3,14 +3,18 @@
 // are copied out once, then never again).
 //
 // What an op writes comes from its schema's alias annotations: arguments
-// annotated as written (`Tensor(a!)`, including tensor lists) and returns
-// that alias nothing (fresh outputs). Views (`Tensor(a)`) write nothing. The
+// annotated as written (`Tensor(a!)`, including tensor lists) are marked
+// after the op. Views (`Tensor(a)`) write nothing. Returns without alias
+// annotation are fresh by the schema's contract: their memory was allocated
+// during the op, after the last safe point (offload only happens between
+// ops), and the arena marks the segment of every block it allocates, so
+// marking them again would only take the arena's lock on every op. The
 // analysis is cached per operator (per thread, no lock). A tensor's whole
 // storage is marked, which over-approximates views but never misses a write.
 //
 // Limits: writes that bypass the dispatcher or that a schema does not declare
-// (e.g. native_batch_norm's running stats) are not seen here; the arena
-// marks every fresh block as written, which covers outputs of inner kernels.
+// (e.g. native_batch_norm's running stats, or a kernel that returns a cached
+// buffer as a "fresh" output) are not seen here.
 //
 // Thread-safety: thread-safe (the cache is thread-local; the arena locks).
 #pragma once
@@ -31,7 +35,6 @@ using WrittenStorages = c10::SmallVector<const c10::StorageImpl*, 4>;
 /// What one operator writes, by position.
 struct OpWrites {
   std::vector<int> written_args;  ///< argument indices annotated as written
-  std::vector<int> fresh_returns; ///< return indices with no alias annotation
 };
 
 class DirtyTracker {
@@ -45,16 +48,13 @@ class DirtyTracker {
   /// kernel pops its arguments off the stack).
   void collect_written_args(const OpWrites& writes, const c10::OperatorHandle& op,
                             const torch::jit::Stack& stack, WrittenStorages& out) const;
-  /// After the call: marks the collected storages and the fresh returns.
-  void mark(const OpWrites& writes, const c10::OperatorHandle& op, const torch::jit::Stack& stack,
-            const WrittenStorages& written_args) const;
+  /// After the call: marks the collected storages.
+  void mark_written_args(const WrittenStorages& written_args) const;
 
   /// Marks one storage when it lives in the arena.
   void mark_storage(const c10::StorageImpl* storage) const;
 
  private:
-  void mark_value(const c10::IValue& value) const;
-
   alloc::Arena& arena_;
 };
 

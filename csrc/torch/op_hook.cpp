@@ -21,7 +21,10 @@ struct ActiveHook {
 ActiveHook g_hooks[2];               // alternated so readers never see a half-written one
 std::atomic<ActiveHook*> g_active{nullptr};
 std::atomic<int> g_next{0};
-thread_local int t_depth = 0;
+// Read on every operator: initial-exec TLS is one %fs-relative access, where
+// the default model for a shared library calls __tls_get_addr each time. Its
+// few bytes come from the static TLS surplus that glibc keeps for dlopen.
+__attribute__((tls_model("initial-exec"))) thread_local int t_depth = 0;
 
 struct DepthGuard {
   DepthGuard() { ++t_depth; }
@@ -58,21 +61,29 @@ bool touches_device(const ActiveHook& hook, const c10::OperatorHandle& op, const
   return false;
 }
 
+void redispatch_nested(const c10::OperatorHandle& op, c10::DispatchKeySet next, torch::jit::Stack* stack) {
+  DepthGuard depth;
+  // Nested operators (composite kernels) run inside this one's gate and
+  // write only what this op's schema declares or fresh blocks (which the
+  // arena marks when it allocates them): they skip the hook, and so its
+  // boxing cost, entirely.
+  c10::impl::ExcludeDispatchKeyGuard nested(kHookKey);
+  op.redispatchBoxed(next, stack);
+}
+
 void run_and_mark(const ActiveHook& hook, const c10::OperatorHandle& op, c10::DispatchKeySet next,
                   torch::jit::Stack* stack) {
   const OpWrites& writes = hook.tracker->writes_of(op);
-  WrittenStorages written;
-  if (!writes.written_args.empty()) hook.tracker->collect_written_args(writes, op, *stack, written);
-  {
-    DepthGuard depth;
-    // Nested operators (composite kernels) run inside this one's gate and
-    // write only what this op's schema declares or fresh blocks (which the
-    // arena marks when it allocates them): they skip the hook, and so its
-    // boxing cost, entirely.
-    c10::impl::ExcludeDispatchKeyGuard nested(kHookKey);
-    op.redispatchBoxed(next, stack);
+  if (writes.written_args.empty()) {
+    // Most operators write only fresh outputs, which the arena marked when
+    // it allocated them: nothing to collect before or mark after.
+    redispatch_nested(op, next, stack);
+    return;
   }
-  hook.tracker->mark(writes, op, *stack, written);
+  WrittenStorages written;
+  hook.tracker->collect_written_args(writes, op, *stack, written);
+  redispatch_nested(op, next, stack);
+  hook.tracker->mark_written_args(written);
 }
 
 void hook_fallback(const c10::OperatorHandle& op, c10::DispatchKeySet keys, torch::jit::Stack* stack) {
