@@ -112,6 +112,45 @@ TEST_CASE("the first op acquires with the arena's peak as need and restores offl
   rig.arena.free(p, nullptr);
 }
 
+TEST_CASE("a grant too small to restore into is given back and asked for again with the need that fits",
+          "[lease][oom]") {
+  Rig rig("lc-restore-oom", 8 * kMiB);
+  void* mine = rig.arena.malloc(4 * kMiB, nullptr);
+  write_pattern(rig.device.driver, mine, 4 * kMiB, 51);
+  rig.arena.offload();
+  REQUIRE(rig.arena.resident_bytes() == 0);
+  // Another resident took the room meanwhile; the broker evicts it only on
+  // the second request (a first grant that does not fit).
+  Arena other(rig.device.driver, 0);
+  void* theirs = other.malloc(6 * kMiB, nullptr);
+  REQUIRE(theirs != nullptr);
+  auto lease = rig.lease;
+  rig.broker.set_handler([&other, lease](FakeBroker& b, int conn, const nlohmann::json& m) {
+    if (m["op"] != "acquire") return;
+    if (*lease > 0) other.offload();
+    b.send(conn, {{"op", "grant"}, {"device", 0}, {"lease", ++*lease}});
+  });
+
+  rig.gate.enter();
+  const bool intact = has_pattern(rig.device.driver, mine, 4 * kMiB, 51);
+  rig.gate.exit();
+  CHECK(intact);
+  const auto first = rig.broker.wait_for("acquire");
+  const auto given_back = rig.broker.wait_for("release");
+  const auto second = rig.broker.wait_for("acquire");
+  REQUIRE(first);
+  REQUIRE(given_back);
+  REQUIRE(second);
+  CHECK((*given_back)["resident_bytes"] == 0);  // the failed restore undid itself
+  CHECK((*second)["need_bytes"].get<std::uint64_t>() >= 4 * kMiB);
+  const auto s = rig.controller->status();
+  CHECK(s.lease_state == "holding");
+  CHECK(s.waits == 1);  // one wait for the op, however many requests it took
+  rig.broker.set_handler(nullptr);
+  rig.arena.free(mine, nullptr);
+  other.free(theirs, nullptr);
+}
+
 TEST_CASE("a rejected acquire fails the op and leaves the lease released", "[lease]") {
   Rig rig("lc-reject");
   rig.broker.set_handler([](FakeBroker& b, int conn, const nlohmann::json& m) {
