@@ -20,7 +20,10 @@ ROOT = Path(__file__).resolve().parent
 
 
 def torch_cmake_args():
-    """CMake arguments that point at the installed torch, or [] without torch."""
+    """CMake arguments that point at the installed torch, or [] without torch.
+
+    cmake/acb_torch.cmake takes torch's headers and libraries from the torch
+    that this Python imports (CPU or CUDA build alike)."""
     try:
         import torch  # noqa: F401  (only to locate its CMake config)
         import torch.utils
