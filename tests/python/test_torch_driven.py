@@ -73,7 +73,7 @@ def test_clean_weights_are_copied_once(broker_factory):
             hog.close()
 
 
-def test_revoke_past_its_deadline_is_honoured_at_the_next_op_boundary(broker_factory):
+def test_revoke_past_its_deadline_is_honoured_at_the_next_op_boundary(broker_factory, tmp_path):
     """A holder that never pauses (no idle gap) still yields once the revoke's
     deadline has passed: the inference request is served while it is busy."""
     root = h.require_package()
@@ -84,13 +84,15 @@ def test_revoke_past_its_deadline_is_honoured_at_the_next_op_boundary(broker_fac
     server = None
     try:
         server = Driven(env, "inference")
-        busy.proc.stdin.write(b"busy 6\n")  # no reply until it is done
+        stop = tmp_path / "stop-busy"
+        busy.proc.stdin.write(f"busy {stop}\n".encode())  # ops back to back until `stop` exists
         busy.proc.stdin.flush()
         busy.reply("busy-started")
         s = server.do("infer")["status"]
-        # Served while the trainer is still busy: its reply has not come yet.
+        # Served while the trainer is still busy (it stops only when told): its reply has not come.
         assert busy.proc.poll() is None and read_line(busy.proc.stdout, 0.01) is None
         assert s["wait_max_ms"] < 3000, s
+        stop.touch()
         b = busy.reply("busy")["status"]
         assert b["revokes"] >= 1 and b["releases"] >= 1, b
     finally:

@@ -4,12 +4,14 @@ one JSON line with acb.status():
   infer       one forward pass of a fixed-seed MLP (~5 MiB of weights)
   grow N      allocate and fill a tensor of N MiB (kept)
   touch       add 1 to every kept tensor
-  busy S      issue tiny ops back to back for S seconds (no idle gap);
-              prints {"event": "busy-started"} once it holds the device
+  busy PATH   issue tiny ops back to back (no idle gap) until the file PATH
+              exists (at most 120 s, then it fails); prints
+              {"event": "busy-started"} once it holds the device
   quit        exit
 """
 
 import json
+import os
 import sys
 import time
 
@@ -42,9 +44,18 @@ def main() -> None:
             x = torch.zeros(16)
             x.add_(1)  # holds the device from here on
             print(json.dumps({"event": "busy-started"}), flush=True)
-            end = time.monotonic() + float(command[1])
-            while time.monotonic() < end:
+            stop = command[1]
+            deadline = time.monotonic() + 120.0
+            checked = time.monotonic()
+            while True:
                 x.add_(1)
+                now = time.monotonic()
+                if now - checked >= 0.005:  # a stat every 5 ms: still no idle gap between ops
+                    checked = now
+                    if os.path.exists(stop):
+                        break
+                    if now > deadline:
+                        raise SystemExit(f"busy: {stop} did not appear within 120 s")
             result = float(x[0])
         elif command[0] == "quit":
             break
