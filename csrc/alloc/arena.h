@@ -102,6 +102,9 @@ class Arena {
   /// recently used, for the LRU order of partial offload). Parts of the range
   /// outside this arena are ignored.
   void mark_written(const void* ptr, std::size_t bytes);
+  /// Marks every segment as written since its last backup: for callers that
+  /// let memory be written without marking it (acb.disable() ... enable()).
+  void mark_all_written();
 
   /// Releases at least `budget_bytes` of physical memory (all with SIZE_MAX),
   /// fully free segments first, then least recently used segments, copying

@@ -247,6 +247,17 @@ void Arena::mark_written(const void* ptr, std::size_t bytes) {
   }
 }
 
+void Arena::mark_all_written() {
+  std::size_t bytes = 0;
+  const void* base = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(impl_->mutex);
+    base = reinterpret_cast<const void*>(impl_->va.base());
+    bytes = impl_->va.bytes();
+  }
+  mark_written(base, bytes);
+}
+
 OffloadResult Arena::offload(std::size_t budget_bytes) {
   std::lock_guard<std::mutex> lock(impl_->mutex);
   return impl_->offload(budget_bytes);

@@ -63,6 +63,9 @@ void enable(const EnableOptions& options) {
                            " after an earlier enable() on device " + std::to_string(s.arena->device()) +
                            " in the same process is not supported");
   }
+  // While disabled, ops ran without dirty tracking: no backup taken before
+  // may be trusted as current any more.
+  if (s.arena != nullptr) arena.mark_all_written();
   s.arena = &arena;
   if (s.tracker == nullptr) s.tracker = new DirtyTracker(arena);
 

@@ -79,6 +79,30 @@ TEST_CASE("offload and restore wait for copies that complete late", "[offload][a
   arena.validate();
 }
 
+TEST_CASE("mark_all_written makes every current backup stale", "[offload]") {
+  EmulatedDevice dev("markall");
+  Arena arena(dev.driver, 0);
+  void* weights = arena.malloc(4 * kMiB, nullptr);
+  void* small = arena.malloc(8192, nullptr);
+  write_pattern(dev.driver, weights, 4 * kMiB, 31);
+  write_pattern(dev.driver, small, 8192, 32);
+  CHECK(arena.offload().copied_bytes == 4 * kMiB + 8192);
+  arena.restore_all();
+  // Written without marking (as while acb is disabled), then everything marked.
+  write_pattern(dev.driver, weights, 4 * kMiB, 33);
+  arena.mark_all_written();
+  arena.validate();
+  OffloadResult out = arena.offload();
+  arena.validate();
+  CHECK(out.copied_bytes == 4 * kMiB + 8192);
+  CHECK(out.skipped_clean_bytes == 0);
+  arena.restore_all();
+  CHECK(has_pattern(dev.driver, weights, 4 * kMiB, 33));
+  CHECK(has_pattern(dev.driver, small, 8192, 32));
+  for (void* p : {weights, small}) arena.free(p, nullptr);
+  arena.validate();
+}
+
 TEST_CASE("fully free segments are released by offload without a backup", "[offload]") {
   EmulatedDevice dev("freeseg");
   Arena arena(dev.driver, 0);
