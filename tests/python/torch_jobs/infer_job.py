@@ -11,24 +11,12 @@ per-request latencies as JSON.
 
 import argparse
 import json
-import os
 import time
 
 import torch
 
 import acb
-from lockstep import step_done
-
-
-def wait_for_go(directory: str, timeout_s: float = 300.0) -> None:
-    """Says this job is ready, then waits (bounded) until the launcher says go."""
-    with open(os.path.join(directory, f"{os.getpid()}.ready"), "w"):
-        pass
-    deadline = time.monotonic() + timeout_s
-    while not os.path.exists(os.path.join(directory, "go")):
-        if time.monotonic() > deadline:
-            raise SystemExit(f"no 'go' in {directory} within {timeout_s} s")
-        time.sleep(0.01)
+from lockstep import step_done, wait_for_go
 
 
 def main() -> None:

@@ -21,3 +21,14 @@ def step_done(directory: str, step: int, jobs: int, timeout_s: float = 300.0) ->
         if time.monotonic() > deadline:
             raise SystemExit(f"lock-step: not all {jobs} jobs finished step {step} within {timeout_s} s")
         time.sleep(0.005)  # polling files the other jobs write; no tensor work here
+
+
+def wait_for_go(directory: str, timeout_s: float = 300.0) -> None:
+    """Says this job is ready, then waits (bounded) until the launcher says go."""
+    with open(os.path.join(directory, f"{os.getpid()}.ready"), "w"):
+        pass
+    deadline = time.monotonic() + timeout_s
+    while not os.path.exists(os.path.join(directory, "go")):
+        if time.monotonic() > deadline:
+            raise SystemExit(f"no 'go' in {directory} within {timeout_s} s")
+        time.sleep(0.01)

@@ -11,13 +11,12 @@ enabled, acb.status() as JSON.
 
 import argparse
 import json
-import os
 import time
 
 import torch
 
 import acb
-from lockstep import step_done
+from lockstep import step_done, wait_for_go
 
 
 def build(model: str) -> torch.nn.Module:
@@ -44,17 +43,6 @@ def cpu_phase(ms: float) -> None:
     state = 12345
     while time.monotonic() < end:
         state = (state * 1103515245 + 12345) % 2147483648
-
-
-def wait_for_go(directory: str, timeout_s: float = 300.0) -> None:
-    """Says this job is ready, then waits (bounded) until the launcher says go."""
-    with open(os.path.join(directory, f"{os.getpid()}.ready"), "w"):
-        pass
-    deadline = time.monotonic() + timeout_s
-    while not os.path.exists(os.path.join(directory, "go")):
-        if time.monotonic() > deadline:
-            raise SystemExit(f"no 'go' in {directory} within {timeout_s} s")
-        time.sleep(0.01)
 
 
 def main() -> None:
