@@ -11,7 +11,14 @@ OpWrites analyse(const c10::FunctionSchema& schema) {
   const auto& args = schema.arguments();
   for (std::size_t i = 0; i < args.size(); ++i) {
     const c10::AliasInfo* alias = args[i].alias_info();
-    if (alias != nullptr && alias->isWrite()) writes.written_args.push_back(static_cast<int>(i));
+    // batch_norm, native_batch_norm, instance_norm, the cudnn/miopen variants
+    // and batch_norm_update_stats update their running statistics in place
+    // without declaring it in the schema: treat those arguments as written
+    // (in eval mode that costs one needless copy, never a lost update).
+    const bool undeclared_write = args[i].name() == "running_mean" || args[i].name() == "running_var";
+    if ((alias != nullptr && alias->isWrite()) || undeclared_write) {
+      writes.written_args.push_back(static_cast<int>(i));
+    }
   }
   return writes;
 }

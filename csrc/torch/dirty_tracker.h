@@ -12,9 +12,12 @@
 // analysis is cached per operator (per thread, no lock). A tensor's whole
 // storage is marked, which over-approximates views but never misses a write.
 //
+// Arguments named running_mean/running_var count as written: the batch-norm
+// family updates them in place without declaring it.
+//
 // Limits: writes that bypass the dispatcher or that a schema does not declare
-// (e.g. native_batch_norm's running stats, or a kernel that returns a cached
-// buffer as a "fresh" output) are not seen here.
+// (other than the running statistics above, e.g. a kernel that returns a
+// cached buffer as a "fresh" output) are not seen here.
 //
 // Thread-safety: thread-safe (the cache is thread-local; the arena locks).
 #pragma once

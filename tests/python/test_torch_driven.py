@@ -99,3 +99,29 @@ def test_revoke_past_its_deadline_is_honoured_at_the_next_op_boundary(broker_fac
         busy.close()
         if server is not None:
             server.close()
+
+
+def test_running_statistics_written_by_batch_norm_survive_offload(broker_factory):
+    """batch_norm updates running_mean/var in place without declaring it in its
+    schema; an offload that trusted the schema would skip their segments as
+    clean and a restore would bring back stale statistics."""
+    root = h.require_package()
+    device = h.device_spec("48MiB")
+    broker = broker_factory("--device", device, "--quantum-ms", "20")
+    env = h.acb_env(root, broker, device, ACB_ENABLE="0")
+    server = Driven(env, "training")
+    hog = None
+    try:
+        server.do("bn")
+        hog = Driven(env, "training")
+        hog.do("grow 40")                        # evicts the server: first backup of everything
+        second = server.do("bn")["result"]       # restored; running stats updated again
+        hog.do("touch")                          # evicts the server again
+        s = server.do("bnstats")
+        assert s["status"]["offloads"] >= 2, s["status"]
+        assert s["status"]["restored_bytes"] > 0, s["status"]
+        assert s["result"] == second             # not the statistics of the first backup
+    finally:
+        server.close()
+        if hog is not None:
+            hog.close()

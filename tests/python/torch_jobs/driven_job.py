@@ -4,6 +4,11 @@ one JSON line with acb.status():
   infer       one forward pass of a fixed-seed MLP (~5 MiB of weights)
   grow N      allocate and fill a tensor of N MiB (kept)
   touch       add 1 to every kept tensor
+  bn          one training-mode forward of a BatchNorm1d whose running
+              statistics are 2 MiB each (segments of their own); result: the
+              sum of its running_mean
+  bnstats     result: the sum of the BatchNorm1d's running_mean (no op on it
+              but the read)
   busy PATH   issue tiny ops back to back (no idle gap) until the file PATH
               exists (at most 120 s, then it fails); prints
               {"event": "busy-started"} once it holds the device
@@ -26,6 +31,7 @@ def main() -> None:
     model = torch.nn.Sequential(torch.nn.Linear(256, 1024), torch.nn.ReLU(), torch.nn.Linear(1024, 1024),
                                 torch.nn.ReLU(), torch.nn.Linear(1024, 10)).eval()
     kept = []
+    norm = None  # created by the first "bn", so other tests keep their small working set
     result = 0.0
     print(json.dumps({"event": "ready", "status": acb.status().as_dict()}), flush=True)
     for line in sys.stdin:
@@ -57,6 +63,14 @@ def main() -> None:
                     if now > deadline:
                         raise SystemExit(f"busy: {stop} did not appear within 120 s")
             result = float(x[0])
+        elif command[0] == "bn":
+            if norm is None:
+                norm = torch.nn.BatchNorm1d(1 << 19).train()
+            with torch.no_grad():
+                norm(torch.arange(2 << 19, dtype=torch.float32).reshape(2, 1 << 19))
+            result = float(norm.running_mean.sum())
+        elif command[0] == "bnstats":
+            result = float(norm.running_mean.sum())
         elif command[0] == "quit":
             break
         print(json.dumps({"event": command[0], "result": result, "status": acb.status().as_dict()}), flush=True)
