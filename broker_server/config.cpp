@@ -30,6 +30,7 @@ constexpr Flag kFlags[] = {
     {"revoke-grace-ms", "revoke_grace_ms", Flag::number},
     {"aging-ms", "aging_ms", Flag::number},
     {"idle-exit-s", "idle_exit_s", Flag::number},
+    {"busy-poll-us", "busy_poll_us", Flag::number},
     {"port-file", "port_file", Flag::text},
     {"log-level", "log_level", Flag::level},
 };
@@ -196,7 +197,8 @@ BrokerConfig config_from_json(const json& merged) {
   if (!merged.is_object()) throw ConfigError("the configuration must be a JSON object");
   static const char* kKnown[] = {"host", "port", "metrics_port", "devices", "quantum_ms",
                                  "heartbeat_timeout_ms", "preempt_deadline_ms", "quantum_deadline_ms",
-                                 "revoke_grace_ms", "aging_ms", "idle_exit_s", "port_file", "log_level"};
+                                 "revoke_grace_ms", "aging_ms", "idle_exit_s", "busy_poll_us", "port_file",
+                                 "log_level"};
   for (const auto& [key, value] : merged.items()) {
     bool known = false;
     for (const char* k : kKnown) known = known || key == k;
@@ -216,6 +218,7 @@ BrokerConfig config_from_json(const json& merged) {
   if (c.arbiter.quantum_ms == 0) throw ConfigError("quantum_ms must be positive");
   if (c.arbiter.heartbeat_timeout_ms == 0) throw ConfigError("heartbeat_timeout_ms must be positive");
   c.idle_exit_s = member_unsigned(merged, "idle_exit_s", 0);
+  c.busy_poll_us = member_unsigned(merged, "busy_poll_us", c.busy_poll_us, 1000000);
   c.port_file = member_string(merged, "port_file", "");
   const std::string level = member_string(merged, "log_level", "info");
   if (level != "info" && level != "debug") throw ConfigError("log_level must be \"info\" or \"debug\"");
@@ -271,7 +274,7 @@ const char* usage() {
          "                  [--device NAME:CAPACITY]... [--config FILE] [--quantum-ms N]\n"
          "                  [--heartbeat-timeout-ms N] [--preempt-deadline-ms N]\n"
          "                  [--quantum-deadline-ms N] [--revoke-grace-ms N] [--aging-ms N]\n"
-         "                  [--idle-exit-s N] [--port-file FILE] [--log-level info|debug]\n"
+         "                  [--idle-exit-s N] [--busy-poll-us N] [--port-file FILE] [--log-level info|debug]\n"
          "Capacities: 80GiB, 512MiB, 1.5GB or plain bytes. Port 0 picks a free port.\n"
          "Flags win over the --config file; SIGHUP re-reads the file. See docs/operations.md.\n";
 }

@@ -50,6 +50,7 @@ struct BrokerConfig {
   std::vector<DeviceSpec> devices;     ///< empty after merging: see default_device()
   ArbiterConfig arbiter;
   std::uint64_t idle_exit_s = 0;       ///< 0 = never exit for idleness
+  std::uint64_t busy_poll_us = 50;     ///< keep polling this long after an event before blocking (0 = never)
   std::string port_file;               ///< where to write {"host","port","metrics_port","pid"}
   bool debug = false;                  ///< --log-level debug: one log line per message
 };

@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "broker_server/config.h"
+#include "broker_server/event_loop.h"
 #include "broker_server/server.h"
 #include "common/token.h"
 
@@ -120,7 +121,7 @@ int main(int argc, char** argv) {
               config.host.c_str(), static_cast<unsigned>(server.metrics_port()));
   std::fflush(stdout);
 
-  io.run();
+  acb::broker::run_event_loop(io, std::chrono::microseconds(config.busy_poll_us));
   std::fprintf(stderr, "acb-broker: stopped\n");
   return 0;
 }

@@ -58,7 +58,8 @@ TEST_CASE("device specs are NAME[:CAPACITY]") {
 
 TEST_CASE("flags become config members and win over the file") {
   auto cl = parse({"--port", "0", "--metrics-port=9", "--device", "0:1GiB", "--device", "1:2GiB", "--quantum-ms", "50",
-                   "--heartbeat-timeout-ms", "700", "--idle-exit-s", "3", "--log-level", "debug", "--config", "f.json"});
+                   "--heartbeat-timeout-ms", "700", "--idle-exit-s", "3", "--busy-poll-us", "0", "--log-level", "debug",
+                   "--config", "f.json"});
   CHECK(cl.config_file == "f.json");
   json merged = {{"quantum_ms", 999}, {"revoke_grace_ms", 123}, {"devices", json::array({"z:1"})}};
   for (const auto& [k, v] : cl.flags.items()) merged[k] = v;
@@ -69,6 +70,9 @@ TEST_CASE("flags become config members and win over the file") {
   CHECK(c.arbiter.revoke_grace_ms == 123u);
   CHECK(c.arbiter.heartbeat_timeout_ms == 700u);
   CHECK(c.idle_exit_s == 3u);
+  CHECK(c.busy_poll_us == 0u);
+  CHECK(config_from_json(json::object()).busy_poll_us == 50u);
+  CHECK_THROWS_AS(config_from_json(json{{"busy_poll_us", 2000000}}), ConfigError);
   CHECK(c.debug);
   REQUIRE(c.devices.size() == 2);
   CHECK(c.devices[1].name == "1");
