@@ -16,7 +16,7 @@ import time
 import torch
 
 import acb
-from lockstep import step_done, wait_for_go
+from lockstep import add_sync_arguments, step_done, wait_for_start
 
 
 def main() -> None:
@@ -26,12 +26,7 @@ def main() -> None:
     p.add_argument("--requests", type=int, default=10)
     p.add_argument("--interval-ms", type=float, default=60.0)
     p.add_argument("--seed", type=int, default=7)
-    p.add_argument("--device", default="cpu", help="cpu (the emulated device under acb) or cuda")
-    p.add_argument("--start-at", type=float, default=0.0,
-                   help="time.monotonic() at which to start the loop (lines up jobs started together)")
-    p.add_argument("--barrier", help="directory: write <pid>.ready there, start once 'go' appears")
-    p.add_argument("--lockstep", help="directory: after each step wait until --lockstep-jobs jobs did it too")
-    p.add_argument("--lockstep-jobs", type=int, default=1)
+    add_sync_arguments(p)
     args = p.parse_args()
 
     torch.set_num_threads(1)
@@ -39,10 +34,7 @@ def main() -> None:
     model = torch.nn.Sequential(torch.nn.Linear(256, 1024), torch.nn.ReLU(), torch.nn.Linear(1024, 1024),
                                 torch.nn.ReLU(), torch.nn.Linear(1024, 10)).eval().to(args.device)
     generator = torch.Generator().manual_seed(args.seed + 1)
-    if args.barrier:
-        wait_for_go(args.barrier)
-    if args.start_at > time.monotonic():
-        time.sleep(args.start_at - time.monotonic())  # interpreter start-up varies by seconds
+    wait_for_start(args)
     outputs = []
     latencies_ms = []
     for step in range(args.requests):

@@ -32,3 +32,21 @@ def wait_for_go(directory: str, timeout_s: float = 300.0) -> None:
         if time.monotonic() > deadline:
             raise SystemExit(f"no 'go' in {directory} within {timeout_s} s")
         time.sleep(0.01)
+
+
+def add_sync_arguments(p) -> None:
+    """The device and start/step synchronisation options every test job takes."""
+    p.add_argument("--device", default="cpu", help="cpu (the emulated device under acb) or cuda")
+    p.add_argument("--start-at", type=float, default=0.0,
+                   help="time.monotonic() at which to start the loop (lines up jobs started together)")
+    p.add_argument("--barrier", help="directory: write <pid>.ready there, start once 'go' appears")
+    p.add_argument("--lockstep", help="directory: after each step wait until --lockstep-jobs jobs did it too")
+    p.add_argument("--lockstep-jobs", type=int, default=1)
+
+
+def wait_for_start(args) -> None:
+    """Waits for the launcher's barrier (--barrier) and then until --start-at."""
+    if args.barrier:
+        wait_for_go(args.barrier)
+    if args.start_at > time.monotonic():
+        time.sleep(args.start_at - time.monotonic())  # interpreter start-up varies by seconds

@@ -16,7 +16,7 @@ import time
 import torch
 
 import acb
-from lockstep import step_done, wait_for_go
+from lockstep import add_sync_arguments, step_done, wait_for_start
 
 
 def build(model: str) -> torch.nn.Module:
@@ -53,12 +53,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=8)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cpu-ms", type=float, default=30.0)
-    p.add_argument("--device", default="cpu", help="cpu (the emulated device under acb) or cuda")
-    p.add_argument("--start-at", type=float, default=0.0,
-                   help="time.monotonic() at which to start the loop (lines up jobs started together)")
-    p.add_argument("--barrier", help="directory: write <pid>.ready there, start once 'go' appears")
-    p.add_argument("--lockstep", help="directory: after each step wait until --lockstep-jobs jobs did it too")
-    p.add_argument("--lockstep-jobs", type=int, default=1)
+    add_sync_arguments(p)
     args = p.parse_args()
 
     torch.set_num_threads(1)
@@ -68,10 +63,7 @@ def main() -> None:
     model = build(args.model).to(args.device)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     generator = torch.Generator().manual_seed(args.seed + 1)
-    if args.barrier:
-        wait_for_go(args.barrier)
-    if args.start_at > time.monotonic():
-        time.sleep(args.start_at - time.monotonic())  # interpreter start-up varies by seconds
+    wait_for_start(args)
     losses = []
     gpu_s = 0.0  # time in the steps' operators (the device's share of the work)
     started = time.monotonic()
