@@ -20,6 +20,10 @@ FIGURE tiny_op_baseline_ns_per_op: fastest quartile of detached rounds of
   the in-place loop.
 FIGURE hook_ns_per_op: dispatch-key hook, in-place op: a C++ loop of
   tensor.add_(1) on 4 floats through the dispatcher (no Python per op).
+  add_ is one of the operators with an unboxed hook kernel
+  (csrc/torch/unboxed_op_list.h), as are the other frequent ones.
+FIGURE hook_ns_per_op_boxed_fallback: the same for an operator without one,
+  tensor.clamp_min_(0), which goes through the boxed fallback.
 FIGURE hook_ns_per_op_fresh_output: dispatch-key hook, op that returns a new
   tensor: a Python loop of torch.add(x, 1) (the output comes from the arena;
   the hook does not mark it dirty again). Python's per-op cost is in both
@@ -78,7 +82,10 @@ def main() -> None:
         assert acb.status().lease_state == "holding"
 
         def cpp_loop() -> float:
-            return c_module._bench_tiny_ops_ns(x, CPP_OPS)
+            return c_module._bench_tiny_ops_ns(x, CPP_OPS, "add_")
+
+        def cpp_fallback_loop() -> float:
+            return c_module._bench_tiny_ops_ns(x, CPP_OPS, "clamp_min_")
 
         def detached(fn: Callable[[], float]) -> Callable[[], float]:
             def run() -> float:
@@ -108,9 +115,10 @@ def main() -> None:
                     c_module._bench_record_function_hook(False)
             return run
 
-        for warm in (cpp_loop, py_fresh_loop):  # first-call costs out of the rounds
+        for warm in (cpp_loop, cpp_fallback_loop, py_fresh_loop):  # first-call costs out of the rounds
             warm()
         base, hooked = paired(detached(cpp_loop), attached(cpp_loop))
+        boxed_base, boxed_hooked = paired(detached(cpp_fallback_loop), attached(cpp_fallback_loop))
         fresh_base, fresh_hooked = paired(detached(py_fresh_loop), attached(py_fresh_loop))
         c_module.detach_thread()
         rf_base, rf_hooked = paired(record_function(False), record_function(True))
@@ -121,6 +129,8 @@ def main() -> None:
         broker.close()
     figure("tiny_op_baseline_ns_per_op", base, "ns")
     figure("hook_ns_per_op", hooked - base, "ns")
+    figure("tiny_op_boxed_fallback_baseline_ns_per_op", boxed_base, "ns")
+    figure("hook_ns_per_op_boxed_fallback", boxed_hooked - boxed_base, "ns")
     figure("tiny_op_fresh_output_baseline_ns_per_op", fresh_base, "ns")
     figure("hook_ns_per_op_fresh_output", fresh_hooked - fresh_base, "ns")
     figure("hook_record_function_ns_per_op", rf_hooked - rf_base, "ns")

@@ -100,11 +100,14 @@ PYBIND11_MODULE(_C, m) {
   m.def("region_exit", [] { th::region_exit(th::process_gate()); });
 
   // Benchmarks only (docs/torch.md, "Op hook").
-  m.def("_bench_tiny_ops_ns", [](py::handle tensor, std::int64_t iterations) {
+  m.def("_bench_tiny_ops_ns", [](py::handle tensor, std::int64_t iterations, const std::string& op) {
     TORCH_CHECK(THPVariable_Check(tensor.ptr()), "_bench_tiny_ops_ns: expected a tensor");
+    TORCH_CHECK(op == "add_" || op == "clamp_min_", "_bench_tiny_ops_ns: op is add_ or clamp_min_, not ", op);
     at::Tensor t = THPVariable_Unpack(tensor.ptr());
     py::gil_scoped_release release;
-    return th::time_tiny_ops_ns(t, iterations);
-  });
+    return th::time_tiny_ops_ns(t, iterations, op == "add_" ? th::TinyOp::add_ : th::TinyOp::clamp_min_);
+  }, py::arg("tensor"), py::arg("iterations"), py::arg("op") = "add_");
+  m.def("_unboxed_hook_operators", &th::unboxed_hook_operators,
+        "the operators with an unboxed hook kernel (the others go through the boxed fallback)");
   m.def("_bench_record_function_hook", [](bool on) { th::set_record_function_hook(on, th::process_gate()); });
 }

@@ -1,6 +1,7 @@
 // DirtyTracker: schema analysis and marking (see dirty_tracker.h).
 #include "torch/dirty_tracker.h"
 
+#include <optional>
 #include <unordered_map>
 
 namespace acb::torch_hook {
@@ -66,6 +67,17 @@ void DirtyTracker::collect_written_args(const OpWrites& writes, const c10::Opera
 
 void DirtyTracker::mark_written_args(const WrittenStorages& written_args) const {
   for (const c10::StorageImpl* storage : written_args) mark_storage(storage);
+}
+
+std::uint64_t DirtyTracker::written_arg_mask(const char* name, const char* overload_name) {
+  const std::optional<c10::OperatorHandle> op = c10::Dispatcher::singleton().findSchema({name, overload_name});
+  if (!op) return ~std::uint64_t{0};
+  std::uint64_t mask = 0;
+  for (int index : analyse(op->schema()).written_args) {
+    if (index >= 64) return ~std::uint64_t{0};  // unboxed kernels take at most 64 arguments
+    mask |= std::uint64_t{1} << index;
+  }
+  return mask;
 }
 
 void DirtyTracker::mark_storage(const c10::StorageImpl* storage) const {

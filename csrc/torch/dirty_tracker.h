@@ -22,6 +22,7 @@
 // Thread-safety: thread-safe (the cache is thread-local; the arena locks).
 #pragma once
 
+#include <cstdint>
 #include <vector>
 
 #include <ATen/core/dispatch/Dispatcher.h>
@@ -56,6 +57,16 @@ class DirtyTracker {
 
   /// Marks one storage when it lives in the arena.
   void mark_storage(const c10::StorageImpl* storage) const;
+  /// Marks a tensor's whole storage when it lives in the arena.
+  void mark_tensor(const at::Tensor& tensor) const {
+    if (tensor.defined() && tensor.has_storage()) mark_storage(tensor.storage().unsafeGetStorageImpl());
+  }
+
+  /// For unboxed kernels: bit i set when argument i of the operator is
+  /// written (the same analysis as writes_of). An operator the dispatcher
+  /// does not know gets every bit: marking too much costs a copy, too little
+  /// loses a write.
+  static std::uint64_t written_arg_mask(const char* name, const char* overload_name);
 
  private:
   alloc::Arena& arena_;

@@ -37,9 +37,13 @@ void set_record_function_hook(bool on, Gate& gate) {
   }
 }
 
-double time_tiny_ops_ns(at::Tensor& tensor, std::int64_t iterations) {
+double time_tiny_ops_ns(at::Tensor& tensor, std::int64_t iterations, TinyOp op) {
   const auto start = std::chrono::steady_clock::now();
-  for (std::int64_t i = 0; i < iterations; ++i) tensor.add_(1);
+  if (op == TinyOp::add_) {
+    for (std::int64_t i = 0; i < iterations; ++i) tensor.add_(1);
+  } else {
+    for (std::int64_t i = 0; i < iterations; ++i) tensor.clamp_min_(0);
+  }
   const auto elapsed = std::chrono::steady_clock::now() - start;
   return std::chrono::duration<double, std::nano>(elapsed).count() / static_cast<double>(iterations);
 }

@@ -18,7 +18,12 @@ namespace acb::torch_hook {
 /// Installs (true) or removes (false) the RecordFunction alternative, gating on `gate`.
 void set_record_function_hook(bool on, Gate& gate);
 
-/// Runs `tensor.add_(1)` `iterations` times through the dispatcher; returns ns per op.
-double time_tiny_ops_ns(at::Tensor& tensor, std::int64_t iterations);
+/// Which tiny in-place op time_tiny_ops_ns runs: add_ has an unboxed hook
+/// kernel (unboxed_op_list.h), clamp_min_ goes through the boxed fallback.
+enum class TinyOp { add_, clamp_min_ };
+
+/// Runs `tensor.add_(1)` or `tensor.clamp_min_(0)` `iterations` times through
+/// the dispatcher; returns ns per op.
+double time_tiny_ops_ns(at::Tensor& tensor, std::int64_t iterations, TinyOp op);
 
 }  // namespace acb::torch_hook

@@ -1,45 +1,27 @@
-// The op hook's fallback (see op_hook.h). The fast path: one atomic load of
-// the active hook, a thread-local schema cache lookup, Gate::enter/exit.
+// The op hook's boxed fallback (see op_hook.h): every operator an attached
+// thread issues that has no unboxed kernel of its own (unboxed_ops.cpp)
+// comes here, boxed. The fast path: one atomic load of the active hook, the
+// cached schema analysis, an OpScope (hook_state.h).
 #include "torch/op_hook.h"
 
-#include <atomic>
-
-#include <c10/core/impl/LocalDispatchKeySet.h>
 #include <torch/library.h>
+
+#include "torch/hook_state.h"
 
 namespace acb::torch_hook {
 
+namespace detail {
+std::atomic<const ActiveHook*> g_active_hook{nullptr};
+__attribute__((tls_model("initial-exec"))) thread_local int t_op_depth = 0;
+}  // namespace detail
+
 namespace {
-constexpr c10::DispatchKey kHookKey = c10::DispatchKey::TESTING_ONLY_GenericMode;
+using detail::ActiveHook;
+using detail::kHookKey;
+using detail::t_op_depth;
 
-struct ActiveHook {
-  Gate* gate = nullptr;
-  DirtyTracker* tracker = nullptr;
-  bool gate_all_ops = false;
-};
-
-ActiveHook g_hooks[2];               // alternated so readers never see a half-written one
-std::atomic<ActiveHook*> g_active{nullptr};
+ActiveHook g_hooks[2];  // alternated so readers never see a half-written one
 std::atomic<int> g_next{0};
-// Read on every operator: initial-exec TLS is one %fs-relative access, where
-// the default model for a shared library calls __tls_get_addr each time. Its
-// few bytes come from the static TLS surplus that glibc keeps for dlopen.
-__attribute__((tls_model("initial-exec"))) thread_local int t_depth = 0;
-
-struct DepthGuard {
-  DepthGuard() { ++t_depth; }
-  ~DepthGuard() { --t_depth; }
-  DepthGuard(const DepthGuard&) = delete;
-  DepthGuard& operator=(const DepthGuard&) = delete;
-};
-
-struct GateGuard {
-  explicit GateGuard(Gate& gate) : gate_(gate) { gate_.enter(); }
-  ~GateGuard() { gate_.exit(); }
-  GateGuard(const GateGuard&) = delete;
-  GateGuard& operator=(const GateGuard&) = delete;
-  Gate& gate_;
-};
 
 bool is_cuda_value(const c10::IValue& value) {
   if (value.isTensor()) return value.toTensor().defined() && value.toTensor().is_cuda();
@@ -61,45 +43,37 @@ bool touches_device(const ActiveHook& hook, const c10::OperatorHandle& op, const
   return false;
 }
 
-void redispatch_nested(const c10::OperatorHandle& op, c10::DispatchKeySet next, torch::jit::Stack* stack) {
-  DepthGuard depth;
-  // Nested operators (composite kernels) run inside this one's gate and
-  // write only what this op's schema declares or fresh blocks (which the
-  // arena marks when it allocates them): they skip the hook, and so its
-  // boxing cost, entirely.
-  c10::impl::ExcludeDispatchKeyGuard nested(kHookKey);
-  op.redispatchBoxed(next, stack);
-}
-
-void run_and_mark(const ActiveHook& hook, const c10::OperatorHandle& op, c10::DispatchKeySet next,
-                  torch::jit::Stack* stack) {
+void run_hooked(const ActiveHook& hook, const c10::OperatorHandle& op, c10::DispatchKeySet next,
+                torch::jit::Stack* stack) {
+  detail::OpScope scope(detail::gate_if_outermost(hook));
   const OpWrites& writes = hook.tracker->writes_of(op);
   if (writes.written_args.empty()) {
     // Most operators write only fresh outputs, which the arena marked when
     // it allocated them: nothing to collect before or mark after.
-    redispatch_nested(op, next, stack);
+    op.redispatchBoxed(next, stack);
     return;
   }
+  // The kernel pops its arguments: collect the written storages first. They
+  // are marked even when the kernel throws, which may have written part.
   WrittenStorages written;
   hook.tracker->collect_written_args(writes, op, *stack, written);
-  redispatch_nested(op, next, stack);
+  try {
+    op.redispatchBoxed(next, stack);
+  } catch (...) {
+    hook.tracker->mark_written_args(written);
+    throw;
+  }
   hook.tracker->mark_written_args(written);
 }
 
 void hook_fallback(const c10::OperatorHandle& op, c10::DispatchKeySet keys, torch::jit::Stack* stack) {
-  static const c10::DispatchKeySet after(c10::DispatchKeySet::FULL_AFTER, kHookKey);
-  const c10::DispatchKeySet next = keys & after;
-  const ActiveHook* hook = g_active.load(std::memory_order_acquire);
-  if (hook == nullptr) {
+  const c10::DispatchKeySet next = keys & detail::kKeysAfterHook;
+  const ActiveHook* hook = detail::g_active_hook.load(std::memory_order_acquire);
+  if (hook == nullptr || !touches_device(*hook, op, *stack)) {
     op.redispatchBoxed(next, stack);
     return;
   }
-  if (t_depth == 0 && touches_device(*hook, op, *stack)) {
-    GateGuard gate(*hook->gate);
-    run_and_mark(*hook, op, next, stack);
-  } else {
-    run_and_mark(*hook, op, next, stack);
-  }
+  run_hooked(*hook, op, next, stack);
 }
 }  // namespace
 
@@ -112,26 +86,26 @@ void activate_op_hook(Gate& gate, DirtyTracker& tracker, bool gate_all_ops) {
   slot.gate = &gate;
   slot.tracker = &tracker;
   slot.gate_all_ops = gate_all_ops;
-  g_active.store(&slot, std::memory_order_release);
+  detail::g_active_hook.store(&slot, std::memory_order_release);
 }
 
-void deactivate_op_hook() { g_active.store(nullptr, std::memory_order_release); }
+void deactivate_op_hook() { detail::g_active_hook.store(nullptr, std::memory_order_release); }
 
 void attach_current_thread() { c10::impl::tls_set_dispatch_key_included(kHookKey, true); }
 void detach_current_thread() { c10::impl::tls_set_dispatch_key_included(kHookKey, false); }
 bool current_thread_attached() { return c10::impl::tls_is_dispatch_key_included(kHookKey); }
 
-int current_op_depth() { return t_depth; }
+int current_op_depth() { return t_op_depth; }
 
 void region_enter(Gate& gate) {
-  if (t_depth == 0) gate.enter();
-  ++t_depth;
+  if (t_op_depth == 0) gate.enter();
+  ++t_op_depth;
 }
 
 void region_exit(Gate& gate) {
-  if (t_depth <= 0) return;
-  --t_depth;
-  if (t_depth == 0) gate.exit();
+  if (t_op_depth <= 0) return;
+  --t_op_depth;
+  if (t_op_depth == 0) gate.exit();
 }
 
 }  // namespace acb::torch_hook

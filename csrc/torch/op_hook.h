@@ -1,6 +1,8 @@
 // The op hook: a boxed dispatcher fallback on DispatchKey::TESTING_ONLY_GenericMode
 // (the one spare mode key), which a thread takes part in by including the
-// key in its thread-local dispatch state (attach_current_thread()).
+// key in its thread-local dispatch state (attach_current_thread()), plus
+// unboxed kernels on the same key for the most frequent operators
+// (unboxed_op_list.h), which do the same without boxing the arguments.
 //
 // For every operator an attached thread issues it
 //   - gates the outermost operator: Gate::enter() before, Gate::exit() after;
@@ -20,6 +22,9 @@
 // re-entrant and lock-free on the fast path.
 #pragma once
 
+#include <string>
+#include <vector>
+
 #include "torch/dirty_tracker.h"
 #include "torch/gate.h"
 
@@ -35,6 +40,9 @@ void deactivate_op_hook();
 void attach_current_thread();
 void detach_current_thread();
 bool current_thread_attached();
+
+/// The operators with an unboxed hook kernel, as "add_.Tensor".
+std::vector<std::string> unboxed_hook_operators();
 
 /// Operator nesting depth of this thread inside the hook (0 outside any op).
 int current_op_depth();

@@ -47,11 +47,16 @@ class Driven:
             stream.close()
 
 
-def test_clean_weights_are_copied_once(broker_factory):
+def driven_env(broker_factory, capacity: str, *broker_flags: str) -> dict:
+    """The environment of driven jobs sharing a fresh broker with one emulated device of `capacity`."""
     root = h.require_package()
-    device = h.device_spec("32MiB")
-    broker = broker_factory("--device", device, "--quantum-ms", "20")
-    env = h.acb_env(root, broker, device, ACB_ENABLE="0")
+    device = h.device_spec(capacity)
+    broker = broker_factory("--device", device, *broker_flags)
+    return h.acb_env(root, broker, device, ACB_ENABLE="0")
+
+
+def test_clean_weights_are_copied_once(broker_factory):
+    env = driven_env(broker_factory, "32MiB", "--quantum-ms", "20")
     server = Driven(env, "training")
     hog = None
     try:
@@ -76,10 +81,7 @@ def test_clean_weights_are_copied_once(broker_factory):
 def test_revoke_past_its_deadline_is_honoured_at_the_next_op_boundary(broker_factory, tmp_path):
     """A holder that never pauses (no idle gap) still yields once the revoke's
     deadline has passed: the inference request is served while it is busy."""
-    root = h.require_package()
-    device = h.device_spec("64MiB")
-    broker = broker_factory("--device", device, "--preempt-deadline-ms", "200", "--aging-ms", "300")
-    env = h.acb_env(root, broker, device, ACB_ENABLE="0")
+    env = driven_env(broker_factory, "64MiB", "--preempt-deadline-ms", "200", "--aging-ms", "300")
     busy = Driven(env, "training")
     server = None
     try:
@@ -105,10 +107,7 @@ def test_running_statistics_written_by_batch_norm_survive_offload(broker_factory
     """batch_norm updates running_mean/var in place without declaring it in its
     schema; an offload that trusted the schema would skip their segments as
     clean and a restore would bring back stale statistics."""
-    root = h.require_package()
-    device = h.device_spec("48MiB")
-    broker = broker_factory("--device", device, "--quantum-ms", "20")
-    env = h.acb_env(root, broker, device, ACB_ENABLE="0")
+    env = driven_env(broker_factory, "48MiB", "--quantum-ms", "20")
     server = Driven(env, "training")
     hog = None
     try:
@@ -123,5 +122,41 @@ def test_running_statistics_written_by_batch_norm_survive_offload(broker_factory
         assert s["result"] == second             # not the statistics of the first backup
     finally:
         server.close()
+        if hog is not None:
+            hog.close()
+
+
+def test_unboxed_and_boxed_hook_paths_both_gate_and_mark_writes(broker_factory):
+    """add_ runs through an unboxed hook kernel, clamp_min_ through the boxed
+    fallback: each path must restore the tensor before writing it and mark
+    the write, or the next offload skips the segment as clean and the restore
+    after it brings back the value of the older backup."""
+    torch = pytest.importorskip("torch")
+    h.require_package()
+    from acb import _loader
+    unboxed = set(_loader.load()._unboxed_hook_operators())
+    assert {"add_.Tensor", "add_.Scalar"} <= unboxed and "clamp_min_" not in unboxed
+    for name in unboxed:  # every listed kernel is registered on the hook's key
+        assert torch._C._dispatch_has_kernel_for_dispatch_key(f"aten::{name}", "TESTING_ONLY_GenericMode"), name
+    assert not torch._C._dispatch_has_kernel_for_dispatch_key("aten::clamp_min_", "TESTING_ONLY_GenericMode")
+
+    env = driven_env(broker_factory, "32MiB", "--quantum-ms", "20")
+    job = Driven(env, "training")
+    hog = None
+    try:
+        job.do("grow 8")                    # 2M floats of 1.0
+        elements = 8 << 18
+        hog = Driven(env, "training")
+        hog.do("grow 24")                   # evicts the job: its tensor is copied out (1.0)
+        job.do("touch")                     # restored, then written through the unboxed kernel (2.0)
+        hog.do("touch")                     # evicts the job again: the write must be copied
+        assert job.do("keptsum")["result"] == 2.0 * elements
+        job.do("raise 5")                   # restored, then written through the boxed fallback (5.0)
+        hog.do("touch")                     # evicts the job again
+        s = job.do("keptsum")
+        assert s["result"] == 5.0 * elements
+        assert s["status"]["offloads"] >= 3 and s["status"]["restored_bytes"] > 0, s["status"]
+    finally:
+        job.close()
         if hog is not None:
             hog.close()

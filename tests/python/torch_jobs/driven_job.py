@@ -3,7 +3,10 @@ of events between processes. Commands (one per line); after each it prints
 one JSON line with acb.status():
   infer       one forward pass of a fixed-seed MLP (~5 MiB of weights)
   grow N      allocate and fill a tensor of N MiB (kept)
-  touch       add 1 to every kept tensor
+  touch       add 1 to every kept tensor (add_: an unboxed hook kernel)
+  raise N     clamp every kept tensor to at least N (clamp_min_: no unboxed
+              kernel, it goes through the hook's boxed fallback)
+  keptsum     result: the sum of all kept tensors
   bn          one training-mode forward of a BatchNorm1d whose running
               statistics are 2 MiB each (segments of their own); result: the
               sum of its running_mean
@@ -46,6 +49,11 @@ def main() -> None:
         elif command[0] == "touch":
             for t in kept:
                 t.add_(1)
+        elif command[0] == "raise":
+            for t in kept:
+                t.clamp_min_(float(command[1]))
+        elif command[0] == "keptsum":
+            result = float(sum(float(t.sum()) for t in kept))
         elif command[0] == "busy":
             x = torch.zeros(16)
             x.add_(1)  # holds the device from here on
