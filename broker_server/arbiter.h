@@ -46,7 +46,12 @@ const char* to_string(Priority p);
 /// Parses "inference" | "training" | "batch"; nullopt otherwise.
 std::optional<Priority> parse_priority(const std::string& text);
 
-enum class RevokeReason { preempt, quantum, drain };
+/// Why a holder is asked to give its lease back. preempt: a better class
+/// waits; quantum: an equal class waits and the lease used its quantum;
+/// drain: the device is being drained; share: only a worse class waits and
+/// the lease used its quantum, so give the device away at the next idle gap
+/// (no deadline: a busy holder is never forced off by a worse class).
+enum class RevokeReason { preempt, quantum, drain, share };
 const char* to_string(RevokeReason r);
 
 struct ArbiterConfig {
@@ -70,7 +75,8 @@ class ArbiterError : public std::invalid_argument {
 /// `waited_us`: how long the client waited in the queue for this lease (0 for
 /// the re-grant that answers a holder's growth); the server's wait histogram.
 struct Grant { ClientId client; DeviceId device; std::uint64_t lease; std::uint64_t waited_us = 0; };
-struct Revoke { ClientId client; DeviceId device; std::uint64_t lease; std::uint64_t deadline_ms; RevokeReason reason; };
+/// deadline_ms: none for RevokeReason::share (yield at the next idle gap only).
+struct Revoke { ClientId client; DeviceId device; std::uint64_t lease; std::optional<std::uint64_t> deadline_ms; RevokeReason reason; };
 struct Evict { ClientId client; DeviceId device; std::uint64_t bytes; };
 struct Reject { ClientId client; std::string reason; };
 struct Disconnect { ClientId client; std::string reason; };

@@ -161,21 +161,31 @@ void Arbiter::State::schedule(DeviceRec& d, TimeUs now, Decisions& out) {
       h.growth_need_bytes.reset();
       out.push_back(Grant{h.id, d.id, h.lease, 0});
     }
-    auto revoke = [&](RevokeReason reason, std::uint64_t deadline_ms) {
+    auto revoke = [&](RevokeReason reason, std::optional<std::uint64_t> deadline_ms) {
       h.state = ClientState::revoked;
-      h.revoke_deadline_us = now + deadline_ms * 1000;
+      h.revoke_deadline_us = deadline_ms ? now + *deadline_ms * 1000 : kNoRevokeDeadline;
       ++counters.revokes;
       out.push_back(Revoke{h.id, d.id, h.lease, deadline_ms, reason});
     };
     if (h.state == ClientState::revoked) {
-      // Already revoked (quantum, drain) with a longer deadline, and now a
-      // higher class waits: the short preempt deadline applies from here.
-      if (d.queue.empty() || h.revoke_deadline_us <= now + config.preempt_deadline_ms * 1000)
+      // Already revoked with a longer deadline (quantum, drain) or none
+      // (share), and the head of the queue got more urgent: a better class
+      // now waits, so the short preempt deadline applies from here; or, after
+      // a share revoke, the waiter aged into the holder's class, so the
+      // quantum deadline does.
+      if (d.draining && h.revoke_deadline_us == kNoRevokeDeadline) {
+        revoke(RevokeReason::drain, config.quantum_deadline_ms);
         return;
-      if (waiter_class(clients.at(*queue_head(d, now)), now) >= h.lease_class) return;
-      ++counters.preemptions;
-      ++h.preemptions;
-      revoke(RevokeReason::preempt, config.preempt_deadline_ms);
+      }
+      if (d.queue.empty()) return;
+      const int head_class = waiter_class(clients.at(*queue_head(d, now)), now);
+      if (head_class < h.lease_class && h.revoke_deadline_us > now + config.preempt_deadline_ms * 1000) {
+        ++counters.preemptions;
+        ++h.preemptions;
+        revoke(RevokeReason::preempt, config.preempt_deadline_ms);
+      } else if (head_class == h.lease_class && h.revoke_deadline_us == kNoRevokeDeadline) {
+        revoke(RevokeReason::quantum, config.quantum_deadline_ms);
+      }
       return;
     }
     if (d.draining) {
@@ -189,9 +199,15 @@ void Arbiter::State::schedule(DeviceRec& d, TimeUs now, Decisions& out) {
       ++counters.preemptions;
       ++h.preemptions;
       revoke(RevokeReason::preempt, config.preempt_deadline_ms);
-    } else if (head_class == h.lease_class &&
-               sat_sub(now, h.lease_start_us) >= config.quantum_ms * 1000) {
-      revoke(RevokeReason::quantum, config.quantum_deadline_ms);
+    } else if (sat_sub(now, h.lease_start_us) >= config.quantum_ms * 1000) {
+      // An equal class takes turns by quanta. A worse class gets the device
+      // whenever the holder is idle (lazy holding must not keep an idle
+      // device from it), but never forces a busy holder off until it ages.
+      if (head_class == h.lease_class) {
+        revoke(RevokeReason::quantum, config.quantum_deadline_ms);
+      } else {
+        revoke(RevokeReason::share, std::nullopt);
+      }
     }
     return;
   }

@@ -25,6 +25,9 @@
 
 namespace acb::broker {
 
+/// ClientRec::revoke_deadline_us of a holder revoked without a deadline (share).
+inline constexpr TimeUs kNoRevokeDeadline = ~TimeUs{0};
+
 struct ClientRec {
   ClientId id = 0;
   std::string name;
@@ -46,7 +49,7 @@ struct ClientRec {
   std::uint64_t lease = 0;
   TimeUs lease_start_us = 0;
   int lease_class = 0;  ///< effective class it was granted with
-  TimeUs revoke_deadline_us = 0;
+  TimeUs revoke_deadline_us = 0;  ///< kNoRevokeDeadline after a share revoke
   std::optional<std::uint64_t> slice;  ///< index of its open LeaseSlice
   std::uint64_t grants = 0, waited_us_total = 0, preemptions = 0;
 

@@ -25,11 +25,9 @@ json decision_message(const Decision& decision, std::uint64_t quantum_ms) {
         if constexpr (std::is_same_v<T, Grant>) {
           return {{"op", "grant"}, {"device", d.device}, {"lease", d.lease}, {"quantum_ms", quantum_ms}};
         } else if constexpr (std::is_same_v<T, Revoke>) {
-          return {{"op", "revoke"},
-                  {"device", d.device},
-                  {"lease", d.lease},
-                  {"deadline_ms", d.deadline_ms},
-                  {"reason", to_string(d.reason)}};
+          json revoke = {{"op", "revoke"}, {"device", d.device}, {"lease", d.lease}, {"reason", to_string(d.reason)}};
+          if (d.deadline_ms) revoke["deadline_ms"] = *d.deadline_ms;  // none: yield at the next idle gap
+          return revoke;
         } else if constexpr (std::is_same_v<T, Evict>) {
           return {{"op", "evict"}, {"device", d.device}, {"bytes", d.bytes}};
         } else if constexpr (std::is_same_v<T, Reject>) {

@@ -54,7 +54,9 @@ struct Welcome {
   std::uint64_t heartbeat_timeout_ms = 0;
 };
 struct Grant { int device = -1; std::uint64_t lease = 0; std::uint64_t quantum_ms = 0; };
-struct Revoke { int device = -1; std::uint64_t lease = 0; std::uint64_t deadline_ms = 0; std::string reason; };
+/// deadline_ms: none when the broker only asks for the device at the next
+/// idle gap (reason "share": a lower class waits).
+struct Revoke { int device = -1; std::uint64_t lease = 0; std::optional<std::uint64_t> deadline_ms; std::string reason; };
 struct Evict { int device = -1; std::uint64_t bytes = 0; };
 
 class BrokerClient {

@@ -90,7 +90,7 @@ Revoke parse_revoke(const nlohmann::json& message) {
   Revoke r;
   r.device = device_member(message, "device");
   r.lease = unsigned_member(message, "lease");
-  r.deadline_ms = message.contains("deadline_ms") ? unsigned_member(message, "deadline_ms") : 0;
+  if (message.contains("deadline_ms")) r.deadline_ms = unsigned_member(message, "deadline_ms");
   const auto it = message.find("reason");
   r.reason = (it != message.end() && it->is_string()) ? it->get<std::string>() : std::string();
   return r;

@@ -137,7 +137,9 @@ void LeaseController::on_revoke(const client::Revoke& revoke) {
     std::lock_guard<std::mutex> lock(mutex_);
     ++revokes_;
     revoke_pending_ = true;
-    revoke_deadline_ = Clock::now() + std::chrono::milliseconds(revoke.deadline_ms);
+    // No deadline: yield at the next idle gap only, however long the region runs.
+    revoke_deadline_ = revoke.deadline_ms ? Clock::now() + std::chrono::milliseconds(*revoke.deadline_ms)
+                                          : Clock::time_point::max();
   }
   wake_.notify_all();
 }

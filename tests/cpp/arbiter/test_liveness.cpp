@@ -111,9 +111,14 @@ TEST_CASE("next_wakeup names the earliest time a tick can decide something",
   REQUIRE(granted(b.acquire(1), 1));
   b.hello(2, Priority::batch);
   b.acquire(2);
+  CHECK(b.arb.next_wakeup(b.now) == t0 + 100'000);  // the quantum's end: share
+  b.advance_ms(100);
+  auto share = for_client<Revoke>(b.tick_alive(), 1);
+  REQUIRE(share.size() == 1);
+  CHECK(share[0].reason == RevokeReason::share);
   CHECK(b.arb.next_wakeup(b.now) == t0 + 250'000);  // batch ages into training
-  b.advance_ms(250);
-  // It counts as training now, and the holder's 100 ms quantum is long over.
+  b.advance_ms(150);
+  // It counts as training now: the shared holder gets the quantum deadline.
   auto rev = for_client<Revoke>(b.tick_alive(), 1);
   REQUIRE(rev.size() == 1);
   CHECK(rev[0].reason == RevokeReason::quantum);

@@ -37,7 +37,18 @@ TEST_CASE("an equal-priority waiter preempts the holder after the quantum", "[ar
   CHECK(b.arb.counters().preemptions == 0);
 }
 
-TEST_CASE("a holder alone, or ahead of lower classes only, keeps the lease past its quantum",
+TEST_CASE("a holder alone keeps the lease past its quantum", "[arbiter]") {
+  Bench b(quick());
+  b.arb.add_device("gpu0", 1000 * MiB);
+  b.hello(1, Priority::training);
+  REQUIRE(granted(b.acquire(1), 1));
+  b.advance_ms(5000);
+  CHECK(b.tick().empty());
+  CHECK(b.state(1) == ClientState::holding);
+  CHECK(b.arb.counters().revokes == 0);
+}
+
+TEST_CASE("ahead of a lower class only, a holder is asked to share at its idle gap, never forced",
           "[arbiter]") {
   ArbiterConfig cfg = quick();
   cfg.aging_ms = 0;
@@ -46,12 +57,68 @@ TEST_CASE("a holder alone, or ahead of lower classes only, keeps the lease past 
   b.hello(1, Priority::training);
   b.hello(2, Priority::batch);
   REQUIRE(granted(b.acquire(1), 1));
-  b.advance_ms(1000);
+  b.advance_ms(50);
+  CHECK(b.acquire(2).empty());
+  CHECK(b.arb.next_wakeup(b.now) == std::optional<TimeUs>(b.now + 50'000));  // the quantum's end
+  b.advance_ms(49);  // 99 ms into the lease
   CHECK(b.tick().empty());
+  b.advance_ms(1);
+  auto revokes = for_client<Revoke>(b.tick(), 1);
+  REQUIRE(revokes.size() == 1);
+  CHECK(revokes[0].reason == RevokeReason::share);
+  CHECK(!revokes[0].deadline_ms.has_value());
+  CHECK(b.arb.counters().preemptions == 0);
+  // No deadline, so no disconnect however long the holder stays busy (its
+  // heartbeats keep it alive).
+  for (int i = 0; i < 10; ++i) {
+    b.advance_ms(10'000);
+    CHECK(b.tick_alive().empty());
+  }
+  CHECK(b.state(1) == ClientState::revoked);
+  CHECK(granted(b.release(1), 2));  // its idle gap came
+}
+
+TEST_CASE("a shared holder gets the quantum deadline once the waiter ages into its class",
+          "[arbiter]") {
+  Bench b(quick());  // aging 500 ms
+  b.arb.add_device("gpu0", 1000 * MiB);
+  b.hello(1, Priority::training);
+  b.hello(2, Priority::batch);
+  REQUIRE(granted(b.acquire(1), 1));
   b.acquire(2);
-  b.advance_ms(1000);
+  b.advance_ms(100);
+  auto first = for_client<Revoke>(b.tick(), 1);
+  REQUIRE(first.size() == 1);
+  CHECK(first[0].reason == RevokeReason::share);
+  b.advance_ms(399);  // the batch waiter has waited 499 ms
   CHECK(b.tick().empty());
-  CHECK(b.state(1) == ClientState::holding);
+  b.advance_ms(1);  // 500 ms: it competes as training now
+  auto second = for_client<Revoke>(b.tick(), 1);
+  REQUIRE(second.size() == 1);
+  CHECK(second[0].reason == RevokeReason::quantum);
+  CHECK(second[0].deadline_ms == 300);
+  CHECK(second[0].lease == first[0].lease);
+  CHECK(b.tick().empty());  // once
+}
+
+TEST_CASE("a shared holder is preempted with the short deadline when a better class arrives",
+          "[arbiter]") {
+  ArbiterConfig cfg = quick();
+  cfg.aging_ms = 0;
+  Bench b(cfg);
+  b.arb.add_device("gpu0", 1000 * MiB);
+  b.hello(1, Priority::training);
+  b.hello(2, Priority::batch);
+  b.hello(3, Priority::inference);
+  REQUIRE(granted(b.acquire(1), 1));
+  b.acquire(2);
+  b.advance_ms(100);
+  REQUIRE(for_client<Revoke>(b.tick(), 1).size() == 1);
+  auto preempt = for_client<Revoke>(b.acquire(3), 1);
+  REQUIRE(preempt.size() == 1);
+  CHECK(preempt[0].reason == RevokeReason::preempt);
+  CHECK(preempt[0].deadline_ms == 20);
+  CHECK(granted(b.release(1), 3));  // the better class goes first
 }
 
 TEST_CASE("a higher class preempts at once with the short deadline", "[arbiter]") {
@@ -130,12 +197,17 @@ TEST_CASE("aging lets a long-waiting batch job preempt a training holder", "[arb
   b.hello(2, Priority::batch);
   REQUIRE(granted(b.acquire(1), 1));
   b.acquire(2);
-  b.advance_ms(999);
-  CHECK(b.tick().empty());  // counts as training: still below inference
+  b.advance_ms(100);
+  auto share = for_client<Revoke>(b.tick(), 1);  // the quantum: share at the next idle gap
+  REQUIRE(share.size() == 1);
+  CHECK(share[0].reason == RevokeReason::share);
+  b.advance_ms(899);
+  CHECK(b.tick().empty());  // counts as training: still below inference, still no deadline
   b.advance_ms(1);
-  auto revokes = for_client<Revoke>(b.tick(), 1);  // counts as inference now, quantum long over
+  auto revokes = for_client<Revoke>(b.tick(), 1);  // counts as inference now: the quantum deadline
   REQUIRE(revokes.size() == 1);
   CHECK(revokes[0].reason == RevokeReason::quantum);
+  CHECK(revokes[0].deadline_ms == 300);
   auto g = for_client<Grant>(b.release(1), 2);
   REQUIRE(g.size() == 1);
   CHECK(g[0].waited_us == 1'000'000);
@@ -213,4 +285,22 @@ TEST_CASE("a higher class arriving after a quantum revoke shortens the deadline 
   b.advance_ms(5);
   CHECK(b.tick().empty());
   CHECK(granted(b.release(1), 3));
+}
+
+TEST_CASE("draining the device of a shared holder gives it the drain deadline", "[arbiter]") {
+  ArbiterConfig cfg = quick();
+  cfg.aging_ms = 0;
+  Bench b(cfg);
+  b.arb.add_device("gpu0", 1000 * MiB);
+  b.arb.add_device("gpu1", 1000 * MiB);
+  b.hello(1, Priority::training, 0, DeviceId{0});
+  b.hello(2, Priority::batch, 0, DeviceId{0});
+  REQUIRE(granted(b.acquire(1), 1));
+  b.acquire(2);
+  b.advance_ms(100);
+  REQUIRE(for_client<Revoke>(b.tick(), 1).size() == 1);  // share, no deadline
+  auto drain = for_client<Revoke>(b.checked(b.arb.drain_device(0, b.now)), 1);
+  REQUIRE(drain.size() == 1);
+  CHECK(drain[0].reason == RevokeReason::drain);
+  CHECK(drain[0].deadline_ms == 300);
 }

@@ -191,7 +191,8 @@ class Sim {
         REQUIRE((c.state == ClientState::holding || c.state == ClientState::revoked));
         REQUIRE(r->lease == c.lease);
         c.state = ClientState::revoked;
-        if (!c.rogue) schedule(uniform(0, r->deadline_ms), Act::release, c.id, c.lease);
+        // A share revoke has no deadline: honoured at the client's next idle gap.
+        if (!c.rogue) schedule(uniform(0, r->deadline_ms.value_or(50)), Act::release, c.id, c.lease);
       } else if (const Evict* e = std::get_if<Evict>(&d)) {
         SimClient& c = clients_.at(e->client);
         REQUIRE(e->bytes > 0);

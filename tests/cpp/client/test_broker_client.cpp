@@ -206,9 +206,21 @@ TEST_CASE("revoke runs the handler on the I/O thread while the user thread waits
     REQUIRE(cv.wait_for(lock, 5s, [&] { return seen.has_value(); }));
   }
   CHECK(seen->reason == "preempt");
-  CHECK(seen->deadline_ms == 200);
+  CHECK(seen->deadline_ms == std::optional<std::uint64_t>(200));
   CHECK(seen->lease == g.lease);
   CHECK(handler_thread != std::this_thread::get_id());
+  // A share revoke carries no deadline.
+  {
+    std::lock_guard lock(m);
+    seen.reset();
+  }
+  broker.send(0, {{"op", "revoke"}, {"device", 0}, {"lease", g.lease}, {"reason", "share"}});
+  {
+    std::unique_lock lock(m);
+    REQUIRE(cv.wait_for(lock, 5s, [&] { return seen.has_value(); }));
+  }
+  CHECK(seen->reason == "share");
+  CHECK_FALSE(seen->deadline_ms.has_value());
   client.release(0);
   CHECK(broker.wait_for("release"));
 }

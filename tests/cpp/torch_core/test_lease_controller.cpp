@@ -64,6 +64,11 @@ struct Rig {
                     {"deadline_ms", deadline_ms}, {"reason", "another job waits"}});
   }
 
+  /// A revoke for a lower class: no deadline, give the device away at the next idle gap.
+  void share() {
+    broker.send(0, {{"op", "revoke"}, {"device", 0}, {"lease", lease->load()}, {"reason", "share"}});
+  }
+
   void run_op() {
     gate.enter();
     gate.exit();
@@ -75,6 +80,37 @@ struct Rig {
   Arena arena;
   Gate gate;
   std::unique_ptr<LeaseController> controller;
+};
+
+/// An operator that runs on its own thread until finish(): the process stays
+/// busy (no idle gap) meanwhile.
+class LongOp {
+ public:
+  explicit LongOp(Gate& gate) : finish_op_(finish_.get_future().share()) {
+    std::promise<void> started;
+    std::future<void> entered = started.get_future();
+    thread_ = std::thread([&gate, &started, finish_op = finish_op_] {
+      gate.enter();
+      started.set_value();
+      finish_op.wait_for(5s);
+      gate.exit();
+    });
+    REQUIRE(entered.wait_for(5s) == std::future_status::ready);
+  }
+  ~LongOp() { finish(); }
+  LongOp(const LongOp&) = delete;
+  LongOp& operator=(const LongOp&) = delete;
+
+  void finish() {
+    if (!thread_.joinable()) return;
+    finish_.set_value();
+    thread_.join();
+  }
+
+ private:
+  std::promise<void> finish_;
+  std::shared_future<void> finish_op_;
+  std::thread thread_;
 };
 
 }  // namespace
@@ -197,16 +233,7 @@ TEST_CASE("past its deadline a revoke is honoured at the next op boundary", "[le
   REQUIRE(rig.broker.wait_for("acquire"));
 
   // A long op keeps the process busy: no idle gap will come.
-  std::promise<void> finish;
-  std::shared_future<void> finish_op = finish.get_future().share();
-  std::promise<void> started;
-  std::thread long_op([&] {
-    rig.gate.enter();
-    started.set_value();
-    finish_op.wait_for(5s);
-    rig.gate.exit();
-  });
-  REQUIRE(started.get_future().wait_for(5s) == std::future_status::ready);
+  LongOp long_op(rig.gate);
 
   constexpr std::uint64_t kDeadlineMs = 40;
   const auto sent = std::chrono::steady_clock::now();
@@ -228,8 +255,7 @@ TEST_CASE("past its deadline a revoke is honoured at the next op boundary", "[le
   REQUIRE(wait_until([&] { return rig.gate.entries() == 3; }));
   CHECK_FALSE(next_ran);
 
-  finish.set_value();
-  long_op.join();
+  long_op.finish();
   next_op.join();
   CHECK(next_ran);
   CHECK(release_seen_first);
@@ -238,6 +264,26 @@ TEST_CASE("past its deadline a revoke is honoured at the next op boundary", "[le
   CHECK(s.revokes == 1);
   CHECK(s.releases == 1);
   CHECK(s.switches == 2);
+}
+
+TEST_CASE("a revoke without a deadline never stops a running op; it is honoured at the idle gap",
+          "[lease]") {
+  Rig rig("lc-share", 64 * kMiB, 10ms);
+  rig.run_op();
+  REQUIRE(rig.broker.wait_for("acquire"));
+
+  LongOp long_op(rig.gate);
+  rig.share();
+  REQUIRE(wait_until([&] { return rig.controller->status().revokes == 1; }));
+  // Twenty monitor ticks later the busy holder still holds: no deadline forces it.
+  CHECK_FALSE(wait_until([&] { return rig.gate.state() != LeaseState::holding; }, 100ms));
+  CHECK_FALSE(rig.broker.wait_for("release", 1ms));
+  rig.run_op();  // another op on the busy process runs at once
+  long_op.finish();
+  // The idle gap after the last op: the lease is given back.
+  REQUIRE(rig.broker.wait_for("release", 5000ms));
+  REQUIRE(wait_until([&] { return rig.gate.state() == LeaseState::released; }));
+  CHECK(rig.controller->status().releases == 1);
 }
 
 TEST_CASE("an evict while not holding offloads and reports residency; while holding it keeps memory",
