@@ -1,20 +1,27 @@
-"""One job of `acb demo`: alternates GPU phases (holding the device's lease) and CPU phases.
+"""One job of `acb demo`: alternates GPU phases and CPU phases.
 
-    python -m acb._demo_job HOST PORT NAME PRIORITY PHASES GPU_MS CPU_MS
+    python -m acb._demo_job HOST PORT NAME PRIORITY PHASES GPU_MS CPU_MS [torch|simulated]
 
-The GPU work is simulated: the job holds the lease for GPU_MS per phase. If
-the broker revokes the lease (a higher priority job, or the quantum), the
-job releases at once and asks again for the rest of its phase, as a real
-job yields at a safe point. It reports on stdout, one JSON object per line:
-{"event": "welcome", "client_id": N} first, {"event": "done", ...} last.
-This is the file to replace with a real PyTorch job; demo.py only needs
-those two lines.
+torch (what the demo runs when torch and acb's extension are installed): a
+real PyTorch job. acb.enable() joins the broker; each GPU phase runs matrix
+products until it has had GPU_MS of device time (time blocked waiting for
+the device does not count), on CUDA, else on the emulated device
+(ACB_EMULATED_DEVICE, defaulting to one named after the broker's port with
+the broker's capacity); acb itself gates, yields, offloads and restores.
+Each CPU phase waits CPU_MS without touching tensors (loading data, waiting
+for users): on the emulated device the device *is* the CPU, and CPU work
+would compete with the other jobs' device phases for the same cores.
 
-With ACB_DEMO_TORCH=1 (and torch and acb's extension installed) the job is
-a real PyTorch job instead: acb.enable() joins the same broker, each GPU
-phase runs matrix products for GPU_MS (on CUDA, else on the emulated device,
-ACB_EMULATED_DEVICE, defaulting to one named after the broker's port with the
-broker's capacity), and acb itself gates, yields, offloads and restores.
+simulated: no torch; the job speaks the broker protocol itself and holds
+the lease for GPU_MS per phase. If the broker revokes the lease it releases
+at once and asks again for the rest of its phase, as a real job yields at a
+safe point.
+
+Both report on stdout, one JSON object per line: {"event": "welcome",
+"client_id": N} once joined, then they wait for a line "go" on stdin (so
+that every job's start-up, torch's import included, is over before the
+demo's clock starts), and {"event": "done", ...} last, with "started" and
+"ended" on the system-wide monotonic clock.
 """
 
 from __future__ import annotations
@@ -78,8 +85,13 @@ class Job:
             pass  # nothing to do while not holding (e.g. a late revoke)
 
 
+def wait_for_go() -> None:
+    if sys.stdin.readline().strip() != "go":
+        raise SystemExit("demo job: expected 'go' on stdin")
+
+
 def torch_main(host: str, port: int, name: str, priority: str, phases: int, gpu_ms: int, cpu_ms: int) -> int:
-    """The same job with real PyTorch work, shared through acb.enable()."""
+    """The job with real PyTorch work, shared through acb.enable()."""
     import os
 
     import torch
@@ -93,39 +105,38 @@ def torch_main(host: str, port: int, name: str, priority: str, phases: int, gpu_
         os.environ["ACB_EMULATED_DEVICE"] = f"acbdemo{port}:{capacity}"
     os.environ.setdefault("ACB_NAME", name)
     acb.enable(priority=priority, broker=f"{host}:{port}")
-    say(event="welcome", client_id=acb.status().client_id)
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    torch.manual_seed(0)
-    w = torch.randn(256, 256, device=device)
+    say(event="welcome", client_id=acb.status().client_id)
+    wait_for_go()
     started = time.monotonic()
+    torch.manual_seed(0)
+    w = torch.randn(256, 256, device=device)  # the job's first operator: it asks for the device
     for _ in range(phases):
-        w = torch.tanh(w @ w * 0.01)  # the first op of a phase waits for the device
-        end = time.monotonic() + gpu_ms / 1000.0
-        while time.monotonic() < end:
-            w = torch.tanh(w @ w * 0.01)
-        if device == "cuda":
-            torch.cuda.synchronize()
-        end = time.monotonic() + cpu_ms / 1000.0
-        while time.monotonic() < end:  # CPU phase: no tensors touched
-            pass
+        phase_start, waited_before = time.monotonic(), acb.status().wait_total_ms
+        while True:
+            w = torch.tanh(w @ w * 0.01)  # the first op of a phase may wait for the device
+            if device == "cuda":
+                torch.cuda.synchronize()
+            waited_s = (acb.status().wait_total_ms - waited_before) / 1000.0
+            if time.monotonic() - phase_start - waited_s >= gpu_ms / 1000.0:
+                break
+        time.sleep(cpu_ms / 1000.0)  # CPU phase: no tensors touched
+    ended = time.monotonic()
     s = acb.status()
-    say(event="done", wall_s=time.monotonic() - started, waited_s=s.wait_total_ms / 1000.0, revokes=s.revokes)
+    say(event="done", started=started, ended=ended, wall_s=ended - started, waited_s=s.wait_total_ms / 1000.0,
+        revokes=s.revokes, offloads=s.offloads, restored_bytes=s.restored_bytes)
     return 0
 
 
-def main(argv=None) -> int:
-    host, port, name, priority, phases, gpu_ms, cpu_ms = (argv or sys.argv[1:])[:7]
-    import os
-
-    if os.environ.get("ACB_DEMO_TORCH") == "1":
-        return torch_main(host, int(port), name, priority, int(phases), int(gpu_ms), int(cpu_ms))
-    conn = Connection(host, int(port), name=name, priority=priority, timeout_s=10)
+def simulated_main(host: str, port: int, name: str, priority: str, phases: int, gpu_ms: int, cpu_ms: int) -> int:
+    conn = Connection(host, port, name=name, priority=priority, timeout_s=10)
     job = Job(conn)
     say(event="welcome", client_id=conn.welcome["client_id"])
+    wait_for_go()
     waited = revokes = 0.0
     started = time.monotonic()
-    for _ in range(int(phases)):
-        left = int(gpu_ms) / 1000.0
+    for _ in range(phases):
+        left = gpu_ms / 1000.0
         while left > 1e-4:
             t = time.monotonic()
             job.acquire()
@@ -133,10 +144,21 @@ def main(argv=None) -> int:
             left -= job.hold(left)
             revokes += job.revoked
             conn.send({"op": "release", "resident_bytes": 0})
-        job.idle(int(cpu_ms) / 1000.0)
-    say(event="done", wall_s=time.monotonic() - started, waited_s=waited, revokes=int(revokes))
+        job.idle(cpu_ms / 1000.0)
+    ended = time.monotonic()
+    say(event="done", started=started, ended=ended, wall_s=ended - started, waited_s=waited, revokes=int(revokes))
     conn.close()
     return 0
+
+
+def main(argv=None) -> int:
+    args = list(argv or sys.argv[1:])
+    host, port, name, priority, phases, gpu_ms, cpu_ms = args[:7]
+    kind = args[7] if len(args) > 7 else "simulated"
+    run = {"torch": torch_main, "simulated": simulated_main}.get(kind)
+    if run is None:
+        raise SystemExit(f"demo job: kind is torch or simulated, not {kind!r}")
+    return run(host, int(port), name, priority, int(phases), int(gpu_ms), int(cpu_ms))
 
 
 if __name__ == "__main__":

@@ -270,6 +270,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--phases", type=int, default=4, help="GPU+CPU phase pairs per job (default 4)")
     demo.add_argument("--gpu-ms", type=int, default=300, help="length of a GPU phase (default 300 ms)")
     demo.add_argument("--cpu-ms", type=int, default=300, help="length of a CPU phase (default 300 ms)")
+    demo.add_argument("--simulated", action="store_true",
+                      help="jobs that only hold the lease, without torch (the default runs real PyTorch "
+                           "jobs when torch and acb's extension are installed)")
     demo.add_argument("--embedded", action="store_true",
                       help="use (or start) the shared embedded broker instead of a private one")
     return parser

@@ -1,9 +1,14 @@
 """`acb demo`: a few jobs take turns on one device, and a timeline of who held it when.
 
 The orchestrator starts a broker, launches the jobs as separate processes
-(`python -m acb._demo_job`, one file that a real PyTorch job can replace),
-waits for them, then reads the broker's lease trace and prints a timeline
-and a summary: the makespan against running the jobs one after another.
+(`python -m acb._demo_job`): real PyTorch jobs sharing the device through
+acb.enable() when torch and acb's extension are installed (on the GPU, or on
+the emulated device without one), else jobs that only speak the broker
+protocol (`--simulated` asks for those). Once every job has started (torch
+imported, acb enabled) it tells them to go, waits for them, reads the
+broker's lease trace and prints a timeline and a summary: the makespan
+against running the jobs one after another, and against the ideal bound
+(the total GPU time, or the longest job if that is longer).
 
 Which broker: by default a *private* broker on an ephemeral port with its
 own token directory, stopped at the end. The demo then never disturbs (or
@@ -17,6 +22,7 @@ demo's own jobs.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import select
@@ -33,6 +39,7 @@ from ._broker import broker_binary, ensure_broker, parse_address
 from ._wire import BrokerError, Connection
 
 START_TIMEOUT_S = 20.0
+JOBS_START_TIMEOUT_S = 40.0  # torch's import takes seconds when jobs start together on a small machine
 JOBS_TIMEOUT_S = 50.0  # the demo must finish within a minute
 
 
@@ -96,26 +103,59 @@ def job_plan(count: int) -> List[Tuple[str, str]]:
     return [("inference", "inference")] + [(f"train-{i}", "training") for i in range(1, count)]
 
 
-def run_jobs(host: str, port: int, env: Dict[str, str], args: argparse.Namespace) -> Tuple[List[dict], float]:
-    """Starts the jobs together, waits for them; returns their reports and the makespan in seconds."""
+def torch_jobs_possible() -> bool:
+    """Whether torch and acb's extension are installed (found, not imported: that takes seconds)."""
+    package_dir = Path(__file__).resolve().parent
+    return importlib.util.find_spec("torch") is not None and any(package_dir.glob("_C*.so"))
+
+
+def read_line(proc: subprocess.Popen, deadline: float) -> Optional[str]:
+    """One line of a job's stdout before `deadline`; None at the deadline or at end of file.
+
+    Reads the pipe unbuffered, a byte at a time: the job prints nothing more
+    until it is told to go, and communicate() reads the rest later."""
+    fd, data = proc.stdout.fileno(), b""
+    while not data.endswith(b"\n"):
+        ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+        if not ready:
+            return None
+        byte = os.read(fd, 1)
+        if not byte:
+            return None
+        data += byte
+    return data.decode(errors="replace")
+
+
+def run_jobs(host: str, port: int, env: Dict[str, str], args: argparse.Namespace) -> List[dict]:
+    """Starts the jobs, lets them go together once all have started, waits; returns their reports."""
     procs = []
-    start = time.monotonic()
     for name, priority in job_plan(args.jobs):
         procs.append((name, priority, subprocess.Popen(
             [sys.executable, "-m", "acb._demo_job", host, str(port), name, priority, str(args.phases),
-             str(args.gpu_ms), str(args.cpu_ms)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_job_env(env))))
+             str(args.gpu_ms), str(args.cpu_ms), args.kind],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_job_env(env))))
     reports = []
-    deadline = start + JOBS_TIMEOUT_S
     try:
+        welcomes = {}
+        start_deadline = time.monotonic() + JOBS_START_TIMEOUT_S
+        for name, _, proc in procs:
+            line = read_line(proc, start_deadline)
+            if line is None:
+                proc.kill()
+                raise BrokerError(f"demo job {name} did not start within {JOBS_START_TIMEOUT_S:g} s: "
+                                  f"{proc.communicate()[1].decode().strip()[-400:]}")
+            welcomes[name] = json.loads(line)
+        for _, _, proc in procs:
+            proc.stdin.write(b"go\n")
+            proc.stdin.flush()
+        deadline = time.monotonic() + JOBS_TIMEOUT_S
         for name, priority, proc in procs:
             out, err = proc.communicate(timeout=max(0.1, deadline - time.monotonic()))
             if proc.returncode != 0:
                 raise BrokerError(f"demo job {name} failed ({proc.returncode}): {err.decode().strip()[-400:]}")
             events = [json.loads(line) for line in out.decode().splitlines() if line.strip()]
-            welcome = next(e for e in events if e["event"] == "welcome")
             done = next(e for e in events if e["event"] == "done")
-            reports.append({"name": name, "priority": priority, "client_id": welcome["client_id"], **done})
+            reports.append({"name": name, "priority": priority, "client_id": welcomes[name]["client_id"], **done})
     except subprocess.TimeoutExpired:
         raise BrokerError(f"the demo jobs did not finish within {JOBS_TIMEOUT_S:g} s") from None
     finally:
@@ -123,27 +163,42 @@ def run_jobs(host: str, port: int, env: Dict[str, str], args: argparse.Namespace
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
-    return reports, time.monotonic() - start
+    return reports
 
 
-def summarize(reports: List[dict], slices: List[dict], makespan_s: float, args: argparse.Namespace) -> dict:
+def summarize(reports: List[dict], slices: List[dict], args: argparse.Namespace) -> dict:
+    """The account of one run. Baselines from the jobs' plan: a job alone takes
+    phases x (GPU + CPU phase), so one after another they take that times the
+    number of jobs; no schedule beats the total GPU time or the longest job."""
     ids = {r["client_id"] for r in reports}
     mine = [s for s in slices if s["client_id"] in ids]
-    held_s = sum(((s["end_us"] or s["start_us"]) - s["start_us"]) for s in mine) / 1e6
-    sequential_s = args.jobs * args.phases * (args.gpu_ms + args.cpu_ms) / 1000.0
+    makespan_s = max(r["ended"] for r in reports) - min(r["started"] for r in reports)
+    # Busy time within the run: the broker's clock has its own epoch, so the
+    # window starts at the first lease (the jobs ask for the device as they
+    # start) and lasts the makespan; a job that is done may hold lazily after.
+    t0 = min((s["start_us"] for s in mine), default=0)
+    window_end = t0 + makespan_s * 1e6
+    held_s = sum(max(0.0, min(s["end_us"] or s["start_us"], window_end) - s["start_us"]) for s in mine) / 1e6
+    job_alone_s = args.phases * (args.gpu_ms + args.cpu_ms) / 1000.0
+    sequential_s = args.jobs * job_alone_s
+    ideal_s = max(args.jobs * args.phases * args.gpu_ms / 1000.0, job_alone_s)
     return {
+        "kind": args.kind,
         "jobs": reports,
         "leases": len(mine),
         "makespan_s": round(makespan_s, 3),
         "sequential_s": round(sequential_s, 3),
+        "ideal_s": round(ideal_s, 3),
         "speedup": round(sequential_s / makespan_s, 2) if makespan_s else None,
+        "efficiency": round(ideal_s / makespan_s, 2) if makespan_s else None,
         "device_busy_fraction": round(held_s / makespan_s, 3) if makespan_s else None,
         "slices": mine,
     }
 
 
 def render(summary: dict, where: str) -> str:
-    lines = [f"acb demo: {len(summary['jobs'])} jobs shared one device ({where})", "",
+    kind = "PyTorch jobs" if summary["kind"] == "torch" else "simulated jobs (no torch)"
+    lines = [f"acb demo: {len(summary['jobs'])} {kind} shared one device ({where})", "",
              "who held the device when ('#' = holding the lease):",
              _trace.ascii_timeline(summary["slices"], width=64), ""]
     rows = [[r["name"], r["priority"], r["client_id"], _format.human_duration_us(r["wall_s"] * 1e6),
@@ -151,7 +206,8 @@ def render(summary: dict, where: str) -> str:
     lines.append(_format.table(["JOB", "PRIORITY", "CLIENT", "WALL", "WAITED", "REVOKED"], rows, right=(2, 3, 4, 5)))
     lines += ["",
               f"makespan {summary['makespan_s']:.2f} s with acb, {summary['sequential_s']:.2f} s one job after "
-              f"another ({summary['speedup']:.2f}x); the device was busy "
+              f"another ({summary['speedup']:.2f}x faster), {summary['ideal_s']:.2f} s at best (total GPU time; "
+              f"{100 * summary['efficiency']:.0f}% of ideal); the device was busy "
               f"{100 * summary['device_busy_fraction']:.0f}% of the time over {summary['leases']} leases"]
     return "\n".join(lines)
 
@@ -159,6 +215,7 @@ def render(summary: dict, where: str) -> str:
 def run(args: argparse.Namespace) -> int:
     if args.jobs < 1 or args.phases < 1 or args.gpu_ms < 1 or args.cpu_ms < 0:
         raise BrokerError("--jobs, --phases and --gpu-ms must be at least 1, --cpu-ms at least 0")
+    args.kind = "simulated" if args.simulated or not torch_jobs_possible() else "torch"
     private: Optional[PrivateBroker] = None
     try:
         if args.broker or args.embedded:
@@ -172,13 +229,13 @@ def run(args: argparse.Namespace) -> int:
             env = {"ACB_TOKEN_DIR": str(private.token_dir)}
             admin_token = private.token(admin=True)
             where = f"private broker on {host}:{port}"
-        reports, makespan_s = run_jobs(host, port, env, args)
+        reports = run_jobs(host, port, env, args)
         with Connection(host, port, name="acb-demo", role="admin", token=admin_token) as conn:
             slices = conn.request({"op": "trace"}).get("slices", [])
     finally:
         if private is not None:
             private.stop()
-    summary = summarize(reports, slices, makespan_s, args)
+    summary = summarize(reports, slices, args)
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
