@@ -71,6 +71,8 @@ struct BrokerClient::Impl {
   std::mutex handlers_mutex;
   std::function<void(const Revoke&)> revoke_handler;
   std::function<void(const Evict&)> evict_handler;
+  std::function<void(const std::string&)> lost_handler;
+  std::atomic<bool> closing{false};
   std::unique_ptr<IoLoop> io;  // last: stopped first, before the state it feeds
 
   explicit Impl(ClientOptions opts)
@@ -83,7 +85,10 @@ struct BrokerClient::Impl {
                                                [this](const std::string& reason) { lose(reason); }});
   }
 
-  ~Impl() { io.reset(); }
+  ~Impl() {
+    closing.store(true);  // the loss that closing causes is not reported
+    io.reset();
+  }
 
   // acquire() and request() wait for a frame that only the I/O thread reads.
   void refuse_on_io_thread(const char* call) const {
@@ -144,6 +149,7 @@ struct BrokerClient::Impl {
     connected.store(false);
     lease.on_lost(reason);
     pending.fail_all(reason);
+    if (!closing.load()) call(lost_handler, reason, "connection-lost");
   }
 };
 
@@ -195,6 +201,11 @@ void BrokerClient::on_revoke(std::function<void(const Revoke&)> handler) {
 void BrokerClient::on_evict(std::function<void(const Evict&)> handler) {
   std::lock_guard lock(impl_->handlers_mutex);
   impl_->evict_handler = std::move(handler);
+}
+
+void BrokerClient::on_lost(std::function<void(const std::string&)> handler) {
+  std::lock_guard lock(impl_->handlers_mutex);
+  impl_->lost_handler = std::move(handler);
 }
 
 nlohmann::json BrokerClient::request(nlohmann::json message, std::chrono::milliseconds timeout) {

@@ -86,6 +86,10 @@ class BrokerClient {
   void on_revoke(std::function<void(const Revoke&)> handler);
   /// Called on the I/O thread when the broker asks for memory back.
   void on_evict(std::function<void(const Evict&)> handler);
+  /// Called on the I/O thread when the connection ends other than by this
+  /// client closing it (the broker stopped, crashed or disconnected us),
+  /// with the reason. Any lease is gone then: the broker reclaims it.
+  void on_lost(std::function<void(const std::string& reason)> handler);
 
   /// Sends a request op with a fresh "seq" and waits for the reply with the
   /// same seq (status, admin ops). Throws BrokerError on error replies.

@@ -46,6 +46,7 @@ py::dict status_dict(const th::ControllerStatus& s) {
   d["restored_bytes"] = s.restored_bytes;
   d["regions"] = s.regions;
   d["oom_regrows"] = s.oom_regrows;
+  d["reconnects"] = s.reconnects;
   return d;
 }
 }  // namespace
@@ -60,8 +61,26 @@ PYBIND11_MODULE(_C, m) {
   m.def(
       "enable",
       [](const std::string& host, int port, const std::string& priority, const std::string& name, int device,
-         int broker_device, int idle_gap_ms, bool emulated) {
+         int broker_device, int idle_gap_ms, bool emulated, double reconnect_timeout_s, py::object restart_broker) {
         th::EnableOptions o;
+        o.reconnect_timeout_ms = static_cast<std::int64_t>(reconnect_timeout_s * 1000.0);
+        if (!restart_broker.is_none()) {
+          // Called on an op thread, without the GIL or with it (an op issued
+          // from Python): gil_scoped_acquire handles both. The callable is
+          // released under the GIL too, whichever thread drops the last copy.
+          std::shared_ptr<py::object> callable(new py::object(std::move(restart_broker)), [](py::object* p) {
+            py::gil_scoped_acquire gil;
+            delete p;
+          });
+          o.before_reconnect = [callable] {
+            py::gil_scoped_acquire gil;
+            try {
+              (*callable)();
+            } catch (py::error_already_set& e) {
+              throw std::runtime_error(std::string("restarting the broker failed: ") + e.what());
+            }
+          };
+        }
         o.host = host;
         o.port = static_cast<std::uint16_t>(port);
         o.priority = priority;
@@ -74,7 +93,8 @@ PYBIND11_MODULE(_C, m) {
         th::enable(o);
       },
       py::arg("host"), py::arg("port"), py::arg("priority"), py::arg("name"), py::arg("device"),
-      py::arg("broker_device"), py::arg("idle_gap_ms"), py::arg("emulated"));
+      py::arg("broker_device"), py::arg("idle_gap_ms"), py::arg("emulated"), py::arg("reconnect_timeout_s") = 30.0,
+      py::arg("restart_broker") = py::none());
   m.def("disable", &th::disable, py::call_guard<py::gil_scoped_release>());
   m.def("enabled", &th::enabled);
   m.def("status", [] { return status_dict(th::status()); });

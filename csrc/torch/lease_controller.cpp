@@ -33,11 +33,88 @@ const char* state_name(LeaseState state) {
 LeaseController::LeaseController(alloc::Arena& arena, Gate& gate, ControllerOptions options)
     : arena_(arena), gate_(gate), options_(std::move(options)) {
   if (options_.idle_gap.count() < 1) options_.idle_gap = std::chrono::milliseconds{1};
-  client_ = std::make_unique<client::BrokerClient>(options_.client);
-  client_->on_revoke([this](const client::Revoke& revoke) { on_revoke(revoke); });
-  client_->on_evict([this](const client::Evict& evict) { on_evict(evict); });
+  client_ = connect();
   gate_.set_acquirer([this] { acquire(); });
   monitor_ = std::thread([this] { monitor_loop(); });
+}
+
+std::shared_ptr<client::BrokerClient> LeaseController::connect() {
+  client::ClientOptions client_options;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    client_options = options_.client;
+  }
+  auto fresh = std::make_shared<client::BrokerClient>(client_options);
+  // Handlers run on this connection's I/O thread, which its destructor joins:
+  // the raw pointer outlives every call.
+  client::BrokerClient* connection = fresh.get();
+  fresh->on_revoke([this](const client::Revoke& revoke) { on_revoke(revoke); });
+  fresh->on_evict([this, connection](const client::Evict& evict) { on_evict(*connection, evict); });
+  fresh->on_lost([this](const std::string& reason) { on_lost(reason); });
+  return fresh;
+}
+
+std::shared_ptr<client::BrokerClient> LeaseController::client() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return client_;
+}
+
+void LeaseController::on_lost(const std::string& reason) {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (stop_) return;
+    lost_ = true;
+    // The broker has reclaimed the lease: stop using the device at the next
+    // op boundary, as for a revoke past its deadline.
+    revoke_pending_ = true;
+    revoke_deadline_ = Clock::now();
+  }
+  std::fprintf(stderr,
+               "acb: lost the broker connection (%s); the device is given up at the next operator boundary "
+               "and the next operator that needs it reconnects\n",
+               reason.c_str());
+  wake_.notify_all();
+}
+
+void LeaseController::ensure_connected() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (!lost_ && client_->connected()) return;
+  }
+  const Clock::time_point give_up = Clock::now() + options_.reconnect_timeout;
+  std::chrono::milliseconds backoff{50};
+  std::string last_error;
+  for (;;) {
+    try {
+      if (options_.before_reconnect) options_.before_reconnect();
+      std::shared_ptr<client::BrokerClient> fresh = connect();
+      fresh->report_residency(arena_.resident_bytes());  // soft state: the new broker accounts for it
+      std::shared_ptr<client::BrokerClient> old;
+      {
+        std::lock_guard<std::mutex> lock(mutex_);
+        old = std::move(client_);
+        client_ = fresh;
+        lost_ = false;
+        revoke_pending_ = false;  // the lost lease is gone; this process holds none (it is acquiring)
+        ++reconnects_;
+      }
+      std::fprintf(stderr, "acb: reconnected to the broker at %s:%u as client %llu\n",
+                   options_.client.host.c_str(), static_cast<unsigned>(options_.client.port),
+                   static_cast<unsigned long long>(fresh->welcome().client_id));
+      return;  // `old` is closed here, on this op thread
+    } catch (const std::exception& e) {
+      last_error = e.what();
+    }
+    const Clock::time_point now = Clock::now();
+    if (now >= give_up) {
+      throw client::BrokerError("acb: lost the broker and could not reconnect to " + options_.client.host + ":" +
+                                std::to_string(options_.client.port) + " within " +
+                                std::to_string(options_.reconnect_timeout.count()) + " ms: " + last_error);
+    }
+    // A retry interval (the broker is not there yet), the last one cut to the timeout.
+    std::this_thread::sleep_for(std::min<Clock::duration>(backoff, give_up - now));
+    backoff = std::min(backoff * 2, std::chrono::milliseconds{1000});
+  }
 }
 
 LeaseController::~LeaseController() {
@@ -48,7 +125,12 @@ LeaseController::~LeaseController() {
   wake_.notify_all();
   if (monitor_.joinable()) monitor_.join();
   gate_.set_acquirer(nullptr);
-  client_.reset();  // joins the I/O thread: no handler runs after this
+  // An op thread may still hold a copy of the connection for a moment: its
+  // handlers must not call back into this controller any more.
+  client_->on_revoke(nullptr);
+  client_->on_evict(nullptr);
+  client_->on_lost(nullptr);
+  client_.reset();  // the last owner joins the I/O thread
 }
 
 std::uint64_t LeaseController::declared_need() const {
@@ -60,19 +142,28 @@ std::uint64_t LeaseController::declared_need() const {
 void LeaseController::acquire() {
   const Clock::time_point start = Clock::now();
   std::uint64_t need = declared_need();
+  int losses = 0;
   for (int attempt = 0;; ++attempt) {
+    ensure_connected();
+    std::shared_ptr<client::BrokerClient> connection = client();
     {
       std::lock_guard<std::mutex> lock(mutex_);
       declared_bytes_ = need;
     }
-    client_->acquire(need);
+    try {
+      connection->acquire(need);
+    } catch (const client::BrokerError&) {
+      // Lost while waiting (the broker went away): reconnect and ask again.
+      if (connection->connected() || ++losses > 3) throw;
+      continue;
+    }
     try {
       arena_.restore_all();
       break;
     } catch (const alloc::OutOfMemory& e) {
       // The broker granted less room than restoring takes (e.g. another
       // process grew meanwhile): give the lease back and ask for more.
-      client_->release(arena_.resident_bytes());
+      connection->release(arena_.resident_bytes());
       if (attempt >= 3) throw;
       need = std::max<std::uint64_t>(need, arena_.resident_bytes() + e.requested_bytes());
       std::lock_guard<std::mutex> lock(mutex_);
@@ -99,7 +190,7 @@ void LeaseController::yield_now() {
   if (!gate_.close_and_drain()) return;
   try {
     arena_.driver().synchronize_device(arena_.device());
-    client_->release(arena_.resident_bytes());
+    client()->release(arena_.resident_bytes());
   } catch (...) {
     // The connection is gone: the broker has reclaimed the lease anyway.
   }
@@ -125,9 +216,11 @@ bool LeaseController::regrow(std::size_t requested_bytes) {
   // residents until the larger need fits, then re-grants. The memory and
   // the gate stay as they are meanwhile (this op is in flight).
   try {
-    client_->acquire(need);
+    client()->acquire(need);
   } catch (const client::LeaseRejected&) {
     return false;  // above the device's capacity: a real out-of-memory
+  } catch (const client::BrokerError&) {
+    return false;  // no broker to ask: the allocation fails as an out-of-memory
   }
   return true;
 }
@@ -144,7 +237,7 @@ void LeaseController::on_revoke(const client::Revoke& revoke) {
   wake_.notify_all();
 }
 
-void LeaseController::on_evict(const client::Evict& evict) {
+void LeaseController::on_evict(client::BrokerClient& from, const client::Evict& evict) {
   {
     std::lock_guard<std::mutex> lock(mutex_);
     ++evicts_;
@@ -165,7 +258,7 @@ void LeaseController::on_evict(const client::Evict& evict) {
                  static_cast<unsigned long long>(evict.bytes), evict.device, e.what());
   }
   try {
-    client_->report_residency(arena_.resident_bytes());
+    from.report_residency(arena_.resident_bytes());
   } catch (const client::BrokerError&) {
   }
 }
@@ -209,16 +302,19 @@ void LeaseController::monitor_loop() {
 }
 
 void LeaseController::set_priority(const std::string& priority) {
-  client_->request({{"op", "set_priority"}, {"priority", priority}});
+  client()->request({{"op", "set_priority"}, {"priority", priority}});
+  std::lock_guard<std::mutex> lock(mutex_);
+  options_.client.priority = priority;  // a reconnect says hello with it
 }
 
-nlohmann::json LeaseController::broker_status() { return client_->request({{"op", "status"}}); }
+nlohmann::json LeaseController::broker_status() { return client()->request({{"op", "status"}}); }
 
 ControllerStatus LeaseController::status() const {
   ControllerStatus out;
   out.lease_state = state_name(gate_.state());
-  out.client_id = client_->welcome().client_id;
-  out.broker_device = client_->welcome().device;
+  const std::shared_ptr<client::BrokerClient> connection = client();
+  out.client_id = connection->welcome().client_id;
+  out.broker_device = connection->welcome().device;
   const alloc::Stats stats = arena_.stats();
   out.resident_bytes = arena_.resident_bytes();
   out.offloaded_bytes = stats.offloaded_bytes;
@@ -243,6 +339,7 @@ ControllerStatus LeaseController::status() const {
   out.evicts = evicts_;
   out.regions = regions_;
   out.oom_regrows = oom_regrows_;
+  out.reconnects = reconnects_;
   return out;
 }
 

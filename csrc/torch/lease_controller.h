@@ -15,6 +15,12 @@
 //   - An evict (only sent while not holding) offloads the bytes asked for on
 //     the I/O thread, before any later grant can be seen, then reports the
 //     residency.
+//   - A lost broker connection (the broker stopped or crashed) ends the
+//     lease: it is honoured like a revoke past its deadline, at the next op
+//     boundary. The next op that needs the device reconnects (calling
+//     before_reconnect first, which may start a broker), reports what is
+//     resident (soft state) and acquires as usual; it fails with
+//     client::BrokerError once reconnect_timeout has passed without a broker.
 //
 // Region tracking is done by the monitor at tick granularity (idle_gap / 2):
 // regions are counted for status(), they do not drive any decision except the
@@ -26,6 +32,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -42,6 +49,11 @@ struct ControllerOptions {
   client::ClientOptions client;
   /// No op in flight for this long ends a region (ACB_IDLE_GAP_MS, default 10).
   std::chrono::milliseconds idle_gap{10};
+  /// After losing the broker, how long an op keeps trying to reconnect.
+  std::chrono::milliseconds reconnect_timeout{30000};
+  /// Called before each reconnect attempt (e.g. restart the embedded broker);
+  /// may throw, which counts as a failed attempt. Empty: plain reconnects.
+  std::function<void()> before_reconnect;
 };
 
 /// A snapshot for acb.status(); times in milliseconds, sizes in bytes.
@@ -66,6 +78,7 @@ struct ControllerStatus {
   std::uint64_t restored_bytes = 0;
   std::uint64_t regions = 0;
   std::uint64_t oom_regrows = 0;
+  std::uint64_t reconnects = 0;  ///< broker connections re-established after a loss
 };
 
 class LeaseController {
@@ -93,8 +106,15 @@ class LeaseController {
   ControllerStatus status() const;
 
  private:
+  /// A new broker connection with this controller's handlers installed.
+  std::shared_ptr<client::BrokerClient> connect();
+  /// The connection in use (replaced by a reconnect; callers keep their copy alive).
+  std::shared_ptr<client::BrokerClient> client() const;
+  /// Before an acquire: reconnects when the connection was lost.
+  void ensure_connected();
   void on_revoke(const client::Revoke& revoke);
-  void on_evict(const client::Evict& evict);
+  void on_evict(client::BrokerClient& from, const client::Evict& evict);
+  void on_lost(const std::string& reason);
   void monitor_loop();
   void record_wait(double wait_ms);
   std::uint64_t declared_need() const;
@@ -102,16 +122,17 @@ class LeaseController {
   alloc::Arena& arena_;
   Gate& gate_;
   ControllerOptions options_;
-  std::unique_ptr<client::BrokerClient> client_;
-
   mutable std::mutex mutex_;  // guards everything below
+  std::shared_ptr<client::BrokerClient> client_;
+  bool lost_ = false;
   std::condition_variable wake_;
   bool stop_ = false;
   bool revoke_pending_ = false;
   std::chrono::steady_clock::time_point revoke_deadline_{};
   std::vector<double> wait_ms_;
   double wait_total_ms_ = 0;
-  std::uint64_t switches_ = 0, releases_ = 0, revokes_ = 0, evicts_ = 0, regions_ = 0, oom_regrows_ = 0;
+  std::uint64_t switches_ = 0, releases_ = 0, revokes_ = 0, evicts_ = 0, regions_ = 0, oom_regrows_ = 0,
+                reconnects_ = 0;
   std::uint64_t need_floor_bytes_ = 0;
   std::uint64_t declared_bytes_ = 0;  ///< the need the broker last heard
 

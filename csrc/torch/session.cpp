@@ -3,6 +3,7 @@
 
 #include <pthread.h>
 
+#include <algorithm>
 #include <memory>
 #include <mutex>
 #include <stdexcept>
@@ -77,6 +78,8 @@ void enable(const EnableOptions& options) {
   controller_options.client.device = options.broker_device;
   controller_options.client.need_bytes = arena.stats().reserved_bytes;
   controller_options.idle_gap = std::chrono::milliseconds(options.idle_gap_ms);
+  controller_options.reconnect_timeout = std::chrono::milliseconds(std::max<std::int64_t>(0, options.reconnect_timeout_ms));
+  controller_options.before_reconnect = options.before_reconnect;
 
   Gate& gate = process_gate();
   gate.mark_released();  // the first op acquires

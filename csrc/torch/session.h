@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -26,6 +27,8 @@ struct EnableOptions {
   int broker_device = -1;   ///< device to pin at the broker (-1: broker places)
   int idle_gap_ms = 10;
   bool emulated = false;    ///< the brokered device is the emulated arena (CPU tensors)
+  std::int64_t reconnect_timeout_ms = 30000;
+  std::function<void()> before_reconnect;  ///< see ControllerOptions
 };
 
 /// Joins the process to the broker. Throws std::logic_error when already

@@ -117,9 +117,18 @@ def enable(priority: Optional[str] = None, device: Optional[int] = None, broker:
 
         c_module = _loader.load()
         host, port = resolve_broker(broker)
+        from acb import _broker, options
+
+        def restart_broker() -> None:
+            # Without an explicit broker this process found (or started) the
+            # embedded one: if it went away, start it again at the same address.
+            _broker.ensure_broker(f"{host}:{port}")
+
         c_module.enable(host=host, port=port, priority=priority, name=_default_name(), device=local_device,
                         broker_device=_env_int("ACB_DEVICE", -1),
-                        idle_gap_ms=_env_int("ACB_IDLE_GAP_MS", DEFAULT_IDLE_GAP_MS), emulated=emulated)
+                        idle_gap_ms=_env_int("ACB_IDLE_GAP_MS", DEFAULT_IDLE_GAP_MS), emulated=emulated,
+                        reconnect_timeout_s=float(options.get("reconnect_timeout_s")),
+                        restart_broker=None if broker else restart_broker)
         _threads.install(c_module)
         _c_module = c_module
 

@@ -37,6 +37,8 @@ class Status:
     #: regions of GPU work seen (first op after an idle gap to the last before one)
     regions: int = 0
     oom_regrows: int = 0
+    #: broker connections re-established after the broker went away
+    reconnects: int = 0
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> "Status":

@@ -41,3 +41,12 @@ def answers(port: int) -> bool:
             return True
     except OSError:
         return False
+
+
+def pid_alive(pid: int) -> bool:
+    """True while pid runs (a zombie nobody reaped yet counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False

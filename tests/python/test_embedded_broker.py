@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from _cli_helpers import answers, free_port, package_env
+from _cli_helpers import answers, free_port, package_env, pid_alive
 
 ENSURE = "from acb._broker import ensure_broker; print(json.dumps(ensure_broker()), flush=True)"
 
@@ -25,15 +25,6 @@ def wait_until(condition, timeout_s: float) -> bool:
             return True
         time.sleep(0.05)
     return condition()
-
-
-def pid_alive(pid: int) -> bool:
-    """True while pid runs (a zombie nobody reaped yet counts as gone)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (FileNotFoundError, ProcessLookupError, IndexError):
-        return False
 
 
 @pytest.fixture

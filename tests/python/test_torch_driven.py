@@ -6,7 +6,6 @@ boundary once a revoke's deadline has passed."""
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -15,44 +14,9 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent / "torch_jobs"))
 import harness as h  # noqa: E402
 from conftest import read_line  # noqa: E402
+from driven import Driven, driven_env  # noqa: E402
 
 pytest.importorskip("torch")
-
-
-class Driven:
-    def __init__(self, env: dict, priority: str) -> None:
-        self.proc = subprocess.Popen([sys.executable, *h.job("driven_job.py", priority)], env=env,
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        self.reply("ready")
-
-    def reply(self, event: str) -> dict:
-        line = read_line(self.proc.stdout, 120)
-        if line is None:
-            self.proc.kill()
-            raise AssertionError(f"driven job gave no {event!r}: {self.proc.stderr.read().decode()[-3000:]}")
-        out = json.loads(line)
-        assert out["event"] == event, out
-        return out
-
-    def do(self, command: str) -> dict:
-        self.proc.stdin.write((command + "\n").encode())
-        self.proc.stdin.flush()
-        return self.reply(command.split()[0])
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait()
-        for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
-            stream.close()
-
-
-def driven_env(broker_factory, capacity: str, *broker_flags: str) -> dict:
-    """The environment of driven jobs sharing a fresh broker with one emulated device of `capacity`."""
-    root = h.require_package()
-    device = h.device_spec(capacity)
-    broker = broker_factory("--device", device, *broker_flags)
-    return h.acb_env(root, broker, device, ACB_ENABLE="0")
 
 
 def test_clean_weights_are_copied_once(broker_factory):

@@ -185,6 +185,34 @@ TEST_CASE("losing the connection wakes a waiting acquire", "[client]") {
   CHECK_THROWS_AS(client.report_residency(1), BrokerError);
 }
 
+TEST_CASE("a lost connection is reported to the on_lost handler; closing it ourselves is not", "[client]") {
+  FakeBroker broker;
+  std::mutex m;
+  std::condition_variable cv;
+  std::vector<std::string> reasons;
+  {
+    BrokerClient client(options_for(broker));
+    client.on_lost([&](const std::string& reason) {
+      std::lock_guard lock(m);
+      reasons.push_back(reason);
+      cv.notify_all();
+    });
+    broker.close(0);
+    std::unique_lock lock(m);
+    REQUIRE(cv.wait_for(lock, 5s, [&] { return !reasons.empty(); }));
+    CHECK(reasons[0].find("closed the connection") != std::string::npos);
+  }
+  {
+    BrokerClient client(options_for(broker));
+    client.on_lost([&](const std::string& reason) {
+      std::lock_guard lock(m);
+      reasons.push_back("second: " + reason);
+    });
+  }  // destroyed: the connection closes from this side
+  std::lock_guard lock(m);
+  CHECK(reasons.size() == 1);
+}
+
 TEST_CASE("revoke runs the handler on the I/O thread while the user thread waits", "[client]") {
   FakeBroker broker;
   grant_on_acquire(broker);

@@ -41,7 +41,8 @@ namespace {
 // Declaration order is teardown order reversed: the controller goes first.
 struct Rig {
   explicit Rig(const std::string& tag, std::size_t capacity_bytes = 64 * kMiB,
-               std::chrono::milliseconds idle_gap = 10ms)
+               std::chrono::milliseconds idle_gap = 10ms,
+               const std::function<void(ControllerOptions&)>& adjust = nullptr)
       : device(tag, capacity_bytes), arena(device.driver, 0) {
     grant_every_acquire();
     ControllerOptions options;
@@ -50,6 +51,7 @@ struct Rig {
     options.client.name = tag;
     options.client.connect_timeout = 2000ms;
     options.idle_gap = idle_gap;
+    if (adjust) adjust(options);
     controller = std::make_unique<LeaseController>(arena, gate, options);
   }
 
@@ -284,6 +286,50 @@ TEST_CASE("a revoke without a deadline never stops a running op; it is honoured 
   REQUIRE(rig.broker.wait_for("release", 5000ms));
   REQUIRE(wait_until([&] { return rig.gate.state() == LeaseState::released; }));
   CHECK(rig.controller->status().releases == 1);
+}
+
+TEST_CASE("a lost broker ends the lease; the next op reconnects, reports residency and acquires",
+          "[lease][reconnect]") {
+  std::atomic<int> restarts{0};
+  Rig rig("lc-lost", 64 * kMiB, 10ms, [&](ControllerOptions& o) { o.before_reconnect = [&] { ++restarts; }; });
+  void* p = rig.arena.malloc(kMiB, nullptr);
+  write_pattern(rig.device.driver, p, kMiB, 61);
+  rig.run_op();
+  REQUIRE(rig.broker.wait_for("acquire"));
+  REQUIRE(rig.controller->status().lease_state == "holding");
+
+  rig.broker.close(0);  // the broker goes away
+  REQUIRE(wait_until([&] { return rig.gate.state() == LeaseState::released; }));
+  CHECK(restarts == 0);  // nothing reconnects before an op needs the device
+
+  rig.run_op();
+  CHECK(restarts == 1);
+  REQUIRE(rig.broker.hellos().size() == 2);
+  const auto residency = rig.broker.wait_for("residency");
+  REQUIRE(residency);
+  CHECK((*residency)["resident_bytes"].get<std::uint64_t>() == rig.arena.resident_bytes());
+  REQUIRE(rig.broker.wait_for("acquire"));
+  const auto s = rig.controller->status();
+  CHECK(s.lease_state == "holding");
+  CHECK(s.reconnects == 1);
+  CHECK(s.client_id == 101);  // the new connection's id
+  CHECK(has_pattern(rig.device.driver, p, kMiB, 61));
+  rig.arena.free(p, nullptr);
+}
+
+TEST_CASE("without a broker to reconnect to, the op fails after the reconnect timeout", "[lease][reconnect]") {
+  Rig rig("lc-gone", 64 * kMiB, 10ms, [](ControllerOptions& o) {
+    o.reconnect_timeout = 300ms;
+    o.before_reconnect = [] { throw std::runtime_error("no broker here"); };
+  });
+  rig.run_op();
+  REQUIRE(rig.broker.wait_for("acquire"));
+  rig.broker.close(0);
+  REQUIRE(wait_until([&] { return rig.gate.state() == LeaseState::released; }));
+  const auto start = std::chrono::steady_clock::now();
+  CHECK_THROWS_WITH(rig.run_op(), Catch::Contains("could not reconnect") && Catch::Contains("no broker here"));
+  CHECK(std::chrono::steady_clock::now() - start >= 250ms);
+  CHECK(rig.gate.state() == LeaseState::released);  // a later op tries again
 }
 
 TEST_CASE("an evict while not holding offloads and reports residency; while holding it keeps memory",

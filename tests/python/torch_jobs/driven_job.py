@@ -7,6 +7,7 @@ one JSON line with acb.status():
   raise N     clamp every kept tensor to at least N (clamp_min_: no unboxed
               kernel, it goes through the hook's boxed fallback)
   keptsum     result: the sum of all kept tensors
+  status      nothing (the reply carries acb.status())
   bn          one training-mode forward of a BatchNorm1d whose running
               statistics are 2 MiB each (segments of their own); result: the
               sum of its running_mean
@@ -52,6 +53,8 @@ def main() -> None:
         elif command[0] == "raise":
             for t in kept:
                 t.clamp_min_(float(command[1]))
+        elif command[0] == "status":
+            pass
         elif command[0] == "keptsum":
             result = float(sum(float(t.sum()) for t in kept))
         elif command[0] == "busy":
