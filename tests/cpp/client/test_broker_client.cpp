@@ -163,7 +163,7 @@ TEST_CASE("reject becomes LeaseRejected with the reason", "[client]") {
 TEST_CASE("acquire with a timeout withdraws the request", "[client]") {
   FakeBroker broker;
   BrokerClient client(options_for(broker));
-  CHECK_THROWS_WITH(client.acquire(std::nullopt, 30ms), Catch::Contains("no grant within 30 ms"));
+  CHECK_THROWS_WITH(client.acquire(std::nullopt, 30ms), acb_test::has_substring("no grant within 30 ms"));
   REQUIRE(broker.wait_for("acquire"));
   REQUIRE(broker.wait_for("release"));  // the withdrawal
   // A late grant for the withdrawn request does not count as holding; a new acquire waits for its own.
@@ -303,8 +303,8 @@ TEST_CASE("an error reply is a BrokerError with the reason; no reply times out",
     if (m["op"] == "drain_device") b.send(conn, {{"op", "error"}, {"seq", m["seq"]}, {"reason", "admin only"}});
   });
   BrokerClient client(options_for(broker));
-  CHECK_THROWS_WITH(client.request({{"op", "drain_device"}, {"device", 0}}), Catch::Contains("admin only"));
-  CHECK_THROWS_WITH(client.request({{"op", "trace"}}, 50ms), Catch::Contains("no reply within 50 ms"));
+  CHECK_THROWS_WITH(client.request({{"op", "drain_device"}, {"device", 0}}), acb_test::has_substring("admin only"));
+  CHECK_THROWS_WITH(client.request({{"op", "trace"}}, 50ms), acb_test::has_substring("no reply within 50 ms"));
   CHECK_THROWS_AS(client.request(nlohmann::json::array({1, 2})), BrokerError);
   CHECK(client.connected());
 }
@@ -325,7 +325,7 @@ TEST_CASE("a malformed frame from the broker drops the connection and fails requ
   REQUIRE(broker.wait_for("status"));
   broker.send_raw(0, std::string("\xff\xff\xff\xff", 4));  // length above the 1 MiB maximum
   REQUIRE(pending.wait_for(5s) == std::future_status::ready);
-  CHECK_THROWS_WITH(pending.get(), Catch::Contains("protocol error"));
+  CHECK_THROWS_WITH(pending.get(), acb_test::has_substring("protocol error"));
   CHECK_FALSE(client.connected());
 }
 
@@ -424,7 +424,7 @@ TEST_CASE("a growth request while holding: re-grant, or the lease stays held on 
   CHECK(client.acquire(2000, 5000ms).lease == 2);
   CHECK_THROWS_AS(client.acquire(1ull << 50, 5000ms), LeaseRejected);
   CHECK_THROWS_AS(client.acquire(std::nullopt, 5000ms), BrokerError);  // still holding after the rejected growth
-  CHECK_THROWS_WITH(client.acquire(3000, 30ms), Catch::Contains("no grant within"));
+  CHECK_THROWS_WITH(client.acquire(3000, 30ms), acb_test::has_substring("no grant within"));
   CHECK_THROWS_AS(client.acquire(std::nullopt, 5000ms), BrokerError);  // still holding after the timed-out growth
   client.release();
   REQUIRE(broker.wait_count("release", 1));
