@@ -2,7 +2,8 @@
 offload and restore, with real torch jobs started by `acb run`.
 
 The device's capacity holds one job's working set, not three: two training
-jobs (MLP and CNN, SGD with momentum, CPU phases between steps) and one
+jobs (MLP and CNN, SGD with momentum, the MLP's through the tensor-list
+_foreach_* operators, CPU phases between steps) and one
 inference job with priority must take turns, offloading each other. Every
 job's results must be bit-identical to the same job run alone without acb.
 """
@@ -26,7 +27,9 @@ CAPACITY = "32MiB"
 BROKER_FLAGS = ("--aging-ms", "300", "--quantum-ms", "100", "--quantum-deadline-ms", "1000")
 
 JOBS = {
-    "train_mlp": ("training", "train_job.py", ("--model", "mlp", "--seed", "1", "--steps", "12")),
+    # The MLP's SGD updates through the _foreach_* operators (tensor-list
+    # arguments, marked written as lists), the CNN's one parameter at a time.
+    "train_mlp": ("training", "train_job.py", ("--model", "mlp", "--seed", "1", "--steps", "12", "--foreach")),
     "train_cnn": ("training", "train_job.py", ("--model", "cnn", "--seed", "2", "--steps", "12")),
     "infer": ("inference", "infer_job.py", ("--requests", "12", "--interval-ms", "50")),
 }

@@ -6,7 +6,11 @@ thread. Saves the losses and final weights with torch.save, and, when acb is
 enabled, acb.status() as JSON.
 
     python train_job.py --out result.pt [--status status.json] [--model mlp|cnn]
-                        [--steps 8] [--seed 0] [--cpu-ms 30]
+                        [--steps 8] [--seed 0] [--cpu-ms 30] [--foreach]
+
+--foreach makes SGD update all parameters with the _foreach_* operators
+(tensor-list arguments, as it does by default on CUDA) instead of one
+parameter at a time.
 """
 
 import argparse
@@ -53,6 +57,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=8)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cpu-ms", type=float, default=30.0)
+    p.add_argument("--foreach", action="store_true", help="SGD with the _foreach_* (tensor-list) operators")
     add_sync_arguments(p)
     args = p.parse_args()
 
@@ -61,7 +66,7 @@ def main() -> None:
         torch.use_deterministic_algorithms(True)
     torch.manual_seed(args.seed)
     model = build(args.model).to(args.device)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, foreach=args.foreach)
     generator = torch.Generator().manual_seed(args.seed + 1)
     wait_for_start(args)
     losses = []
