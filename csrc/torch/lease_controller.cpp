@@ -270,7 +270,10 @@ void LeaseController::monitor_loop() {
   bool in_region = false;
   std::unique_lock<std::mutex> lock(mutex_);
   while (!stop_) {
-    wake_.wait_for(lock, tick);
+    // While a revoke waits for the idle gap, tick every millisecond: the gap
+    // is measured from the last tick that saw activity, so a coarse tick
+    // would hand the device over up to a tick late at every switch.
+    wake_.wait_for(lock, revoke_pending_ ? std::min(tick, std::chrono::milliseconds{1}) : tick);
     if (stop_) break;
     const Clock::time_point now = Clock::now();
     const std::uint32_t entries = gate_.entries();
