@@ -166,6 +166,24 @@ def run_jobs(host: str, port: int, env: Dict[str, str], args: argparse.Namespace
     return reports
 
 
+def closed_trace(conn: Connection, clients: set, timeout_s: float = 5.0) -> List[dict]:
+    """The broker's lease slices once the jobs' last leases are closed.
+
+    A job that exits holding its lease (a torch job holds lazily) has it
+    closed when the broker sees the connection end, which may be a moment
+    after the process is gone: poll the trace until then (bounded)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        slices = conn.request({"op": "trace"}).get("slices", [])
+        still_open = [s for s in slices if s["client_id"] in clients and s["end_us"] is None]
+        if not still_open:
+            return slices
+        if time.monotonic() > deadline:
+            raise BrokerError(f"the broker still shows {len(still_open)} lease(s) of the demo's jobs open "
+                              f"{timeout_s:g} s after they exited")
+        time.sleep(0.02)  # a poll interval: the broker closes them on its own
+
+
 def summarize(reports: List[dict], slices: List[dict], args: argparse.Namespace) -> dict:
     """The account of one run. Baselines from the jobs' plan: a job alone takes
     phases x (GPU + CPU phase), so one after another they take that times the
@@ -231,7 +249,7 @@ def run(args: argparse.Namespace) -> int:
             where = f"private broker on {host}:{port}"
         reports = run_jobs(host, port, env, args)
         with Connection(host, port, name="acb-demo", role="admin", token=admin_token) as conn:
-            slices = conn.request({"op": "trace"}).get("slices", [])
+            slices = closed_trace(conn, {r["client_id"] for r in reports})
     finally:
         if private is not None:
             private.stop()
