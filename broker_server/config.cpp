@@ -245,7 +245,7 @@ DeviceSpec default_device() {
   return spec;
 }
 
-BrokerConfig load_config(const CommandLine& command_line) {
+BrokerConfig load_config(const CommandLine& command_line, const DeviceDetector& detect) {
   json merged = json::object();
   if (!command_line.config_file.empty()) {
     std::ifstream in(command_line.config_file);
@@ -265,7 +265,11 @@ BrokerConfig load_config(const CommandLine& command_line) {
     if (command_line.config_file.empty()) throw;
     throw ConfigError(std::string(e.what()) + " (config file " + command_line.config_file + ")");
   }
-  if (config.devices.empty()) config.devices.push_back(default_device());
+  if (config.devices.empty()) {
+    const char* emulated = std::getenv("ACB_EMULATED_DEVICE");
+    if ((emulated == nullptr || *emulated == '\0') && detect) config.devices = detect();
+    if (config.devices.empty()) config.devices.push_back(default_device());
+  }
   return config;
 }
 

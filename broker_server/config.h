@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -75,9 +76,13 @@ CommandLine parse_command_line(int argc, const char* const* argv);
 /// Throws ConfigError naming the member.
 BrokerConfig config_from_json(const nlohmann::json& merged);
 
-/// Reads the file (if any), overlays the flags, validates, and adds the
-/// default device when none is given. Throws ConfigError.
-BrokerConfig load_config(const CommandLine& command_line);
+/// Finds the node's devices for a broker given none (device_probe.h); may return none.
+using DeviceDetector = std::function<std::vector<DeviceSpec>()>;
+
+/// Reads the file (if any), overlays the flags and validates. When neither
+/// names a device: ACB_EMULATED_DEVICE's (default_device()) when that is
+/// set, else what `detect` finds, else default_device(). Throws ConfigError.
+BrokerConfig load_config(const CommandLine& command_line, const DeviceDetector& detect = nullptr);
 
 /// The device used when neither flags nor file name one: "0", with the
 /// capacity of ACB_EMULATED_DEVICE ("name[:capacity]") when it is set, else 0.

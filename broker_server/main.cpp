@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "broker_server/config.h"
+#include "broker_server/device_probe.h"
 #include "broker_server/event_loop.h"
 #include "broker_server/server.h"
 #include "common/token.h"
@@ -73,7 +74,20 @@ int main(int argc, char** argv) {
       std::fputs(acb::broker::usage(), stdout);
       return 0;
     }
-    config = acb::broker::load_config(command_line);
+    config = acb::broker::load_config(command_line, [] {
+      std::string why_none;
+      std::vector<acb::broker::DeviceSpec> gpus = acb::broker::probe_cuda_devices(why_none);
+      if (gpus.empty()) {
+        std::fprintf(stderr, "acb-broker: no --device given and no GPU found (%s): one device \"0\" of unknown capacity\n",
+                     why_none.c_str());
+      } else {
+        for (const auto& gpu : gpus) {
+          std::fprintf(stderr, "acb-broker: device %s: GPU %s, %llu bytes (from the CUDA driver)\n", gpu.name.c_str(),
+                       gpu.name.c_str(), static_cast<unsigned long long>(gpu.capacity_bytes));
+        }
+      }
+      return gpus;
+    });
   } catch (const std::exception& e) {
     std::fprintf(stderr, "acb-broker: %s\n", e.what());
     return 2;

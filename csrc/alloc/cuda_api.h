@@ -27,6 +27,7 @@ struct CudaApi {
   X(cuGetErrorName, "cuGetErrorName")                               \
   X(cuDeviceGet, "cuDeviceGet")                                     \
   X(cuDeviceGetCount, "cuDeviceGetCount")                           \
+  X(cuDeviceTotalMem, "cuDeviceTotalMem_v2")                        \
   X(cuDevicePrimaryCtxRetain, "cuDevicePrimaryCtxRetain")           \
   X(cuDevicePrimaryCtxRelease, "cuDevicePrimaryCtxRelease_v2")      \
   X(cuCtxGetCurrent, "cuCtxGetCurrent")                             \

@@ -69,6 +69,30 @@ def resolve_broker(broker: Optional[str]) -> Tuple[str, int]:
     return host, int(port)
 
 
+def node_gpu(local_device: int, visible: Optional[str]) -> int:
+    """The node-wide ordinal of this process's CUDA device `local_device`, which is
+    what the broker numbers its devices by (one per GPU, from 0): the entry of
+    CUDA_VISIBLE_DEVICES (`visible`) at that position, or the device itself when
+    that is unset. -1 when it names GPUs by UUID or MIG instance (the broker then
+    places the process; set ACB_DEVICE to choose)."""
+    if visible is None:
+        return local_device
+    entries = [entry.strip() for entry in visible.split(",")]
+    if not 0 <= local_device < len(entries) or not entries[local_device].isdigit():
+        return -1
+    return int(entries[local_device])
+
+
+def broker_device_for(local_device: int, emulated: bool) -> int:
+    """The broker device to pin this process to: ACB_DEVICE when set, else the GPU
+    it computes on (a process must take part on its own GPU's lease), else -1 on
+    the emulated device (one per broker in practice: the broker places)."""
+    configured = _env_int("ACB_DEVICE", -1)
+    if configured >= 0 or emulated:
+        return configured
+    return node_gpu(local_device, os.environ.get("CUDA_VISIBLE_DEVICES"))
+
+
 def library_path() -> Path:
     """libacb_alloc.so inside the installed package (the one acb._C links)."""
     path = Path(__file__).resolve().parent / "lib" / "libacb_alloc.so"
@@ -124,11 +148,22 @@ def enable(priority: Optional[str] = None, device: Optional[int] = None, broker:
             # embedded one: if it went away, start it again at the same address.
             _broker.ensure_broker(f"{host}:{port}")
 
-        c_module.enable(host=host, port=port, priority=priority, name=_default_name(), device=local_device,
-                        broker_device=_env_int("ACB_DEVICE", -1),
-                        idle_gap_ms=_env_int("ACB_IDLE_GAP_MS", DEFAULT_IDLE_GAP_MS), emulated=emulated,
-                        reconnect_timeout_s=float(options.get("reconnect_timeout_s")),
-                        restart_broker=None if broker else restart_broker)
+        broker_device = broker_device_for(local_device, emulated)
+        try:
+            c_module.enable(host=host, port=port, priority=priority, name=_default_name(), device=local_device,
+                            broker_device=broker_device,
+                            idle_gap_ms=_env_int("ACB_IDLE_GAP_MS", DEFAULT_IDLE_GAP_MS), emulated=emulated,
+                            reconnect_timeout_s=float(options.get("reconnect_timeout_s")),
+                            restart_broker=None if broker else restart_broker)
+        except c_module.BrokerError as e:
+            if broker_device >= 0 and "does not exist" in str(e):
+                raise AcbError(
+                    f"acb: the broker at {host}:{port} has no device {broker_device}, the GPU this process "
+                    f"computes on (CUDA device {local_device}, CUDA_VISIBLE_DEVICES="
+                    f"{os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')}). Start the broker without --device "
+                    "(it then has one device per GPU) or with one --device per GPU, or set ACB_DEVICE to the "
+                    f"broker device to use. ({e})") from e
+            raise
         _threads.install(c_module)
         _c_module = c_module
 

@@ -7,7 +7,8 @@
 // the exported symbols are exactly those cuda.h maps to (cuMemGetInfo ->
 // cuMemGetInfo_v2, ...): the driver's dlsym table must match them to load.
 //
-// FAKE_CUDA_DEVICES=0 in the environment makes it report no device.
+// FAKE_CUDA_DEVICES=N in the environment makes it report N devices (0: none);
+// each reports 64 MiB as its total memory, the driver tests use device 0 only.
 #include <cuda.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -89,8 +90,17 @@ CUresult CUDAAPI cuDeviceGetCount(int* count) {
   return CUDA_SUCCESS;
 }
 CUresult CUDAAPI cuDeviceGet(CUdevice* device, int ordinal) {
-  if (ordinal != 0) return CUDA_ERROR_INVALID_DEVICE;
-  *device = 0;
+  int count = 0;
+  if (cuDeviceGetCount(&count) != CUDA_SUCCESS) return CUDA_ERROR_NOT_INITIALIZED;
+  if (ordinal < 0 || ordinal >= count) return CUDA_ERROR_INVALID_DEVICE;
+  *device = ordinal;
+  return CUDA_SUCCESS;
+}
+CUresult CUDAAPI cuDeviceTotalMem(size_t* bytes, CUdevice device) {
+  int count = 0;
+  if (cuDeviceGetCount(&count) != CUDA_SUCCESS) return CUDA_ERROR_NOT_INITIALIZED;
+  if (device < 0 || device >= count) return CUDA_ERROR_INVALID_DEVICE;
+  *bytes = kTotal;
   return CUDA_SUCCESS;
 }
 CUresult CUDAAPI cuDevicePrimaryCtxRetain(CUcontext* context, CUdevice) {
