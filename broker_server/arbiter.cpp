@@ -116,6 +116,7 @@ Placement Arbiter::on_hello(ClientId client, const HelloInfo& info, TimeUs now) 
   c.priority = info.priority;
   c.device = *device;
   c.need_bytes = info.need_bytes;
+  c.fixed = info.fixed && info.pinned_device.has_value();
   c.last_heard_us = now;
   s.clients.emplace(client, std::move(c));
   s.devices.at(*device).members.insert(client);

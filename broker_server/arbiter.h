@@ -90,6 +90,9 @@ struct HelloInfo {
   Priority priority = Priority::training;
   std::uint64_t need_bytes = 0;
   std::optional<DeviceId> pinned_device;  ///< nullopt: the arbiter places the client
+  /// Stays on pinned_device: a drain never moves it (its acquires are
+  /// rejected there instead); without it a pinned client may be moved.
+  bool fixed = false;
 };
 
 /// Result of on_hello: the device the client was placed on, or why not.

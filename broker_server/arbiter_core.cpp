@@ -250,6 +250,7 @@ std::optional<DeviceId> Arbiter::State::move_target(const ClientRec& c,
 
 bool Arbiter::State::relocate(ClientRec& c, TimeUs now, Decisions& out) {
   if (c.holds()) return true;  // moved after it releases
+  if (c.fixed) return false;  // its process computes on this GPU: it cannot follow
   const auto target = move_target(c, c.need_bytes);
   if (!target) return false;
   if (c.resident_bytes > 0) {
@@ -274,8 +275,9 @@ void Arbiter::State::leave_draining(ClientRec& c, TimeUs now, Decisions& out) {
   if (relocate(c, now, out) || c.state != ClientState::waiting) return;
   dequeue(c);
   reject(c,
-         "device " + std::to_string(c.device) + " is draining and no other device can take " +
-             std::to_string(c.need_bytes) + " bytes",
+         c.fixed ? "device " + std::to_string(c.device) + " is draining and this client is fixed to it (its GPU)"
+                  : "device " + std::to_string(c.device) + " is draining and no other device can take " +
+                        std::to_string(c.need_bytes) + " bytes",
          out);
 }
 

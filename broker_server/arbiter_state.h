@@ -49,6 +49,7 @@ struct ClientRec {
   std::uint64_t lease = 0;
   TimeUs lease_start_us = 0;
   int lease_class = 0;  ///< effective class it was granted with
+  bool fixed = false;  ///< HelloInfo::fixed: never moved to another device
   TimeUs revoke_deadline_us = 0;  ///< kNoRevokeDeadline after a share revoke
   std::optional<std::uint64_t> slice;  ///< index of its open LeaseSlice
   std::uint64_t grants = 0, waited_us_total = 0, preemptions = 0;

@@ -60,6 +60,13 @@ class Reader {
     return *v;
   }
 
+  std::optional<bool> opt_bool(const char* key) const {
+    const json* v = find(key);
+    if (!v) return std::nullopt;
+    if (!v->is_boolean()) fail(key, "must be true or false");
+    return v->get<bool>();
+  }
+
   std::optional<std::string> opt_string(const char* key) const {
     const json* v = find(key);
     if (!v) return std::nullopt;
@@ -118,6 +125,8 @@ HelloMessage read_hello(const Reader& r) {
   hello.need_bytes = r.opt_bytes("need_bytes").value_or(0);
   const auto device = r.opt_int("device", -1, std::numeric_limits<DeviceId>::max());
   if (device && *device >= 0) hello.device = static_cast<DeviceId>(*device);
+  hello.fixed = r.opt_bool("fixed").value_or(false);
+  if (hello.fixed && !hello.device) r.fail("fixed", "needs a \"device\" to stay on");
   return hello;
 }
 

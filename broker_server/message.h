@@ -41,6 +41,7 @@ struct HelloMessage {
   Priority priority = Priority::training;
   std::uint64_t need_bytes = 0;
   std::optional<DeviceId> device;  ///< nullopt: the broker places the client
+  bool fixed = false;              ///< never move it off `device` (its process computes on that GPU)
 };
 struct AcquireMessage { std::optional<std::uint64_t> need_bytes; };
 struct ReleaseMessage { std::optional<std::uint64_t> resident_bytes; };

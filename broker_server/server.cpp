@@ -246,6 +246,7 @@ void Server::handle_hello(Session& session, const HelloMessage& hello, TimeUs no
     info.priority = hello.priority;
     info.need_bytes = hello.need_bytes;
     info.pinned_device = hello.device;
+    info.fixed = hello.fixed;
     Placement placement;
     try {
       placement = arbiter_.on_hello(session.id(), info, now);

@@ -31,6 +31,7 @@ struct ClientOptions {
   std::string priority = "training";  ///< "inference" | "training" | "batch"
   std::uint64_t need_bytes = 0;        ///< declared device memory need
   int device = -1;                     ///< pin to a device; -1 lets the broker place
+  bool fixed = false;                  ///< with device: never be moved off it (a process bound to its GPU)
   bool admin = false;                  ///< present the admin token
   std::chrono::milliseconds connect_timeout{5000};
 };

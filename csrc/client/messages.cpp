@@ -33,15 +33,17 @@ int device_member(const nlohmann::json& message, const char* name) {
 }  // namespace
 
 nlohmann::json hello(const ClientOptions& options, const std::string& token, long pid) {
-  return {{"op", "hello"},
-          {"versions", {1}},
-          {"token", token},
-          {"name", options.name},
-          {"pid", pid},
-          {"role", options.admin ? "admin" : "client"},
-          {"priority", options.priority},
-          {"need_bytes", options.need_bytes},
-          {"device", options.device}};
+  nlohmann::json m{{"op", "hello"},
+                   {"versions", {1}},
+                   {"token", token},
+                   {"name", options.name},
+                   {"pid", pid},
+                   {"role", options.admin ? "admin" : "client"},
+                   {"priority", options.priority},
+                   {"need_bytes", options.need_bytes},
+                   {"device", options.device}};
+  if (options.fixed && options.device >= 0) m["fixed"] = true;
+  return m;
 }
 
 nlohmann::json acquire(std::optional<std::uint64_t> need_bytes) {

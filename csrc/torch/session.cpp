@@ -76,6 +76,8 @@ void enable(const EnableOptions& options) {
   controller_options.client.priority = options.priority;
   controller_options.client.name = options.name;
   controller_options.client.device = options.broker_device;
+  // Its tensors live on this process's GPU: a drain must not move it elsewhere.
+  controller_options.client.fixed = options.broker_device >= 0;
   controller_options.client.need_bytes = arena.stats().reserved_bytes;
   controller_options.idle_gap = std::chrono::milliseconds(options.idle_gap_ms);
   controller_options.reconnect_timeout = std::chrono::milliseconds(std::max<std::int64_t>(0, options.reconnect_timeout_ms));

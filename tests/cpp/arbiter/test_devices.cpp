@@ -200,3 +200,36 @@ TEST_CASE("a removed device with clients that cannot move stays until they disco
   REQUIRE(snap.devices.size() == 1);
   CHECK(snap.devices[0].device == 1);
 }
+
+TEST_CASE("a fixed client is never moved off its draining device; its acquire says why",
+          "[arbiter][devices]") {
+  Bench b;
+  b.arb.add_device("gpu0", 1000 * MiB);
+  b.arb.add_device("gpu1", 1000 * MiB);
+  auto hello_fixed = [&](ClientId id) {  // its process computes on GPU 0
+    HelloInfo info;
+    info.name = "job" + std::to_string(id);
+    info.pinned_device = DeviceId{0};
+    info.fixed = true;
+    REQUIRE(b.arb.on_hello(id, info, b.now).device == std::optional<DeviceId>(0));
+  };
+  hello_fixed(1);
+  hello_fixed(2);
+  b.hello(3, Priority::training);                   // placed by the broker
+  REQUIRE(b.arb.device_of(3) == DeviceId{1});
+  REQUIRE(granted(b.acquire(1), 1));
+  auto ds = b.arb.drain_device(0, b.now);
+  b.arb.validate();
+  CHECK(for_client<Revoke>(ds, 1).size() == 1);
+  CHECK(all_of<Grant>(b.release(1)).empty());
+  CHECK(b.arb.device_of(1) == DeviceId{0});          // stays with its GPU
+  auto rej = for_client<Reject>(b.acquire(2), 2);
+  REQUIRE(rej.size() == 1);
+  CHECK(rej[0].reason.find("fixed") != std::string::npos);
+  CHECK(b.arb.device_of(2) == DeviceId{0});
+  // A pinned client that is not fixed would have moved (see above); the
+  // fixed ones keep the device alive until they leave.
+  b.disconnect(1);
+  b.disconnect(2);
+  CHECK(b.device(0).draining);
+}

@@ -39,6 +39,10 @@ TEST_CASE("hello: members, defaults and roles") {
   CHECK(f.priority == Priority::inference);
   CHECK(f.need_bytes == 1024);
   CHECK(f.device == 2);
+  CHECK_FALSE(f.fixed);
+  CHECK(std::get<HelloMessage>(validate_message(
+                  json::parse(R"({"op":"hello","versions":[1],"token":"t","device":1,"fixed":true})")))
+            .fixed);
   CHECK_FALSE(std::get<HelloMessage>(validate_message(
                   json::parse(R"({"op":"hello","versions":[1],"token":"t","device":-1})")))
                   .device);
@@ -59,6 +63,8 @@ TEST_CASE("hello: wrong or missing members are named") {
   CHECK(rejection(json::parse(R"({"op":"hello","versions":[1],"token":"t","pid":true})")).find("pid") != std::string::npos);
   CHECK(rejection(json::parse(R"({"op":"hello","versions":[1],"token":"t","device":-2})")).find("device") != std::string::npos);
   CHECK(rejection(json::parse(R"({"op":"hello","versions":[1],"token":"t","device":4294967296})")).find("device") != std::string::npos);
+  CHECK(rejection(json::parse(R"({"op":"hello","versions":[1],"token":"t","device":0,"fixed":1})")).find("fixed") != std::string::npos);
+  CHECK(rejection(json::parse(R"({"op":"hello","versions":[1],"token":"t","fixed":true})")).find("fixed") != std::string::npos);
 }
 
 TEST_CASE("lease ops: optional and required byte counts") {

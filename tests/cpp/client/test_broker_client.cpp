@@ -63,6 +63,14 @@ TEST_CASE("hello carries the options and welcome is parsed", "[client]") {
   CHECK(h["role"] == "client");
   CHECK(h["versions"] == nlohmann::json::array({1}));
   CHECK(h["pid"].get<long>() > 0);
+  CHECK_FALSE(h.contains("fixed"));
+
+  o.fixed = true;  // a process bound to its GPU
+  BrokerClient fixed_client(o);
+  const auto both = broker.hellos();
+  REQUIRE(both.size() == 2);
+  CHECK(both[1]["fixed"] == true);
+  CHECK(both[1]["device"] == 0);
 }
 
 TEST_CASE("a wrong token is a BrokerError naming the reason", "[client]") {
