@@ -35,7 +35,9 @@ def enable(priority: Optional[str] = None, device: Optional[int] = None, broker:
 
     Args:
         priority: "inference", "training" or "batch" (default: ACB_PRIORITY, else "training").
-        device: the local CUDA device whose memory acb manages (default 0).
+        device: the local CUDA device whose memory acb manages (default: torchrun's
+            LOCAL_RANK when set and visible, else 0). Memory the process allocates on
+            another device is not shared.
         broker: "host:port" of the broker (default: ACB_BROKER, else an embedded
             local broker is found or started).
 

@@ -69,6 +69,20 @@ def resolve_broker(broker: Optional[str]) -> Tuple[str, int]:
     return host, int(port)
 
 
+def default_local_device(environ) -> int:
+    """The CUDA device a process computes on when enable() is not told: torchrun's
+    LOCAL_RANK when set (each rank then calls torch.cuda.set_device(LOCAL_RANK)),
+    unless CUDA_VISIBLE_DEVICES leaves fewer devices than that (one GPU per rank:
+    it is device 0); else 0."""
+    rank = environ.get("LOCAL_RANK", "").strip()
+    if not rank.isdigit():
+        return 0
+    visible = environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None and int(rank) >= len([e for e in visible.split(",") if e.strip()]):
+        return 0
+    return int(rank)
+
+
 def node_gpu(local_device: int, visible: Optional[str]) -> int:
     """The node-wide ordinal of this process's CUDA device `local_device`, which is
     what the broker numbers its devices by (one per GPU, from 0): the entry of
@@ -131,7 +145,7 @@ def enable(priority: Optional[str] = None, device: Optional[int] = None, broker:
         if torch.cuda.is_initialized():
             raise AcbError(CUDA_ALREADY_INITIALISED)
         emulated = bool(os.environ.get("ACB_EMULATED_DEVICE"))
-        local_device = 0 if device is None else int(device)
+        local_device = default_local_device(os.environ) if device is None else int(device)
         if not emulated:
             if not torch.cuda.is_available():
                 raise AcbError("acb: no CUDA device is available; to try acb without a GPU, set "

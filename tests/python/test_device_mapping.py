@@ -29,3 +29,14 @@ def test_broker_device_is_the_gpu_unless_acb_device_says(monkeypatch):
     monkeypatch.setenv("ACB_DEVICE", "2")
     assert _api.broker_device_for(1, emulated=False) == 2
     assert _api.broker_device_for(0, emulated=True) == 2
+
+
+@pytest.mark.parametrize("environ, expected", [
+    ({}, 0),
+    ({"LOCAL_RANK": "3"}, 3),                                  # torchrun: rank 3 computes on cuda:3
+    ({"LOCAL_RANK": "3", "CUDA_VISIBLE_DEVICES": "5"}, 0),      # one GPU per rank: it is cuda:0
+    ({"LOCAL_RANK": "1", "CUDA_VISIBLE_DEVICES": "4,6"}, 1),
+    ({"LOCAL_RANK": "x"}, 0),
+])
+def test_default_local_device_follows_torchrun(environ, expected):
+    assert _api.default_local_device(environ) == expected
