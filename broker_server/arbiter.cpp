@@ -213,7 +213,7 @@ Decisions Arbiter::on_tick(TimeUs now) {
     } else if (c.evict_deadline_us != 0 && now >= c.evict_deadline_us) {
       dead.emplace_back(id, "did not report residency after being asked to evict " +
                                 std::to_string(c.pending_evict_bytes) + " bytes");
-    } else if (c.state == ClientState::revoked && c.revoke_deadline_us != kNoRevokeDeadline &&
+    } else if (c.revoked_with_deadline() &&
                now >= c.revoke_deadline_us + s.config.revoke_grace_ms * 1000) {
       dead.emplace_back(id, "lease " + std::to_string(c.lease) +
                                 " not released within its revoke deadline + " +

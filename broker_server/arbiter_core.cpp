@@ -167,29 +167,26 @@ void Arbiter::State::schedule(DeviceRec& d, TimeUs now, Decisions& out) {
       ++counters.revokes;
       out.push_back(Revoke{h.id, d.id, h.lease, deadline_ms, reason});
     };
+    // A drain gives the holder a deadline, unless it has one already.
+    if (d.draining && !h.revoked_with_deadline()) {
+      revoke(RevokeReason::drain, config.quantum_deadline_ms);
+      return;
+    }
     if (h.state == ClientState::revoked) {
       // Already revoked with a longer deadline (quantum, drain) or none
       // (share), and the head of the queue got more urgent: a better class
       // now waits, so the short preempt deadline applies from here; or, after
       // a share revoke, the waiter aged into the holder's class, so the
       // quantum deadline does.
-      if (d.draining && h.revoke_deadline_us == kNoRevokeDeadline) {
-        revoke(RevokeReason::drain, config.quantum_deadline_ms);
-        return;
-      }
       if (d.queue.empty()) return;
       const int head_class = waiter_class(clients.at(*queue_head(d, now)), now);
       if (head_class < h.lease_class && h.revoke_deadline_us > now + config.preempt_deadline_ms * 1000) {
         ++counters.preemptions;
         ++h.preemptions;
         revoke(RevokeReason::preempt, config.preempt_deadline_ms);
-      } else if (head_class == h.lease_class && h.revoke_deadline_us == kNoRevokeDeadline) {
+      } else if (head_class == h.lease_class && h.revoked_without_deadline()) {
         revoke(RevokeReason::quantum, config.quantum_deadline_ms);
       }
-      return;
-    }
-    if (d.draining) {
-      revoke(RevokeReason::drain, config.quantum_deadline_ms);
       return;
     }
     if (d.queue.empty()) return;

@@ -55,7 +55,7 @@ std::optional<TimeUs> Arbiter::next_wakeup(TimeUs now) const {
     if (s.config.heartbeat_timeout_ms != 0)
       consider(c.last_heard_us + s.config.heartbeat_timeout_ms * 1000);
     if (c.evict_deadline_us != 0) consider(c.evict_deadline_us);
-    if (c.state == ClientState::revoked && c.revoke_deadline_us != kNoRevokeDeadline)
+    if (c.revoked_with_deadline())
       consider(c.revoke_deadline_us + s.config.revoke_grace_ms * 1000);
     if (c.state == ClientState::waiting)
       if (auto t = policy::next_aging_step(c.priority, c.wait_since_us, now, s.config.aging_ms))
@@ -68,7 +68,7 @@ std::optional<TimeUs> Arbiter::next_wakeup(TimeUs now) const {
       // Any waiter but a better class (revoked at once) is served at the end
       // of the quantum: an equal class by a quantum revoke, a worse by a share revoke.
       consider(h.lease_start_us + s.config.quantum_ms * 1000);
-    } else if (h.revoke_deadline_us == kNoRevokeDeadline &&
+    } else if (h.revoked_without_deadline() &&
                s.waiter_class(s.clients.at(*s.queue_head(d, now)), now) <= h.lease_class) {
       // Shared without a deadline, and the waiter has aged into the holder's
       // class since (its aging step is past): the deadline is due now.

@@ -55,6 +55,14 @@ struct ClientRec {
   std::uint64_t grants = 0, waited_us_total = 0, preemptions = 0;
 
   bool holds() const { return state == ClientState::holding || state == ClientState::revoked; }
+  /// Revoked with a deadline (preempt, quantum, drain): disconnected past it plus the grace.
+  bool revoked_with_deadline() const {
+    return state == ClientState::revoked && revoke_deadline_us != kNoRevokeDeadline;
+  }
+  /// Revoked without a deadline (share): yields at its next idle gap, however long that takes.
+  bool revoked_without_deadline() const {
+    return state == ClientState::revoked && revoke_deadline_us == kNoRevokeDeadline;
+  }
 };
 
 struct DeviceRec {
