@@ -9,9 +9,10 @@
 // taken out of the thread's included dispatch keys so that nested operators
 // (composite kernels calling others) go straight to their kernels, inside
 // their caller's gate. Operators issued inside acb.region() reach the hook
-// at depth > 0: they are marked but not gated again. Taking the key out touches c10's thread-local key set
-// directly: ExcludeDispatchKeyGuard costs two out-of-line calls and two TLS
-// lookups per operator, a quarter of the hook's budget.
+// at depth > 0: they are marked but not gated again. Taking the key out
+// touches c10's thread-local key set directly: ExcludeDispatchKeyGuard costs
+// two out-of-line calls and two TLS lookups per operator, a quarter of the
+// hook's budget.
 //
 // Thread-safety: the active hook is published with release/acquire and never
 // freed; everything else here is thread-local.

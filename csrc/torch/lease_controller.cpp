@@ -63,7 +63,6 @@ void LeaseController::on_lost(const std::string& reason) {
   {
     std::lock_guard<std::mutex> lock(mutex_);
     if (stop_) return;
-    lost_ = true;
     // The broker has reclaimed the lease: stop using the device at the next
     // op boundary, as for a revoke past its deadline.
     revoke_pending_ = true;
@@ -79,7 +78,7 @@ void LeaseController::on_lost(const std::string& reason) {
 void LeaseController::ensure_connected() {
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    if (!lost_ && client_->connected()) return;
+    if (client_->connected()) return;  // lost connections report it before on_lost runs
   }
   const Clock::time_point give_up = Clock::now() + options_.reconnect_timeout;
   std::chrono::milliseconds backoff{50};
@@ -94,7 +93,6 @@ void LeaseController::ensure_connected() {
         std::lock_guard<std::mutex> lock(mutex_);
         old = std::move(client_);
         client_ = fresh;
-        lost_ = false;
         revoke_pending_ = false;  // the lost lease is gone; this process holds none (it is acquiring)
         ++reconnects_;
       }

@@ -124,7 +124,6 @@ class LeaseController {
   ControllerOptions options_;
   mutable std::mutex mutex_;  // guards everything below
   std::shared_ptr<client::BrokerClient> client_;
-  bool lost_ = false;
   std::condition_variable wake_;
   bool stop_ = false;
   bool revoke_pending_ = false;

@@ -35,9 +35,7 @@ LeaseController& controller_or_throw(State& s) {
   if (!s.controller) throw std::logic_error("acb is not enabled: call acb.enable() first");
   return *s.controller;
 }
-}  // namespace
 
-namespace {
 // A forked child (e.g. a DataLoader worker) has no broker connection and no
 // monitor thread: its operators must not wait for a lease, and its new CPU
 // tensors must not come from the parent's arena.

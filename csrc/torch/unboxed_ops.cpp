@@ -36,18 +36,15 @@ bool is_cuda_arg(const T&) {
 }
 bool is_cuda_arg(const at::Tensor& t) { return t.defined() && t.is_cuda(); }
 bool is_cuda_arg(const std::optional<at::Tensor>& t) { return t.has_value() && is_cuda_arg(*t); }
-bool is_cuda_arg(const at::TensorList& list) {
+template <class TensorRange>
+bool any_cuda(const TensorRange& list) {
   for (const at::Tensor& t : list) {
     if (is_cuda_arg(t)) return true;
   }
   return false;
 }
-bool is_cuda_arg(const at::ITensorListRef& list) {
-  for (const at::Tensor& t : list) {
-    if (is_cuda_arg(t)) return true;
-  }
-  return false;
-}
+bool is_cuda_arg(const at::TensorList& list) { return any_cuda(list); }
+bool is_cuda_arg(const at::ITensorListRef& list) { return any_cuda(list); }
 bool is_cuda_arg(const c10::Device& device) { return device.is_cuda(); }
 bool is_cuda_arg(const std::optional<c10::Device>& device) { return device.has_value() && device->is_cuda(); }
 
