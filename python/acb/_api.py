@@ -12,7 +12,7 @@ import sys
 import threading
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Optional, Tuple
+from typing import Iterator, List, Optional, Tuple
 
 from acb import AcbError
 from acb._status import Status
@@ -69,6 +69,16 @@ def resolve_broker(broker: Optional[str]) -> Tuple[str, int]:
     return host, int(port)
 
 
+def visible_devices(visible: Optional[str]) -> Optional[List[str]]:
+    """The entries of CUDA_VISIBLE_DEVICES (`visible`), in the order CUDA numbers
+    them from 0, up to the first empty one (CUDA ignores the rest); None when it
+    is unset (every GPU is visible)."""
+    if visible is None:
+        return None
+    entries = [entry.strip() for entry in visible.split(",")]
+    return entries[:entries.index("")] if "" in entries else entries
+
+
 def default_local_device(environ) -> int:
     """The CUDA device a process computes on when enable() is not told: torchrun's
     LOCAL_RANK when set (each rank then calls torch.cuda.set_device(LOCAL_RANK)),
@@ -77,8 +87,8 @@ def default_local_device(environ) -> int:
     rank = environ.get("LOCAL_RANK", "").strip()
     if not rank.isdigit():
         return 0
-    visible = environ.get("CUDA_VISIBLE_DEVICES")
-    if visible is not None and int(rank) >= len([e for e in visible.split(",") if e.strip()]):
+    entries = visible_devices(environ.get("CUDA_VISIBLE_DEVICES"))
+    if entries is not None and int(rank) >= len(entries):
         return 0
     return int(rank)
 
@@ -89,9 +99,9 @@ def node_gpu(local_device: int, visible: Optional[str]) -> int:
     CUDA_VISIBLE_DEVICES (`visible`) at that position, or the device itself when
     that is unset. -1 when it names GPUs by UUID or MIG instance (the broker then
     places the process; set ACB_DEVICE to choose)."""
-    if visible is None:
+    entries = visible_devices(visible)
+    if entries is None:
         return local_device
-    entries = [entry.strip() for entry in visible.split(",")]
     if not 0 <= local_device < len(entries) or not entries[local_device].isdigit():
         return -1
     return int(entries[local_device])
