@@ -43,6 +43,24 @@ JOBS_START_TIMEOUT_S = 40.0  # torch's import takes seconds when jobs start toge
 JOBS_TIMEOUT_S = 50.0  # the demo must finish within a minute
 
 
+def read_line(proc: subprocess.Popen, deadline: float) -> Optional[str]:
+    """One line of a process's stdout before `deadline`; None at the deadline or at end of file.
+
+    Reads the pipe unbuffered, a byte at a time, so nothing after the line is
+    taken from the pipe: a job prints nothing more until it is told to go,
+    and communicate() reads the rest later."""
+    fd, data = proc.stdout.fileno(), b""
+    while not data.endswith(b"\n"):
+        ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+        if not ready:
+            return None
+        byte = os.read(fd, 1)
+        if not byte:
+            return None
+        data += byte
+    return data.decode(errors="replace")
+
+
 class PrivateBroker:
     """An acb-broker on an ephemeral port with a private token directory; stop() ends it."""
 
@@ -56,25 +74,12 @@ class PrivateBroker:
         with open(self.log, "wb") as log:
             self.proc = subprocess.Popen([broker_binary(), "--host", "127.0.0.1", "--port", "0", "--metrics-port", "0",
                                           "--device", device_spec], stdout=subprocess.PIPE, stderr=log, env=env)
-        line = self._first_line(START_TIMEOUT_S)
+        line = (read_line(self.proc, time.monotonic() + START_TIMEOUT_S) or "").strip()
         if not line.startswith("acb-broker listening on "):
             self.stop()
             raise BrokerError(f"the demo's broker did not start: {line or self.log.read_text()[-500:]}")
         self.host, port = line.split()[3].rsplit(":", 1)
         self.port = int(port)
-
-    def _first_line(self, timeout_s: float) -> str:
-        deadline, data = time.monotonic() + timeout_s, b""
-        fd = self.proc.stdout.fileno()
-        while not data.endswith(b"\n") and time.monotonic() < deadline:
-            ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
-            if not ready:
-                break
-            chunk = os.read(fd, 256)
-            if not chunk:
-                break
-            data += chunk
-        return data.decode(errors="replace").strip()
 
     def token(self, admin: bool) -> str:
         return (self.token_dir / ("admin-token" if admin else "token")).read_text().strip()
@@ -107,23 +112,6 @@ def torch_jobs_possible() -> bool:
     """Whether torch and acb's extension are installed (found, not imported: that takes seconds)."""
     package_dir = Path(__file__).resolve().parent
     return importlib.util.find_spec("torch") is not None and any(package_dir.glob("_C*.so"))
-
-
-def read_line(proc: subprocess.Popen, deadline: float) -> Optional[str]:
-    """One line of a job's stdout before `deadline`; None at the deadline or at end of file.
-
-    Reads the pipe unbuffered, a byte at a time: the job prints nothing more
-    until it is told to go, and communicate() reads the rest later."""
-    fd, data = proc.stdout.fileno(), b""
-    while not data.endswith(b"\n"):
-        ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
-        if not ready:
-            return None
-        byte = os.read(fd, 1)
-        if not byte:
-            return None
-        data += byte
-    return data.decode(errors="replace")
 
 
 def run_jobs(host: str, port: int, env: Dict[str, str], args: argparse.Namespace) -> List[dict]:
