@@ -4,7 +4,6 @@
 // released. Every wait is bounded; assertions run on the main thread only
 // (Catch2 is not thread-safe), worker threads record into atomics.
 #include <atomic>
-#include <future>
 #include <stdexcept>
 #include <thread>
 #include <vector>
@@ -13,22 +12,13 @@
 #include "torch/gate.h"
 #include "wait_until.h"
 
+using acb::test::Latch;
 using acb::test::wait_until;
 using acb::torch_hook::Gate;
 using acb::torch_hook::LeaseState;
 using namespace std::chrono_literals;
 
 namespace {
-
-// A one-shot signal between threads.
-struct Latch {
-  std::promise<void> promise;
-  std::shared_future<void> future = promise.get_future().share();
-  void open() { promise.set_value(); }
-  bool wait(std::chrono::milliseconds timeout = 5000ms) const {
-    return future.wait_for(timeout) == std::future_status::ready;
-  }
-};
 
 }  // namespace
 

@@ -7,7 +7,6 @@
 // Every wait is bounded; assertions run on the main thread only.
 #include <algorithm>
 #include <atomic>
-#include <future>
 #include <memory>
 #include <string>
 #include <thread>
@@ -28,6 +27,7 @@ using acb::alloc::testing::kMiB;
 using acb::alloc::testing::write_pattern;
 using acb::client::LeaseRejected;
 using acb::test::FakeBroker;
+using acb::test::Latch;
 using acb::test::wait_until;
 using acb::torch_hook::ControllerOptions;
 using acb::torch_hook::Gate;
@@ -88,16 +88,14 @@ struct Rig {
 /// busy (no idle gap) meanwhile.
 class LongOp {
  public:
-  explicit LongOp(Gate& gate) : finish_op_(finish_.get_future().share()) {
-    std::promise<void> started;
-    std::future<void> entered = started.get_future();
-    thread_ = std::thread([&gate, &started, finish_op = finish_op_] {
+  explicit LongOp(Gate& gate) {
+    thread_ = std::thread([this, &gate] {
       gate.enter();
-      started.set_value();
-      finish_op.wait_for(5s);
+      entered_.open();
+      finish_.wait();
       gate.exit();
     });
-    REQUIRE(entered.wait_for(5s) == std::future_status::ready);
+    REQUIRE(entered_.wait());
   }
   ~LongOp() { finish(); }
   LongOp(const LongOp&) = delete;
@@ -105,13 +103,12 @@ class LongOp {
 
   void finish() {
     if (!thread_.joinable()) return;
-    finish_.set_value();
+    finish_.open();
     thread_.join();
   }
 
  private:
-  std::promise<void> finish_;
-  std::shared_future<void> finish_op_;
+  Latch entered_, finish_;
   std::thread thread_;
 };
 
