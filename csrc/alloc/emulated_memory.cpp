@@ -6,9 +6,9 @@
 
 #include <cerrno>
 #include <cstring>
-#include <iterator>
 
 #include "alloc/driver.h"
+#include "alloc/range_map.h"
 
 namespace acb::alloc {
 
@@ -67,22 +67,6 @@ EmulatedMemory::~EmulatedMemory() {
   ::close(fd_);
 }
 
-void EmulatedMemory::add_range(Ranges& ranges, std::size_t offset, std::size_t bytes) {
-  auto next = ranges.lower_bound(offset);
-  if (next != ranges.end() && offset + bytes == next->first) {
-    bytes += next->second;
-    next = ranges.erase(next);
-  }
-  if (next != ranges.begin()) {
-    auto prev = std::prev(next);
-    if (prev->first + prev->second == offset) {
-      prev->second += bytes;
-      return;
-    }
-  }
-  ranges.emplace(offset, bytes);
-}
-
 bool EmulatedMemory::take_range(Ranges& ranges, std::size_t bytes, std::size_t* offset) {
   for (auto it = ranges.begin(); it != ranges.end(); ++it) {
     if (it->second < bytes) continue;
@@ -118,7 +102,7 @@ std::size_t EmulatedMemory::allocate(std::size_t bytes) {
   try {
     park_fresh(offset, bytes);
   } catch (const DriverError&) {
-    add_range(cold_, offset, bytes);
+    insert_coalescing(cold_, offset, bytes);
     throw;
   }
   return offset;
@@ -126,7 +110,7 @@ std::size_t EmulatedMemory::allocate(std::size_t bytes) {
 
 void EmulatedMemory::deallocate(std::size_t offset, std::size_t bytes) {
   if (pooled_bytes_ + bytes <= pool_cap_bytes_) {
-    add_range(warm_, offset, bytes);
+    insert_coalescing(warm_, offset, bytes);
     pooled_bytes_ += bytes;
     return;
   }
@@ -135,7 +119,7 @@ void EmulatedMemory::deallocate(std::size_t offset, std::size_t bytes) {
                   static_cast<off_t>(bytes)) != 0)
     throw memory_error("fallocate", errno,
                        "offset=" + std::to_string(offset) + ", size=" + std::to_string(bytes));
-  add_range(cold_, offset, bytes);
+  insert_coalescing(cold_, offset, bytes);
 }
 
 void EmulatedMemory::map(void* address, std::size_t offset, std::size_t bytes) {

@@ -65,7 +65,6 @@ class EmulatedMemory {
 
  private:
   using Ranges = std::map<std::size_t, std::size_t>;  // offset -> bytes, disjoint, not adjacent
-  static void add_range(Ranges& ranges, std::size_t offset, std::size_t bytes);
   static bool take_range(Ranges& ranges, std::size_t bytes, std::size_t* offset);
   void* parked(std::size_t offset) const { return reinterpret_cast<void*>(park_base_ + offset); }
   void park_fresh(std::size_t offset, std::size_t bytes);

@@ -1,7 +1,8 @@
 #include "alloc/va_space.h"
 
 #include <algorithm>
-#include <iterator>
+
+#include "alloc/range_map.h"
 
 namespace acb::alloc {
 
@@ -30,21 +31,7 @@ DevicePtr VaSpace::allocate(std::size_t bytes) {
   return 0;
 }
 
-void VaSpace::release(DevicePtr address, std::size_t bytes) {
-  auto next = free_.lower_bound(address);
-  if (next != free_.end() && address + bytes == next->first) {
-    bytes += next->second;
-    next = free_.erase(next);
-  }
-  if (next != free_.begin()) {
-    auto prev = std::prev(next);
-    if (prev->first + prev->second == address) {
-      prev->second += bytes;
-      return;
-    }
-  }
-  free_.emplace(address, bytes);
-}
+void VaSpace::release(DevicePtr address, std::size_t bytes) { insert_coalescing(free_, address, bytes); }
 
 std::size_t VaSpace::free_bytes() const {
   std::size_t total = 0;
