@@ -25,7 +25,8 @@ def built_against(path: Path) -> Optional[str]:
     return match.group(1).decode("ascii", "replace") if match else None
 
 
-def _module_files() -> list:
+def module_files() -> list:
+    """The compiled acb._C files in the package (none when it was installed without the extension)."""
     return sorted(Path(__file__).resolve().parent.glob("_C*.so"))
 
 
@@ -37,7 +38,7 @@ def load() -> ModuleType:
     try:
         from acb import _C
     except ImportError as e:
-        files = _module_files()
+        files = module_files()
         if not files:
             raise ImportError(
                 "acb was installed without its torch extension acb._C (torch was missing at build time?); "

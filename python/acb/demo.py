@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-from . import _format, _trace
+from . import _format, _loader, _trace
 from ._broker import broker_binary, ensure_broker, parse_address
 from ._wire import BrokerError, Connection
 
@@ -110,8 +110,7 @@ def job_plan(count: int) -> List[Tuple[str, str]]:
 
 def torch_jobs_possible() -> bool:
     """Whether torch and acb's extension are installed (found, not imported: that takes seconds)."""
-    package_dir = Path(__file__).resolve().parent
-    return importlib.util.find_spec("torch") is not None and any(package_dir.glob("_C*.so"))
+    return importlib.util.find_spec("torch") is not None and bool(_loader.module_files())
 
 
 def run_jobs(host: str, port: int, env: Dict[str, str], args: argparse.Namespace) -> List[dict]:

@@ -4,11 +4,10 @@ of who held it when matches what the jobs did."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
-import acb
+from acb import _loader
 
 from _cli_helpers import package_env, run_cli
 
@@ -48,7 +47,7 @@ def test_demo_runs_real_pytorch_jobs_through_acb(broker_bin, tmp_path):
     PyTorch programs: acb.enable() gates their operators, and the broker's
     timeline shows them taking turns for all their device phases."""
     pytest.importorskip("torch")
-    if not any(Path(acb.__file__).resolve().parent.glob("_C*.so")):
+    if not _loader.module_files():
         pytest.skip("acb is not installed with its torch extension (pip install --no-build-isolation --no-deps .)")
     result = run_cli(["demo", *SMALL, "--json"], package_env(broker_bin, {"ACB_TOKEN_DIR": str(tmp_path)}),
                      timeout_s=120)
