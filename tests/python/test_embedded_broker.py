@@ -9,22 +9,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
-from _cli_helpers import answers, free_port, package_env, pid_alive
+from _cli_helpers import answers, free_port, package_env, pid_alive, wait_until
 
 ENSURE = "from acb._broker import ensure_broker; print(json.dumps(ensure_broker()), flush=True)"
-
-
-def wait_until(condition, timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return condition()
 
 
 @pytest.fixture

@@ -9,27 +9,16 @@ import json
 import os
 import signal
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "torch_jobs"))
 import harness as h  # noqa: E402
-from _cli_helpers import answers, free_port, pid_alive  # noqa: E402
+from _cli_helpers import answers, free_port, pid_alive, wait_until  # noqa: E402
 from driven import Driven  # noqa: E402
 
 pytest.importorskip("torch")
-
-
-def poll(condition, timeout_s: float):
-    """condition()'s first true value within timeout_s (checked every 20 ms), else None."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = condition()
-        if value or time.monotonic() > deadline:
-            return value or None
-        time.sleep(0.02)  # a poll interval: the job and the broker run on their own
 
 
 def test_job_survives_its_embedded_broker_being_killed(broker_bin, tmp_path):
@@ -56,10 +45,10 @@ def test_job_survives_its_embedded_broker_being_killed(broker_bin, tmp_path):
         first = broker_pid()
         assert first is not None and pid_alive(first)
         os.kill(first, signal.SIGKILL)
-        assert poll(lambda: not pid_alive(first), 10)
+        assert wait_until(lambda: not pid_alive(first), 10)
 
         # The job notices at once and gives the device up (no operator in flight).
-        assert poll(lambda: job.do("status")["status"]["lease_state"] == "released", 10)
+        assert wait_until(lambda: job.do("status")["status"]["lease_state"] == "released", 10)
         job.do("touch")  # needs the device: starts the broker again, reconnects, acquires
         s = job.do("keptsum")
         assert s["result"] == 2.0 * elements
