@@ -117,7 +117,31 @@ PYBIND11_MODULE(_C, m) {
   m.def("thread_attached", &th::current_thread_attached);
   m.def("region_enter", [] { th::region_enter(th::process_gate()); },
         py::call_guard<py::gil_scoped_release>());
-  m.def("region_exit", [] { th::region_exit(th::process_gate()); });
+  m.def(
+      "region_exit",
+      [](bool mark_all) {
+        // What the block wrote is marked before the gate lets an offload in.
+        if (mark_all && th::current_op_depth() == 1) th::mark_all_written();
+        th::region_exit(th::process_gate());
+      },
+      py::arg("mark_all") = true,
+      "ends acb.region(); the outermost exit marks every segment written unless mark_all is false");
+  m.def(
+      "mark_tensors_written",
+      [](const py::iterable& tensors) {
+        for (py::handle item : tensors) {
+          if (!THPVariable_Check(item.ptr())) continue;
+          const at::Tensor& t = THPVariable_Unpack(item.ptr());
+          if (!t.defined() || !t.has_storage()) continue;
+          const c10::StorageImpl* storage = t.storage().unsafeGetStorageImpl();
+          const void* data = storage->data_ptr().get();
+          if (data != nullptr && storage->nbytes() > 0) th::mark_written(data, storage->nbytes());
+        }
+      },
+      py::arg("tensors"),
+      "marks the storages of these plain tensors written (others are skipped; flatten subclasses first)");
+  m.def("mark_all_written", &th::mark_all_written, "marks every segment of the arena written");
+  m.def("op_depth", &th::current_op_depth, "this thread's operator/region nesting depth");
 
   // Benchmarks only (docs/torch.md, "Op hook").
   m.def("_bench_tiny_ops_ns", [](py::handle tensor, std::int64_t iterations, const std::string& op) {

@@ -52,6 +52,26 @@ Gate& process_gate() {
   return *gate;
 }
 
+void mark_written(const void* ptr, std::size_t bytes) {
+  State& s = state();
+  alloc::Arena* arena = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(s.mutex);
+    arena = s.arena;
+  }
+  if (arena != nullptr) arena->mark_written(ptr, bytes);  // the arena is never destroyed
+}
+
+void mark_all_written() {
+  State& s = state();
+  alloc::Arena* arena = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(s.mutex);
+    arena = s.arena;
+  }
+  if (arena != nullptr) arena->mark_all_written();
+}
+
 void enable(const EnableOptions& options) {
   State& s = state();
   std::lock_guard<std::mutex> lock(s.mutex);

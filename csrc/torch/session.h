@@ -7,6 +7,7 @@
 // Thread-safety: all functions are thread-safe (one mutex).
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -40,6 +41,14 @@ bool enabled();
 
 /// The process gate (also used by acb.region()).
 Gate& process_gate();
+
+/// Marks [ptr, ptr + bytes) written in the brokered arena (no-op for memory
+/// outside it, or before the first enable()). For code that writes tensor
+/// memory without an operator that declares it: compiled graphs, kernels
+/// launched on data_ptr(), collectives, exports.
+void mark_written(const void* ptr, std::size_t bytes);
+/// Marks every segment of the arena written (acb.region()'s conservative rule).
+void mark_all_written();
 
 /// Throws std::logic_error when not enabled.
 ControllerStatus status();

@@ -190,6 +190,9 @@ def enable(priority: Optional[str] = None, device: Optional[int] = None, broker:
             raise
         _threads.install(c_module)
         _c_module = c_module
+        from acb import _gating
+
+        _gating.c_module = c_module
 
 
 def disable() -> None:
@@ -200,6 +203,9 @@ def disable() -> None:
         from acb import _threads
 
         _threads.uninstall()
+        from acb import _gating
+
+        _gating.c_module = None
         try:
             _c_module.disable()
             _c_module.detach_thread()  # ops of this thread stop paying for the hook
@@ -227,12 +233,9 @@ def set_priority(priority: str) -> None:
 
 @contextmanager
 def region() -> Iterator[None]:
-    c_module = _c_module
-    if c_module is None:
+    """acb.region(): the block may write any memory without an operator saying so
+    (data_ptr(), numpy views, custom kernels), so its end marks every segment written."""
+    from acb import _gating
+
+    with _gating.held(mark_all=True):
         yield
-        return
-    c_module.region_enter()
-    try:
-        yield
-    finally:
-        c_module.region_exit()

@@ -42,6 +42,30 @@ def test_clean_weights_are_copied_once(broker_factory):
             hog.close()
 
 
+def test_raw_write_inside_region_survives_offload_and_restore(broker_factory):
+    """acb.region() marks what its body may have written: a write through a
+    numpy view (no operator) into a segment whose backup was current is copied
+    out by the next offload instead of being skipped as clean."""
+    env = driven_env(broker_factory, "32MiB", "--quantum-ms", "20")
+    job = Driven(env, "training")
+    hog = None
+    try:
+        job.do("grow 8")
+        hog = Driven(env, "training")
+        hog.do("grow 24")                       # evicts the job: its 8 MiB are copied out
+        assert job.do("keptsum")["result"] == float(8 << 18)  # restored: the backup is current
+        job.do("rawfill 3")                     # raw write inside acb.region()
+        hog.do("touch")                         # evicts the job again
+        reply = job.do("keptsum")               # restored from the second offload's backup
+        s = reply["status"]
+        assert s["offloads"] >= 2 and s["restored_bytes"] > 0, s
+        assert reply["result"] == 3.0 * (8 << 18), reply
+    finally:
+        job.close()
+        if hog is not None:
+            hog.close()
+
+
 def test_revoke_past_its_deadline_is_honoured_at_the_next_op_boundary(broker_factory, tmp_path):
     """A holder that never pauses (no idle gap) still yields once the revoke's
     deadline has passed: the inference request is served while it is busy."""

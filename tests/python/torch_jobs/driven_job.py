@@ -7,6 +7,9 @@ one JSON line with acb.status():
   raise N     clamp every kept tensor to at least N (clamp_min_: no unboxed
               kernel, it goes through the hook's boxed fallback)
   keptsum     result: the sum of all kept tensors
+  rawfill V   inside acb.region(), set every element of every kept tensor
+              to V through a numpy view (no operator writes, so only the
+              region's own marking can tell the arena)
   status      nothing (the reply carries acb.status())
   bn          one training-mode forward of a BatchNorm1d whose running
               statistics are 2 MiB each (segments of their own); result: the
@@ -53,6 +56,10 @@ def main() -> None:
         elif command[0] == "raise":
             for t in kept:
                 t.clamp_min_(float(command[1]))
+        elif command[0] == "rawfill":
+            with acb.region():
+                for t in kept:
+                    t.numpy()[:] = float(command[1])
         elif command[0] == "status":
             pass
         elif command[0] == "keptsum":
