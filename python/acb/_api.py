@@ -134,6 +134,9 @@ def _install_cuda_allocator(torch_module) -> None:
     allocator = memory.CUDAPluggableAllocator(str(library_path()), "acb_alloc_malloc", "acb_alloc_free")
     memory.change_current_allocator(allocator)
     _allocator_installed = True
+    from acb import _graphs
+
+    _graphs.install(torch_module)  # capture needs graph pools that acb's allocator does not keep yet
 
 
 def _default_name() -> str:
@@ -190,9 +193,10 @@ def enable(priority: Optional[str] = None, device: Optional[int] = None, broker:
             raise
         _threads.install(c_module)
         _c_module = c_module
-        from acb import _gating
+        from acb import _gating, _triton
 
         _gating.c_module = c_module
+        _triton.install()
 
 
 def disable() -> None:

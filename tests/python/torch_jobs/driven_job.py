@@ -6,6 +6,9 @@ one JSON line with acb.status():
   touch       add 1 to every kept tensor (add_: an unboxed hook kernel)
   raise N     clamp every kept tensor to at least N (clamp_min_: no unboxed
               kernel, it goes through the hook's boxed fallback)
+  tritonfill V  set every element of every kept tensor to V with a Triton
+              kernel launch (`import triton`: the test's stand-in on machines
+              without a GPU, which stores through NumPy views)
   keptsum     result: the sum of all kept tensors
   rawfill V   inside acb.region(), set every element of every kept tensor
               to V through a numpy view (no operator writes, so only the
@@ -60,6 +63,15 @@ def main() -> None:
             with acb.region():
                 for t in kept:
                     t.numpy()[:] = float(command[1])
+        elif command[0] == "tritonfill":
+            import triton
+
+            @triton.jit
+            def fill(out, value):
+                out[:] = value
+
+            for t in kept:
+                fill[(1,)](t, float(command[1]))
         elif command[0] == "status":
             pass
         elif command[0] == "keptsum":
