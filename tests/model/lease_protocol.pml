@@ -4,7 +4,8 @@
  * csrc/alloc/arena_offload.cpp), as a Promela model for spin.
  *
  * Threads of the process:
- *   user     issues OPS operators: Gate::enter (fast path, slow path with the
+ *   user     issues OPS operators (each after an allocation outside any
+ *            operator with ALLOC): Gate::enter (fast path, slow path with the
  *            acquirer: acquire, wait for the grant, Arena::restore_all, open
  *            the gate as holding), the op's write, DirtyTracker's mark,
  *            Gate::exit.
@@ -27,19 +28,32 @@
  *
  * Properties (asserts):
  *   - an op runs only on mapped memory that is not being copied out;
+ *   - the arena allocates only under a held lease, on resident memory;
  *   - an offload's backup holds every write made before it (bak == writes
  *     when the segment is unmapped), clean skips included;
  *   - at the end the program's memory holds every write.
  *
- * RACY_EVICT selects the protocol before the fix: an evict is executed
- * whenever the gate is released or acquiring, even once the grant of the
- * acquire in progress has been read; the acquirer then restores and opens
- * the gate without the state lock, and the offload unmaps memory the next op
- * runs on. Without it (the fix) an evict is executed only while the
- * connection holds no grant (BrokerClient::holds()).
+ * Variants (-D on spin's command line):
+ *   RACY_EVICT  the protocol before the fix: an evict is executed whenever
+ *               the gate is released or acquiring, even once the grant of the
+ *               acquire in progress has been read; the acquirer then restores
+ *               and opens the gate without the state lock, and the offload
+ *               unmaps memory the next op runs on. Without it (the fix) an
+ *               evict is executed only while the connection holds no grant
+ *               (BrokerClient::holds()).
+ *   ALLOC       each op is preceded by an allocation outside any operator
+ *               (ArenaCpuAllocator: a scalar the Python binding wraps into a
+ *               tensor), which holds the gate across Arena::malloc.
+ *   RACY_ALLOC  ALLOC as before the fix: enter, exit, then malloc, which can
+ *               then run after a yield, on a device the process no longer
+ *               holds, on memory an evict has unmapped.
  */
 
 #define OPS 2
+/* RACY_ALLOC implies ALLOC */
+#ifdef RACY_ALLOC
+#define ALLOC
+#endif
 
 /* Gate states (torch_hook::LeaseState) */
 #define RELEASED 0
@@ -113,40 +127,64 @@ inline acquire() {
   restore_all()
 }
 
+/* Gate::enter: count in, then look at open_ (both seq_cst); the slow path
+   waits for the lease, acquiring it when released */
+inline gate_enter() {
+  in_flight++;
+  if
+  :: gopen -> skip
+  :: else ->
+     in_flight--;  /* enter_slow: not in flight while waiting */
+     lock(gate_lock);
+     do
+     :: gstate == HOLDING && gopen -> in_flight++; unlock(gate_lock); break
+     :: gstate == RELEASED ->
+        gstate = ACQUIRING;
+        unlock(gate_lock);
+        acquire();
+        lock(gate_lock);
+        gstate = HOLDING;
+        gopen = true
+     :: gstate == ACQUIRING || gstate == YIELDING ->
+        /* changed_.wait: let go of the lock until the state changes */
+        unlock(gate_lock);
+        (gstate == HOLDING || gstate == RELEASED);
+        lock(gate_lock)
+     od
+  fi
+}
+
+inline gate_exit() { in_flight-- }
+
+/* Arena::malloc of a block in the segment; the arena marks it written */
+inline arena_malloc() {
+  lock(arena_lock);
+  /* allocates only under the held lease (a yield may be draining), on resident memory */
+  assert((gstate == HOLDING || gstate == YIELDING) && mapped);
+  bcur = false;
+  unlock(arena_lock)
+}
+
 proctype user() {
   byte i = 0;
   do
   :: i < OPS ->
-     /* Gate::enter fast path: count in, then look at open_ (both seq_cst) */
-     in_flight++;
-     if
-     :: gopen -> skip
-     :: else ->
-        in_flight--;  /* enter_slow: not in flight while waiting */
-        lock(gate_lock);
-        do
-        :: gstate == HOLDING && gopen -> in_flight++; unlock(gate_lock); break
-        :: gstate == RELEASED ->
-           gstate = ACQUIRING;
-           unlock(gate_lock);
-           acquire();
-           lock(gate_lock);
-           gstate = HOLDING;
-           gopen = true
-        :: gstate == ACQUIRING || gstate == YIELDING ->
-           /* changed_.wait: let go of the lock until the state changes */
-           unlock(gate_lock);
-           (gstate == HOLDING || gstate == RELEASED);
-           lock(gate_lock)
-        od
-     fi;
+#ifdef ALLOC
+     /* ArenaCpuAllocator::allocate outside any operator (a wrapped scalar) */
+#ifdef RACY_ALLOC
+     gate_enter(); gate_exit(); arena_malloc();
+#else
+     gate_enter(); arena_malloc(); gate_exit();
+#endif
+#endif
+     gate_enter();
      /* the op: its kernel writes the segment */
      assert(mapped && !copying);
      dev++;
      writes++;
      /* DirtyTracker marks the written storage before the gate is let go */
      lock(arena_lock); bcur = false; unlock(arena_lock);
-     in_flight--;  /* Gate::exit */
+     gate_exit();
      i++
   :: else -> break
   od;

@@ -1,8 +1,9 @@
 """The gate / lease / offload protocol model (tests/model/lease_protocol.pml),
 checked exhaustively with spin: the protocol as implemented has no
 reachable state in which an op runs on memory being copied out or unmapped,
-or an offload's backup misses a write; the protocol before the fix
-(RACY_EVICT) has one, and spin must find it."""
+the arena allocates without the lease, or an offload's backup misses a
+write; each ordering before its fix (RACY_EVICT, RACY_ALLOC) has one, and
+spin must find it."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ pytestmark = pytest.mark.skipif(shutil.which("spin") is None or shutil.which("cc
 
 def _verify(tmp_path: Path, *defines: str) -> str:
     """spin -a, cc pan.c, ./pan: the verifier's report (exhaustive safety search)."""
-    work = tmp_path / ("racy" if defines else "fixed")
+    work = tmp_path / ("_".join(d.lstrip("-D").lower() for d in defines) or "plain")
     work.mkdir()
     shutil.copy(MODEL, work / MODEL.name)
     subprocess.run(["spin", *defines, "-a", MODEL.name], cwd=work, check=True, capture_output=True,
@@ -35,14 +36,18 @@ def _verify(tmp_path: Path, *defines: str) -> str:
     return report
 
 
-def test_protocol_keeps_memory_safe(tmp_path):
-    report = _verify(tmp_path)
+@pytest.mark.parametrize("defines", [(), ("-DALLOC",)], ids=["ops", "ops-and-allocations"])
+def test_protocol_keeps_memory_safe(tmp_path, defines):
+    report = _verify(tmp_path, *defines)
     assert "errors: 0" in report, report
     assert "Search not completed" not in report, report  # every reachable state was visited
-    assert "assertion violated" not in report, report
 
 
-def test_protocol_before_the_fix_runs_an_op_on_unmapped_memory(tmp_path):
-    report = _verify(tmp_path, "-DRACY_EVICT")
+@pytest.mark.parametrize("define, violated", [
+    ("-DRACY_EVICT", "assertion violated (mapped&& !(copying))"),  # an op on unmapped memory
+    ("-DRACY_ALLOC", "assertion violated (((gstate==2)||(gstate==3))&&mapped)"),  # malloc without the lease
+], ids=["evict-after-grant", "malloc-after-exit"])
+def test_protocol_before_the_fix_is_caught(tmp_path, define, violated):
+    report = _verify(tmp_path, define)
     assert "errors: 1" in report, report
-    assert "assertion violated (mapped&& !(copying))" in report, report
+    assert violated in report, report
