@@ -1,10 +1,5 @@
 // LeaseController: acquire/yield/evict policy and the idle-gap monitor (see
-// lease_controller.h). Ordering rules that keep memory safe:
-//   - release is sent before the gate is marked released, so a waiting op
-//     never starts a second acquire while the client still holds;
-//   - evicts are executed on the I/O thread under the gate's state lock and
-//     only before the grant of the acquire in progress is read, so they
-//     finish before the acquirer restores and never overlap an op.
+// lease_controller.h; the ordering rules that keep memory safe are in gate.h).
 #include "torch/lease_controller.h"
 
 #include <algorithm>
