@@ -19,10 +19,10 @@ Thread-safety: install() and uninstall() are called under acb._api's lock.
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, Dict
+from typing import Any, Callable, Dict, Optional
 
-#: method name -> the torch method it replaced, while installed
-_replaced: Dict[str, Callable[..., Any]] = {}
+#: method name -> torch.Tensor's own attribute it replaced (None: inherited), while installed
+_replaced: Dict[str, Optional[Callable[..., Any]]] = {}
 
 #: Tensor methods that read memory after their last operator returns.
 METHODS = ("tolist",)
@@ -43,12 +43,16 @@ def install(torch: Any) -> None:
     if _replaced:
         return
     for name in METHODS:
-        original = getattr(torch.Tensor, name)
-        _replaced[name] = original
-        setattr(torch.Tensor, name, _held(original))
+        # tolist is inherited from torch._C.TensorBase: remember whether
+        # torch.Tensor had its own, so that uninstall() leaves it as it was.
+        _replaced[name] = torch.Tensor.__dict__.get(name)
+        setattr(torch.Tensor, name, _held(getattr(torch.Tensor, name)))
 
 
 def uninstall(torch: Any) -> None:
-    for name, original in _replaced.items():
-        setattr(torch.Tensor, name, original)
+    for name, own in _replaced.items():
+        if own is None:
+            delattr(torch.Tensor, name)
+        else:
+            setattr(torch.Tensor, name, own)
     _replaced.clear()
