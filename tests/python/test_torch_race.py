@@ -6,8 +6,10 @@ changes hands many times a second; every run, every increment must survive
 the offloads and restores it went through, and the reader must never see
 its memory missing.
 
-ACB_RACE_RUNS (default 4) and ACB_RACE_INCREMENTS (default 4000) make the
-test longer locally; CI runs the defaults (about a minute).
+ACB_RACE_RUNS (default 3) and ACB_RACE_INCREMENTS (default 3000) make the
+test longer locally, ACB_RACE_BROKER_FLAGS replaces the broker's flags (e.g.
+"--quantum-ms 200" for the default quantum and deadline); CI runs the
+defaults (under a minute).
 """
 
 from __future__ import annotations
@@ -30,8 +32,8 @@ CAPACITY = "30MiB"
 # Short quanta and deadlines: the busy job never idles, so it gives the
 # device up only at a revoke's deadline; make that happen often.
 BROKER_FLAGS = tuple(os.environ.get("ACB_RACE_BROKER_FLAGS", "--quantum-ms 20 --quantum-deadline-ms 40").split())
-RUNS = int(os.environ.get("ACB_RACE_RUNS", "4"))
-INCREMENTS = int(os.environ.get("ACB_RACE_INCREMENTS", "4000"))
+RUNS = int(os.environ.get("ACB_RACE_RUNS", "3"))
+INCREMENTS = int(os.environ.get("ACB_RACE_INCREMENTS", "3000"))
 
 
 def _start(env: dict, tmp: Path, name: str, *args: str):
