@@ -193,10 +193,12 @@ def enable(priority: Optional[str] = None, device: Optional[int] = None, broker:
             raise
         _threads.install(c_module)
         _c_module = c_module
-        from acb import _gating, _triton
+        from acb import _gating, _host_reads, _triton
 
         _gating.c_module = c_module
         _triton.install()
+        if emulated:
+            _host_reads.install(torch)
 
 
 def disable() -> None:
@@ -207,8 +209,11 @@ def disable() -> None:
         from acb import _threads
 
         _threads.uninstall()
-        from acb import _gating
+        from acb import _gating, _host_reads
 
+        import torch
+
+        _host_reads.uninstall(torch)
         _gating.c_module = None
         try:
             _c_module.disable()
