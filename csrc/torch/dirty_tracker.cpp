@@ -10,6 +10,11 @@ namespace {
 OpWrites analyse(const c10::FunctionSchema& schema) {
   OpWrites writes;
   const auto& args = schema.arguments();
+  // c10d's collectives and point-to-point ops (allreduce_, broadcast_,
+  // recv_, _allgather_base_, reduce_scatter_ ...) write their tensors without
+  // an (a!) annotation: every argument counts as written (those that hold no
+  // tensor mark nothing).
+  const bool collective = schema.name().rfind("c10d::", 0) == 0;
   for (std::size_t i = 0; i < args.size(); ++i) {
     const c10::AliasInfo* alias = args[i].alias_info();
     // batch_norm, native_batch_norm, instance_norm, the cudnn/miopen variants
@@ -17,7 +22,7 @@ OpWrites analyse(const c10::FunctionSchema& schema) {
     // without declaring it in the schema: treat those arguments as written
     // (in eval mode that costs one needless copy, never a lost update).
     const bool undeclared_write = args[i].name() == "running_mean" || args[i].name() == "running_var";
-    if ((alias != nullptr && alias->isWrite()) || undeclared_write) {
+    if (collective || (alias != nullptr && alias->isWrite()) || undeclared_write) {
       writes.written_args.push_back(static_cast<int>(i));
     }
   }

@@ -13,7 +13,10 @@
 // storage is marked, which over-approximates views but never misses a write.
 //
 // Arguments named running_mean/running_var count as written: the batch-norm
-// family updates them in place without declaring it.
+// family updates them in place without declaring it; so does every argument
+// of a c10d operator (collectives declare none of their writes, and their
+// backend may write after they return: python/acb/_collectives.py holds the
+// device until the work is done and marks them again then).
 //
 // Limits: writes that bypass the dispatcher or that a schema does not declare
 // (other than the running statistics above, e.g. a kernel that returns a
