@@ -141,6 +141,15 @@ PYBIND11_MODULE(_C, m) {
       py::arg("tensors"),
       "marks the storages of these plain tensors written (others are skipped; flatten subclasses first)");
   m.def("mark_all_written", &th::mark_all_written, "marks every segment of the arena written");
+  m.def(
+      "hold_gate",
+      [] {
+        TORCH_CHECK(th::current_op_depth() > 0,
+                    "acb._C.hold_gate: call it inside acb._gating.held() (this thread holds no gate)");
+        th::process_gate().enter_while_held();
+      },
+      "one more unit of the gate held, for work started inside held() that outlives it; ended by release_gate()");
+  m.def("release_gate", [] { th::process_gate().exit(); }, "ends a unit taken by hold_gate(), from any thread");
   m.def("op_depth", &th::current_op_depth, "this thread's operator/region nesting depth");
 
   // Benchmarks only (docs/torch.md, "Op hook").

@@ -193,10 +193,11 @@ def enable(priority: Optional[str] = None, device: Optional[int] = None, broker:
             raise
         _threads.install(c_module)
         _c_module = c_module
-        from acb import _gating, _triton
+        from acb import _collectives, _gating, _triton
 
         _gating.c_module = c_module
         _triton.install()
+        _collectives.install()
 
 
 def disable() -> None:
@@ -204,9 +205,10 @@ def disable() -> None:
     with _lock:
         if _c_module is None:
             return
-        from acb import _threads
+        from acb import _collectives, _threads
 
         _threads.uninstall()
+        _collectives.uninstall()
         from acb import _gating
 
         _gating.c_module = None
