@@ -9,6 +9,7 @@
 #include "client/broker_client.h"
 #include "torch/hook_probe.h"
 #include "torch/op_hook.h"
+#include "torch/python_threads.h"
 #include "torch/session.h"
 
 #ifndef ACB_TORCH_VERSION
@@ -150,6 +151,15 @@ PYBIND11_MODULE(_C, m) {
       },
       "one more unit of the gate held, for work started inside held() that outlives it; ended by release_gate()");
   m.def("release_gate", [] { th::process_gate().exit(); }, "ends a unit taken by hold_gate(), from any thread");
+  m.def(
+      "attach_existing_threads",
+      [] {
+        const int count = th::attach_existing_python_threads();
+        if (count < 0 && PyErr_Occurred() != nullptr) throw py::error_already_set();
+        return count;
+      },
+      "attaches every other Python thread at its next profile event; the count, or -1 where this Python cannot");
+  m.def("other_python_threads", &th::other_python_threads, "thread states of this interpreter besides the caller's");
   m.def("op_depth", &th::current_op_depth, "this thread's operator/region nesting depth");
 
   // Benchmarks only (docs/torch.md, "Op hook").
