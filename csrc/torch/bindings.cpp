@@ -7,6 +7,7 @@
 #include <torch/csrc/autograd/python_variable.h>
 
 #include "client/broker_client.h"
+#include "torch/dirty_tracker.h"
 #include "torch/hook_probe.h"
 #include "torch/op_hook.h"
 #include "torch/python_threads.h"
@@ -25,6 +26,23 @@ namespace py = pybind11;
 namespace th = acb::torch_hook;
 
 namespace {
+// DirtyTracker's SubclassFlattener: acb._gating.plain_tensors, under the GIL
+// (the op hook calls it after the operator, on the thread that issued it).
+bool flatten_subclass(const at::Tensor& subclass, std::vector<at::Tensor>& inner) {
+  try {
+    py::gil_scoped_acquire gil;
+    py::object tensor = py::reinterpret_steal<py::object>(THPVariable_Wrap(subclass));
+    if (!tensor) throw py::error_already_set();
+    py::object plain = py::module_::import("acb._gating").attr("plain_tensors")(py::make_tuple(tensor));
+    for (py::handle item : plain) {
+      if (THPVariable_Check(item.ptr())) inner.push_back(THPVariable_Unpack(item.ptr()));
+    }
+    return true;
+  } catch (const std::exception&) {
+    return false;  // the tracker then marks every segment
+  }
+}
+
 py::dict status_dict(const th::ControllerStatus& s) {
   py::dict d;
   d["lease_state"] = s.lease_state;
@@ -56,6 +74,7 @@ PYBIND11_MODULE(_C, m) {
   m.doc() = "acb's private torch extension (use the acb package instead)";
   m.attr("torch_version") = ACB_TORCH_VERSION;
 
+  th::DirtyTracker::set_subclass_flattener(&flatten_subclass);
   py::register_exception<acb::client::BrokerError>(m, "BrokerError", PyExc_ConnectionError);
   py::register_exception<acb::client::LeaseRejected>(m, "LeaseRejected", PyExc_RuntimeError);
 
