@@ -13,8 +13,9 @@ a pending Work (async_op=True, isend/irecv, batch_isend_irecv) keeps one more
 unit of the gate held (``_C.hold_gate``) until the Work's future completes;
 then its tensor arguments are marked written and the unit is let go
 (``_C.release_gate``), so no offload runs while the work can still write,
-whether or not the program ever calls wait(). A Work without a future is
-waited for before the call returns (same results, less overlap).
+whether or not the program ever calls wait(). For a Work without a future a
+watcher thread waits for it instead (waiting in the call would turn an
+irecv posted before its isend into a deadlock).
 
 Collectives that were looked up before ``install()`` (``from
 torch.distributed import all_reduce`` before acb.enable()) are not wrapped:
@@ -28,6 +29,7 @@ callbacks run on the backend's threads (with the GIL).
 from __future__ import annotations
 
 import functools
+import threading
 from typing import Any, Callable, Dict, List, Tuple
 
 from acb import _gating
@@ -44,25 +46,45 @@ COLLECTIVES = (
 _originals: Dict[Tuple[Any, str], Callable[..., Any]] = {}
 
 
+def _tensors_of(args: Any, kwargs: Any) -> List[Any]:
+    """The plain tensors a collective's arguments hold (P2POp lists of batch_isend_irecv too)."""
+    import torch
+
+    values = [args, kwargs]
+    for value in [*args, *kwargs.values()]:
+        if isinstance(value, (list, tuple)):
+            values.extend(getattr(item, "tensor", None) for item in value
+                          if isinstance(getattr(item, "tensor", None), torch.Tensor))
+    return _gating.plain_tensors(values)
+
+
 def _hold_until_done(c: Any, work: Any, tensors: List[Any]) -> None:
     """Keeps one unit of the gate held until `work` completes, then marks `tensors` and lets go.
     Called inside held(), so taking the unit never blocks."""
-    try:
-        future = work.get_future()
-    except (RuntimeError, AttributeError):
-        future = None
-    if future is None:
-        work.wait()  # no way to hear of completion: finish it while the gate is held
-        return
     c.hold_gate()
+    once = threading.Lock()  # taken by the first call: the unit is let go exactly once
 
-    def done(_: Any) -> None:
+    def done(_: Any = None) -> None:
+        if not once.acquire(blocking=False):
+            return
         try:
             c.mark_tensors_written(tensors)
         finally:
             c.release_gate()
 
-    future.add_done_callback(done)
+    try:
+        work.get_future().add_done_callback(done)
+        return
+    except (RuntimeError, AttributeError):
+        pass  # this backend's Work has no future
+
+    def watch() -> None:
+        try:
+            work.wait()
+        finally:
+            done()
+
+    threading.Thread(target=watch, name="acb-collective-watch", daemon=True).start()
 
 
 def _wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -71,7 +93,7 @@ def _wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
         c = _gating.c_module
         if c is None:
             return fn(*args, **kwargs)
-        tensors = _gating.plain_tensors([args, kwargs])
+        tensors = _tensors_of(args, kwargs)
         with _gating.held(written=lambda: tensors):
             result = fn(*args, **kwargs)
             works = result if isinstance(result, list) else [result]
