@@ -69,6 +69,12 @@ class Gate {
     if (open_.load(std::memory_order_seq_cst)) [[likely]] return;
     enter_slow();
   }
+  /// One more unit in flight, taken by a thread that is itself between
+  /// enter() and exit(), for work it started that outlives its own unit (a
+  /// collective still running on a backend's threads). Never blocks: the
+  /// caller's unit keeps any drain waiting, so the lease cannot have gone.
+  /// Ended with exit(), from any thread.
+  void enter_while_held() { in_flight_.fetch_add(kEntry + 1, std::memory_order_seq_cst); }
   /// Ends an operator started with enter().
   void exit() {
     const std::uint64_t before = in_flight_.fetch_sub(1, std::memory_order_seq_cst);

@@ -26,6 +26,8 @@ DEFAULT_IDLE_GAP_MS = 10
 _lock = threading.Lock()
 _c_module = None
 _allocator_installed = False
+#: why the process is in safe mode, when acb._C has no enter_safe_mode() to keep it
+_safe_mode_reason = ""
 
 CUDA_ALREADY_INITIALISED = (
     "acb.enable() was called after CUDA was initialised in this process, so acb can no longer install "
@@ -192,11 +194,15 @@ def enable(priority: Optional[str] = None, device: Optional[int] = None, broker:
                     f"broker device to use. ({e})") from e
             raise
         _threads.install(c_module)
+        reason = _threads.attach_existing(c_module)
+        if reason:
+            enter_safe_mode(c_module, reason)
         _c_module = c_module
-        from acb import _gating, _host_reads, _triton
+        from acb import _collectives, _gating, _host_reads, _triton
 
         _gating.c_module = c_module
         _triton.install()
+        _collectives.install()
         if emulated:
             _host_reads.install(torch)
 
@@ -206,9 +212,10 @@ def disable() -> None:
     with _lock:
         if _c_module is None:
             return
-        from acb import _threads
+        from acb import _collectives, _threads
 
         _threads.uninstall()
+        _collectives.uninstall()
         from acb import _gating, _host_reads
 
         import torch
@@ -222,6 +229,18 @@ def disable() -> None:
             _c_module = None
 
 
+def enter_safe_mode(c_module, reason: str) -> None:
+    """Puts the process in safe mode for `reason` (acb._C's, where it has one), said once on stderr."""
+    global _safe_mode_reason
+    enter = getattr(c_module, "enter_safe_mode", None)
+    if enter is not None:
+        enter(reason)
+        return
+    if not _safe_mode_reason:
+        _safe_mode_reason = reason
+        print(f"acb: safe mode: {reason}", file=sys.stderr, flush=True)
+
+
 def is_enabled() -> bool:
     return _c_module is not None and _c_module.enabled()
 
@@ -230,7 +249,9 @@ def status() -> Status:
     c_module = _c_module
     if c_module is None or not c_module.enabled():
         return Status(enabled=False)
-    return Status.from_mapping(c_module.status())
+    values = dict(c_module.status())
+    values.setdefault("safe_mode_reason", _safe_mode_reason)
+    return Status.from_mapping(values)
 
 
 def set_priority(priority: str) -> None:

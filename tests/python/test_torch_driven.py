@@ -70,6 +70,33 @@ def test_raw_write_inside_region_survives_offload_and_restore(broker_factory):
             hog.close()
 
 
+@pytest.mark.parametrize("write, value", [("touch", 2.0), ("raise 5", 5.0)], ids=["add_unboxed", "clamp_min_boxed"])
+def test_subclass_inner_write_survives_offload_and_restore(broker_factory, write, value):
+    """An in-place op on a wrapper tensor subclass writes its inner tensor
+    inside __torch_dispatch__, below the op hook's call on the wrapper (which
+    has no storage): the inner write is marked, so the next offload copies
+    the segment whose backup was current instead of skipping it as clean.
+    add_ has an unboxed hook kernel, clamp_min_ goes through the fallback."""
+    env = driven_env(broker_factory, "32MiB", "--quantum-ms", "20")
+    job = Driven(env, "training")
+    hog = None
+    try:
+        job.do("subgrow 8")
+        hog = Driven(env, "training")
+        hog.do("grow 24")                       # evicts the job: its 8 MiB are copied out
+        assert job.do("keptsum")["result"] == float(8 << 18)  # restored: the backup is current
+        job.do(write)                           # the subclass's inner tensor is written
+        hog.do("touch")                         # evicts the job again
+        reply = job.do("keptsum")               # restored from the second offload's backup
+        s = reply["status"]
+        assert s["offloads"] >= 2 and s["restored_bytes"] > 0, s
+        assert reply["result"] == value * (8 << 18), reply
+    finally:
+        job.close()
+        if hog is not None:
+            hog.close()
+
+
 def test_revoke_past_its_deadline_is_honoured_at_the_next_op_boundary(broker_factory, tmp_path):
     """A holder that never pauses (no idle gap) still yields once the revoke's
     deadline has passed: the inference request is served while it is busy."""
