@@ -1,8 +1,9 @@
 """The implementation behind acb.enable()/disable()/status()/region()/set_priority().
 
 Imported only when one of them is called; it imports torch. Policy lives in
-C++ (acb._C); this module resolves options, installs the CUDA allocator and
-the thread hook, and converts results to Python types.
+C++ (acb._C); this module resolves options, installs the CUDA allocator, the
+thread hook and the torch.compile wrappers (acb._compile), and converts
+results to Python types.
 """
 
 from __future__ import annotations
@@ -190,9 +191,10 @@ def enable(priority: Optional[str] = None, device: Optional[int] = None, broker:
             raise
         _threads.install(c_module)
         _c_module = c_module
-        from acb import _gating
+        from acb import _compile, _gating
 
         _gating.c_module = c_module
+        _compile.install()
 
 
 def disable() -> None:
@@ -203,8 +205,9 @@ def disable() -> None:
         from acb import _threads
 
         _threads.uninstall()
-        from acb import _gating
+        from acb import _compile, _gating
 
+        _compile.uninstall()
         _gating.c_module = None
         try:
             _c_module.disable()
