@@ -4,7 +4,7 @@ to its end, and what it wrote is marked before the device may be given away.
 Compiled code writes tensor memory through raw pointers (Inductor's C++ and
 Triton kernels update parameters, optimizer state, BatchNorm statistics and
 buffers in place) and can run longer than the idle gap without issuing an
-operator. Three interception points, each held like one outer operator
+operator. The interception points, each held like one outer operator
 (``acb._gating``; operators issued inside run nested: marked, not gated):
 
 - Inductor's compiled graph, ``torch._inductor.output_code.CompiledFxGraph.__call__``
@@ -17,12 +17,19 @@ operator. Three interception points, each held like one outer operator
 - The dynamo frame: every ``torch.compile`` context created after enable()
   gets one more entry in its per-call enter/exit hooks
   (``_TorchDynamoContext.enter_exit_hooks``), which dynamo runs around the
-  whole compiled call: guards, graphs, the eager code between graph breaks,
-  and on a first call the compilation itself (which saves and restores the
-  RNG state and, with max-autotune, benchmarks kernels on real memory).
+  whole compiled call: guards, graphs and the eager code between graph
+  breaks. Compiling is let go of: dynamo's ``convert_frame._compile`` and
+  AOTAutograd's lazy backward compile release the frame's hold while they
+  run (seconds of Python work: others would wait, and the broker takes the
+  lease back from a holder far past its revoke deadline); what compiling
+  touches outside operators is held on its own:
 - ``torch.random.get_rng_state``/``set_rng_state`` (and their ``torch.``
-  aliases): the generator copies the state tensor's bytes outside any
-  operator; the state read back is fresh memory, marked written.
+  aliases; dynamo saves and restores the RNG state around each compile): the
+  generator copies the state tensor's bytes outside any operator; the state
+  read back is fresh memory, marked written.
+- Inductor's benchmarker (``torch._inductor.runtime.benchmarking``; max-autotune
+  runs candidate kernels on real memory): each benchmark is held and marks
+  every segment at its end.
 
 Inductor's helper processes (compile workers, autotuning) start with
 ``ACB_ENABLE=0``: they touch no brokered memory, and as clients of their own
@@ -46,6 +53,9 @@ from acb import _gating
 INDUCTOR_MODULE = "torch._inductor.output_code"
 DYNAMO_MODULE = "torch._dynamo.eval_frame"
 INDUCTOR_UTILS_MODULE = "torch._inductor.utils"
+DYNAMO_COMPILE_MODULE = "torch._dynamo.convert_frame"
+AOT_RUNTIME_MODULE = "torch._functorch._aot_autograd.runtime_wrappers"
+BENCHMARK_MODULE = "torch._inductor.runtime.benchmarking"
 
 #: (owner, attribute name, original value) of every patch in place
 _patched: List[Tuple[Any, str, Any]] = []
@@ -157,6 +167,48 @@ def _held_context_init(original: Callable[..., None]) -> Callable[..., None]:
     return __init__
 
 
+def _frame_holds() -> int:
+    """How many dynamo-frame holds this thread's stack has: frames of dynamo's compiled-call wrapper
+    whose pending cleanups include ours (0 when dynamo's wrapper looks different: nothing is released)."""
+    count = 0
+    frame = sys._getframe(1)
+    while frame is not None:
+        if "cleanups" in frame.f_code.co_varnames:
+            cleanups = frame.f_locals.get("cleanups")
+            if isinstance(cleanups, list) and _region_exit_unmarked in cleanups:
+                count += 1
+        frame = frame.f_back
+    return count
+
+
+def _always(*args: Any, **kwargs: Any) -> bool:
+    return True
+
+
+def _released_while_compiling(original: Callable[..., Any],
+                              compiles: Callable[..., bool] = _always) -> Callable[..., Any]:
+    """Compiling (dynamo, AOTAutograd, Inductor, g++) takes seconds and is Python work: the frame's
+    hold is let go meanwhile, so other processes are not kept waiting and the broker does not
+    take the lease back from a holder past its revoke deadline. Only when every hold of this
+    thread is a frame hold: an acb.region() or an operator around the call keeps its hold. Nothing
+    of the call has written raw memory unmarked at that point (each graph marks before its end)."""
+    def compile_unheld(*args: Any, **kwargs: Any) -> Any:
+        c = _gating.c_module
+        holds = _frame_holds() if c is not None and compiles(*args, **kwargs) else 0
+        if holds == 0 or c.op_depth() != holds:
+            return original(*args, **kwargs)
+        for _ in range(holds):
+            c.region_exit(False)
+        try:
+            return original(*args, **kwargs)
+        finally:
+            for _ in range(holds):
+                c.region_enter()
+
+    compile_unheld.__wrapped__ = original  # type: ignore[attr-defined]
+    return compile_unheld
+
+
 def _install_dynamo(module: Any) -> None:
     context_class = getattr(module, "_TorchDynamoContext", None)
     if context_class is None or "__init__" not in context_class.__dict__:
@@ -199,6 +251,48 @@ def _install_rng(torch: Any) -> None:
                 _patch(owner, name, _held_rng(original, returns_state))
 
 
+def _install_dynamo_compile(module: Any) -> None:
+    if callable(getattr(module, "_compile", None)):
+        _patch(module, "_compile", _released_while_compiling(module._compile))
+    else:
+        _note_once(f"{DYNAMO_COMPILE_MODULE} has no _compile in this torch; a first compiled call holds the "
+                   "device while it compiles")
+
+
+def _install_lazy_backward_compile(module: Any) -> None:
+    compiler = getattr(module, "_AutogradBackwardCompiler", None)
+    if compiler is not None and "get_or_compile" in compiler.__dict__:
+        # Called for every backward; it compiles only the first time (compiled_bw still None).
+        _patch(compiler, "get_or_compile",
+               _released_while_compiling(compiler.__dict__["get_or_compile"],
+                                         lambda self, *a, **k: getattr(self, "compiled_bw", None) is None))
+    else:
+        _note_once(f"{AOT_RUNTIME_MODULE} has no _AutogradBackwardCompiler.get_or_compile in this torch; a "
+                   "compiled call whose backward compiles lazily holds the device while it compiles")
+
+
+def _install_benchmarker(module: Any) -> None:
+    """Autotuning (max-autotune) runs candidate kernels on real memory through raw pointers while
+    compiling, outside the frame's hold: each benchmark is held, and marks every segment at its
+    end when it is the outermost hold (compile time only)."""
+    base = getattr(module, "Benchmarker", None)
+    if not isinstance(base, type):
+        return
+    for cls in [v for v in vars(module).values() if isinstance(v, type) and issubclass(v, base)]:
+        for name in ("benchmark", "benchmark_cpu", "benchmark_gpu"):
+            if name in cls.__dict__:
+                _patch(cls, name, _held_benchmark(cls.__dict__[name]))
+
+
+def _held_benchmark(original: Callable[..., Any]) -> Callable[..., Any]:
+    def benchmark(*args: Any, **kwargs: Any) -> Any:
+        with _gating.held(mark_all=True):
+            return original(*args, **kwargs)
+
+    benchmark.__wrapped__ = original  # type: ignore[attr-defined]
+    return benchmark
+
+
 # -- Inductor's helper processes -------------------------------------------------------------------------------------
 
 #: the modules that take python_subprocess_env from torch._inductor.utils by name
@@ -232,8 +326,14 @@ def _install_subprocess_env(module: Any) -> None:
 
 # -- installing -------------------------------------------------------------------------------------------------------
 
-_INSTALLERS: Dict[str, Callable[[Any], None]] = {INDUCTOR_MODULE: _install_inductor, DYNAMO_MODULE: _install_dynamo,
-                                                 INDUCTOR_UTILS_MODULE: _install_subprocess_env}
+_INSTALLERS: Dict[str, Callable[[Any], None]] = {
+    INDUCTOR_MODULE: _install_inductor,
+    DYNAMO_MODULE: _install_dynamo,
+    DYNAMO_COMPILE_MODULE: _install_dynamo_compile,
+    AOT_RUNTIME_MODULE: _install_lazy_backward_compile,
+    BENCHMARK_MODULE: _install_benchmarker,
+    INDUCTOR_UTILS_MODULE: _install_subprocess_env,
+}
 
 
 class _ImportHook(importlib.abc.MetaPathFinder):
