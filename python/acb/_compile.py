@@ -103,7 +103,11 @@ def _held_graph_call(original: Callable[[Any, Sequence[Any]], Any]) -> Callable[
         indices = _written_input_indices(self)
         # After AOTAutograd the graph's inputs and outputs are plain tensors (subclasses were flattened).
         written = list(inputs) if indices is None else [inputs[i] for i in indices]
-        c.region_enter()
+        # Inside a hold already (the dynamo frame's, a region, an operator): the device stays held
+        # for the whole call without a nested one; only the marking is this call's own.
+        outermost = c.op_depth() == 0
+        if outermost:
+            c.region_enter()
         outputs: Any = ()
         try:
             outputs = original(self, inputs)
@@ -113,7 +117,8 @@ def _held_graph_call(original: Callable[[Any, Sequence[Any]], Any]) -> Callable[
                 written.extend(outputs if isinstance(outputs, (list, tuple)) else (outputs,))
                 c.mark_tensors_written(written)
             finally:
-                c.region_exit(False)
+                if outermost:
+                    c.region_exit(False)  # mark_all positional: pybind's keyword matching costs per call
 
     __call__.__wrapped__ = original  # type: ignore[attr-defined]
     return __call__
