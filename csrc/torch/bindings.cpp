@@ -10,6 +10,7 @@
 #include "torch/dirty_tracker.h"
 #include "torch/hook_probe.h"
 #include "torch/op_hook.h"
+#include "torch/python_held_call.h"
 #include "torch/python_threads.h"
 #include "torch/session.h"
 
@@ -135,8 +136,32 @@ PYBIND11_MODULE(_C, m) {
   m.def("attach_thread", &th::attach_current_thread, "gate this thread's operators");
   m.def("detach_thread", &th::detach_current_thread);
   m.def("thread_attached", &th::current_thread_attached);
-  m.def("region_enter", [] { th::region_enter(th::process_gate()); },
-        py::call_guard<py::gil_scoped_release>());
+  m.def("region_enter", [] {
+    th::Gate& gate = th::process_gate();
+    if (th::region_try_enter(gate)) return;  // held already: no GIL round trip
+    py::gil_scoped_release release;          // may wait for the lease
+    th::region_enter(gate);
+  });
+  m.def("region_exit_unmarked", [] { th::region_exit(th::process_gate()); },
+        "region_exit(mark_all=False) without argument parsing (the end of a compiled call's hold)");
+  {
+    // A torch.compile context's enter/exit hook: holds the device for the call
+    // and returns its cleanup (region_exit_unmarked). Once acb is disabled it
+    // holds nothing and returns a cleanup that does nothing.
+    py::object exit_fn = m.attr("region_exit_unmarked");
+    py::object nothing = py::cpp_function([] {});
+    m.attr("_frame_cleanup_nothing") = nothing;
+    m.def("frame_hold", [exit_fn, nothing]() -> py::object {
+      if (!th::op_hook_active()) return nothing;
+      th::Gate& gate = th::process_gate();
+      if (!th::region_try_enter(gate)) {
+        py::gil_scoped_release release;
+        th::region_enter(gate);
+      }
+      return exit_fn;
+    }, "holds the device until the returned function is called (a dynamo context's enter/exit hook)");
+  }
+  m.attr("held_graph_call") = th::held_graph_call_function();
   m.def(
       "region_exit",
       [](bool mark_all) {

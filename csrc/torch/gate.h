@@ -75,6 +75,14 @@ class Gate {
   /// caller's unit keeps any drain waiting, so the lease cannot have gone.
   /// Ended with exit(), from any thread.
   void enter_while_held() { in_flight_.fetch_add(kEntry + 1, std::memory_order_seq_cst); }
+  /// enter() without blocking: true when the gate was open (the op is in
+  /// flight), false when it is closed (nothing is held; call enter()).
+  bool try_enter() {
+    in_flight_.fetch_add(kEntry + 1, std::memory_order_seq_cst);
+    if (open_.load(std::memory_order_seq_cst)) [[likely]] return true;
+    exit();
+    return false;
+  }
   /// Ends an operator started with enter().
   void exit() {
     const std::uint64_t before = in_flight_.fetch_sub(1, std::memory_order_seq_cst);

@@ -90,6 +90,7 @@ void activate_op_hook(Gate& gate, DirtyTracker& tracker, bool gate_all_ops) {
 }
 
 void deactivate_op_hook() { detail::g_active_hook.store(nullptr, std::memory_order_release); }
+bool op_hook_active() { return detail::g_active_hook.load(std::memory_order_acquire) != nullptr; }
 
 void attach_current_thread() { c10::impl::tls_set_dispatch_key_included(kHookKey, true); }
 void detach_current_thread() { c10::impl::tls_set_dispatch_key_included(kHookKey, false); }
@@ -100,6 +101,12 @@ int current_op_depth() { return t_op_depth; }
 void region_enter(Gate& gate) {
   if (t_op_depth == 0) gate.enter();
   ++t_op_depth;
+}
+
+bool region_try_enter(Gate& gate) {
+  if (t_op_depth == 0 && !gate.try_enter()) return false;
+  ++t_op_depth;
+  return true;
 }
 
 void region_exit(Gate& gate) {

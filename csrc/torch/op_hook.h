@@ -35,6 +35,8 @@ namespace acb::torch_hook {
 void activate_op_hook(Gate& gate, DirtyTracker& tracker, bool gate_all_ops);
 /// Lets operators pass untouched again (attached threads stay attached).
 void deactivate_op_hook();
+/// True between activate_op_hook() and deactivate_op_hook() (acb enabled).
+bool op_hook_active();
 
 /// Includes / excludes the hook's key in this thread's dispatch state.
 void attach_current_thread();
@@ -50,6 +52,9 @@ int current_op_depth();
 /// Holds the gate on this thread like an operator does (acb.region()).
 /// Ops issued inside run nested, so they do not gate again.
 void region_enter(Gate& gate);
+/// region_enter() when it need not block (depth > 0 or the gate open); false
+/// (nothing entered) otherwise, so a caller can drop the GIL before blocking.
+bool region_try_enter(Gate& gate);
 void region_exit(Gate& gate);
 
 }  // namespace acb::torch_hook

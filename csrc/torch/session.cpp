@@ -4,6 +4,7 @@
 #include <pthread.h>
 
 #include <algorithm>
+#include <atomic>
 #include <memory>
 #include <mutex>
 #include <stdexcept>
@@ -19,6 +20,8 @@ namespace {
 struct State {
   std::mutex mutex;
   alloc::Arena* arena = nullptr;
+  /// `arena` for readers that must not take the mutex (marking after every compiled call).
+  std::atomic<alloc::Arena*> marking_arena{nullptr};
   // Process-lifetime objects: operators may reference them at any time, so
   // they are created once and never destroyed.
   DirtyTracker* tracker = nullptr;
@@ -53,22 +56,12 @@ Gate& process_gate() {
 }
 
 void mark_written(const void* ptr, std::size_t bytes) {
-  State& s = state();
-  alloc::Arena* arena = nullptr;
-  {
-    std::lock_guard<std::mutex> lock(s.mutex);
-    arena = s.arena;
-  }
+  alloc::Arena* arena = state().marking_arena.load(std::memory_order_acquire);
   if (arena != nullptr) arena->mark_written(ptr, bytes);  // the arena is never destroyed
 }
 
 void mark_all_written() {
-  State& s = state();
-  alloc::Arena* arena = nullptr;
-  {
-    std::lock_guard<std::mutex> lock(s.mutex);
-    arena = s.arena;
-  }
+  alloc::Arena* arena = state().marking_arena.load(std::memory_order_acquire);
   if (arena != nullptr) arena->mark_all_written();
 }
 
@@ -86,6 +79,7 @@ void enable(const EnableOptions& options) {
   // may be trusted as current any more.
   if (s.arena != nullptr) arena.mark_all_written();
   s.arena = &arena;
+  s.marking_arena.store(&arena, std::memory_order_release);
   if (s.tracker == nullptr) s.tracker = new DirtyTracker(arena);
 
   ControllerOptions controller_options;

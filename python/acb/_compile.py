@@ -101,6 +101,9 @@ def _held_graph_call(original: Callable[[Any, Sequence[Any]], Any]) -> Callable[
         if c is None:
             return original(self, inputs)
         indices = _written_input_indices(self)
+        if type(inputs) is list:
+            # One crossing into C++: hold, call, mark (the same steps as below, without their pybind costs).
+            return c.held_graph_call(original, self, inputs, indices)
         # After AOTAutograd the graph's inputs and outputs are plain tensors (subclasses were flattened).
         written = list(inputs) if indices is None else [inputs[i] for i in indices]
         # Inside a hold already (the dynamo frame's, a region, an operator): the device stays held
@@ -136,29 +139,13 @@ def _install_inductor(module: Any) -> None:
 
 # -- the dynamo frame -------------------------------------------------------------------------------------------------
 
-#: the acb._C whose region a dynamo hook entered (one module for the process; kept
-#: so that a call entered before acb.disable() still leaves its region)
-_entered: Any = None
-
-
-def _region_exit_unmarked() -> None:
-    _entered.region_exit(False)
-
-
-def _hold_compiled_call() -> Callable[[], None]:
-    """An enter/exit hook of a dynamo context: holds the device until the returned cleanup runs.
-    Nothing is marked here: operators inside are marked by the op hook, graphs by their own wrapper."""
-    global _entered
-    c = _gating.c_module
-    if c is None:
-        return _nothing
-    c.region_enter()
-    _entered = c
-    return _region_exit_unmarked
-
-
-def _nothing() -> None:
-    pass
+#: A dynamo context's enter/exit hook: holds the device until the cleanup it returns
+#: (_region_exit_unmarked) runs. acb._C.frame_hold, one C++ call, set by install(); once acb
+#: is disabled it holds nothing. Nothing is marked here: operators inside are marked by the op
+#: hook, graphs by their own wrapper.
+_hold_compiled_call: Any = None
+#: the cleanup _hold_compiled_call returns: acb._C.region_exit_unmarked
+_region_exit_unmarked: Any = None
 
 
 def _held_context_init(original: Callable[..., None]) -> Callable[..., None]:
@@ -372,6 +359,9 @@ def install() -> None:
         return
     import torch
 
+    global _hold_compiled_call, _region_exit_unmarked
+    _hold_compiled_call = _gating.c_module.frame_hold
+    _region_exit_unmarked = _gating.c_module.region_exit_unmarked
     _hook = _ImportHook()
     _install_rng(torch)
     for name, installer in _INSTALLERS.items():
