@@ -72,6 +72,26 @@ void mark_all_written() {
   if (arena != nullptr) arena->mark_all_written();
 }
 
+std::size_t pin_exported(const void* ptr, std::size_t bytes) {
+  State& s = state();
+  alloc::Arena* arena = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(s.mutex);
+    arena = s.arena;
+  }
+  return arena != nullptr ? arena->pin(ptr, bytes) : 0;
+}
+
+void unpin_exported(const void* ptr, std::size_t bytes) {
+  State& s = state();
+  alloc::Arena* arena = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(s.mutex);
+    arena = s.arena;
+  }
+  if (arena != nullptr) arena->unpin(ptr, bytes);
+}
+
 void enable(const EnableOptions& options) {
   State& s = state();
   std::lock_guard<std::mutex> lock(s.mutex);

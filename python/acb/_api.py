@@ -190,9 +190,10 @@ def enable(priority: Optional[str] = None, device: Optional[int] = None, broker:
             raise
         _threads.install(c_module)
         _c_module = c_module
-        from acb import _gating
+        from acb import _exports, _gating
 
         _gating.c_module = c_module
+        _exports.install()
 
 
 def disable() -> None:
@@ -203,8 +204,9 @@ def disable() -> None:
         from acb import _threads
 
         _threads.uninstall()
-        from acb import _gating
+        from acb import _exports, _gating
 
+        _exports.uninstall()
         _gating.c_module = None
         try:
             _c_module.disable()
