@@ -71,6 +71,10 @@ int Arbiter::State::waiter_class(const ClientRec& c, TimeUs now) const {
 
 void Arbiter::State::apply_residency(ClientRec& c, std::uint64_t reported, TimeUs now,
                                      Decisions& out) {
+  // An answer to an evict that released nothing: all that is left must stay
+  // for now. An unasked report (or a lease) makes everything evictable again.
+  const bool answered_without_release = c.pending_evict_bytes != 0 && reported >= c.resident_bytes;
+  c.unevictable_bytes = answered_without_release ? reported : 0;
   // A report is the new truth: whatever was asked before is superseded.
   c.pending_evict_bytes = 0;
   c.evict_deadline_us = 0;
@@ -82,7 +86,7 @@ void Arbiter::State::apply_residency(ClientRec& c, std::uint64_t reported, TimeU
   // Over the quota: still accounted (the bytes are really there) until evicted.
   const std::uint64_t over_quota =
       c.quota_bytes != 0 && c.resident_bytes > c.quota_bytes ? c.resident_bytes - c.quota_bytes : 0;
-  if (unaccounted + over_quota == 0) return;
+  if (unaccounted + over_quota == 0 || c.unevictable_bytes != 0) return;
   ++counters.evict_requests;
   counters.evict_requested_bytes += unaccounted + over_quota;
   if (over_quota != 0) arm_evict(c, over_quota, now);
@@ -139,9 +143,10 @@ bool Arbiter::State::make_room(DeviceRec& d, ClientRec& requester, std::uint64_t
     const ClientRec& m = clients.at(id);
     others += reserved_bytes(m);
     pending += m.pending_evict_bytes;
-    if (!m.holds() && m.resident_bytes > m.pending_evict_bytes)
-      residents.push_back(
-          {id, m.priority, m.last_grant_us, m.resident_bytes - m.pending_evict_bytes});
+    const std::uint64_t evictable =
+        sat_sub(m.resident_bytes, m.pending_evict_bytes + m.unevictable_bytes);
+    if (!m.holds() && evictable > 0)
+      residents.push_back({id, m.priority, m.last_grant_us, evictable});
   }
   const std::uint64_t deficit =
       policy::fit_deficit(d.capacity_bytes, others, requester.resident_bytes, need_bytes);
@@ -215,6 +220,7 @@ void Arbiter::State::schedule(DeviceRec& d, TimeUs now, Decisions& out) {
   dequeue(head);
   const std::uint64_t waited = now > head.wait_since_us ? now - head.wait_since_us : 0;
   head.state = ClientState::holding;
+  head.unevictable_bytes = 0;  // what it keeps may change while it holds
   head.lease = ++next_lease;
   head.lease_start_us = now;
   head.lease_class = cls;

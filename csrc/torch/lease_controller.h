@@ -14,7 +14,8 @@
 //     synchronised and the lease is released with the memory left resident.
 //   - An evict (only sent while not holding) offloads the bytes asked for on
 //     the I/O thread, before any later grant can be seen, then reports the
-//     residency.
+//     residency. Pinned (exported) memory stays; once a pin ends after such
+//     an evict the residency is reported again, unasked (pins_released).
 //   - A lost broker connection (the broker stopped or crashed) ends the
 //     lease: it is honoured like a revoke past its deadline, at the next op
 //     boundary. The next op that needs the device reconnects (calling
@@ -97,6 +98,10 @@ class LeaseController {
   void acquire_and_hold();
   /// Gives the lease back at once if held (waits for in-flight ops).
   void yield_now();
+  /// Called when an export's pin on the arena ended: if an evict since the
+  /// last report kept pinned memory resident, reports the residency again
+  /// (unasked), so the broker may ask for that memory once more.
+  void pins_released();
   /// Asks the broker for a larger need while holding (out-of-memory path).
   /// Returns true when the caller should retry its allocation.
   bool regrow(std::size_t requested_bytes);
@@ -134,6 +139,7 @@ class LeaseController {
                 reconnects_ = 0;
   std::uint64_t need_floor_bytes_ = 0;
   std::uint64_t declared_bytes_ = 0;  ///< the need the broker last heard
+  bool evict_kept_pins_ = false;      ///< an evict left pinned memory resident (pins_released)
 
   std::thread monitor_;
 };

@@ -84,12 +84,10 @@ std::size_t pin_exported(const void* ptr, std::size_t bytes) {
 
 void unpin_exported(const void* ptr, std::size_t bytes) {
   State& s = state();
-  alloc::Arena* arena = nullptr;
-  {
-    std::lock_guard<std::mutex> lock(s.mutex);
-    arena = s.arena;
-  }
-  if (arena != nullptr) arena->unpin(ptr, bytes);
+  std::lock_guard<std::mutex> lock(s.mutex);  // the controller lives while it is held
+  if (s.arena == nullptr) return;
+  s.arena->unpin(ptr, bytes);
+  if (s.controller) s.controller->pins_released();
 }
 
 void enable(const EnableOptions& options) {

@@ -12,6 +12,7 @@ import json
 import os
 import pickle
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -97,6 +98,38 @@ def test_export_written_after_its_region_survives_offloads(broker_factory, kind)
         job.close()
         if hog is not None:
             hog.close()
+
+
+def test_job_waiting_for_room_an_export_holds_gets_it_once_the_export_dies(broker_factory):
+    """The exported storage cannot be evicted: the broker asks the exporting
+    job once more after a partial evict, then stops asking (no evict loop)
+    until the export dies and the job says it can give more."""
+    env = driven_env(broker_factory, "32MiB", "--quantum-ms", "20")
+    job = Driven(env, "training")
+    hog = Driven(env, "training")
+    try:
+        job.do("grow 8")
+        job.do("export numpy")
+        replies = []
+        waiter = threading.Thread(target=lambda: replies.append(hog.do("grow 24")), daemon=True)
+        waiter.start()                                # does not fit beside the exported 8 MiB
+        deadline = time.monotonic() + 30
+        while _evicts(job) < 2:
+            assert time.monotonic() < deadline, "the exporting job was not asked to evict"
+            time.sleep(0.01)  # polling the job's status
+        waiter.join(1.0)                              # a second of waiting: asked no more
+        assert not replies and _evicts(job) <= 3, _evicts(job)
+        job.do("exportdrop")
+        waiter.join(30)
+        assert replies, "the waiting job did not get the room once the export died"
+        assert job.do("status")["status"]["resident_bytes"] < 8 << 20
+    finally:
+        job.close()
+        hog.close()
+
+
+def _evicts(job: Driven) -> int:
+    return job.do("status")["status"]["evicts"]
 
 
 def test_forked_child_sees_what_it_forked_with_and_keeps_its_writes(broker_factory):
