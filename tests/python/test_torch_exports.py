@@ -101,9 +101,10 @@ def test_export_written_after_its_region_survives_offloads(broker_factory, kind)
 
 
 def test_job_waiting_for_room_an_export_holds_gets_it_once_the_export_dies(broker_factory):
-    """The exported storage cannot be evicted: the broker asks the exporting
-    job once more after a partial evict, then stops asking (no evict loop)
-    until the export dies and the job says it can give more."""
+    """The exported storage cannot be evicted: once an evict released
+    nothing the broker asks the exporting job only every 50 ms (without the
+    hold-off: thousands of times a second) until the export dies and the job
+    says it can give more."""
     env = driven_env(broker_factory, "32MiB", "--quantum-ms", "20")
     job = Driven(env, "training")
     hog = Driven(env, "training")
@@ -117,8 +118,9 @@ def test_job_waiting_for_room_an_export_holds_gets_it_once_the_export_dies(broke
         while _evicts(job) < 2:
             assert time.monotonic() < deadline, "the exporting job was not asked to evict"
             time.sleep(0.01)  # polling the job's status
-        waiter.join(1.0)                              # a second of waiting: asked no more
-        assert not replies and _evicts(job) <= 3, _evicts(job)
+        before = _evicts(job)
+        waiter.join(1.0)                              # a second of waiting: asked now and then, no loop
+        assert not replies and _evicts(job) - before <= 40, _evicts(job) - before
         job.do("exportdrop")
         waiter.join(30)
         assert replies, "the waiting job did not get the room once the export died"
