@@ -226,4 +226,6 @@ nlohmann::json BrokerClient::request(nlohmann::json message, std::chrono::millis
 
 bool BrokerClient::connected() const { return impl_->connected.load(); }
 
+bool BrokerClient::holds() const { return impl_->lease.holds(); }
+
 }  // namespace acb::client

@@ -98,6 +98,9 @@ class BrokerClient {
                          std::chrono::milliseconds timeout = std::chrono::milliseconds{5000});
 
   bool connected() const;
+  /// True from the moment the I/O thread has read a grant until release():
+  /// read on the I/O thread (in a callback) no grant can arrive meanwhile.
+  bool holds() const;
 
  private:
   struct Impl;

@@ -33,18 +33,24 @@ ArenaCpuAllocator::ArenaCpuAllocator(alloc::Arena& arena, Gate& gate) : arena_(a
 
 c10::DataPtr ArenaCpuAllocator::allocate(std::size_t bytes) {
   if (bytes == 0) return {nullptr, nullptr, &arena_delete, c10::Device(c10::DeviceType::CPU)};
-  if (current_op_depth() == 0) {
-    // Outside an operator: make sure the memory handed out is resident.
-    gate_.enter();
-    gate_.exit();
-  }
+  // Outside an operator the allocation holds the gate itself, like one: the
+  // lease is held and no offload runs while the arena picks (or creates) the
+  // block, so the block is resident when it is handed out and no segment is
+  // created on a device this process does not hold.
+  const bool outermost = current_op_depth() == 0;
+  if (outermost) gate_.enter();
   void* ptr = nullptr;
   try {
     ptr = arena_.malloc(bytes, nullptr);
   } catch (const alloc::OutOfMemory& e) {
+    if (outermost) gate_.exit();
     TORCH_CHECK_WITH(OutOfMemoryError, false, "acb: emulated device out of memory: allocating ", bytes,
                      " bytes failed: ", e.what());
+  } catch (...) {
+    if (outermost) gate_.exit();
+    throw;
   }
+  if (outermost) gate_.exit();
   return {ptr, ptr, &arena_delete, c10::Device(c10::DeviceType::CPU)};
 }
 

@@ -7,8 +7,12 @@
 // installation keep their own deleters and memory.
 //
 // An allocation made outside any operator (e.g. a scalar wrapped into a
-// tensor by the Python binding) first waits for the lease, so its memory is
-// resident when the caller writes it. (The arena marks every fresh block written.)
+// tensor by the Python binding) holds the gate while the arena allocates, so
+// it waits for the lease and never runs beside an offload: the block is
+// resident when it is handed out and no segment is created on a device the
+// process does not hold. (The arena marks every fresh block written.) The
+// caller's own write that follows, outside any operator, is not gated: see
+// docs/torch.md, "Hazards".
 //
 // Thread-safety: thread-safe (the arena locks).
 #pragma once

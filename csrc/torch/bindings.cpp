@@ -7,9 +7,11 @@
 #include <torch/csrc/autograd/python_variable.h>
 
 #include "client/broker_client.h"
+#include "torch/dirty_tracker.h"
 #include "torch/export_pins.h"
 #include "torch/hook_probe.h"
 #include "torch/op_hook.h"
+#include "torch/python_threads.h"
 #include "torch/session.h"
 
 #ifndef ACB_TORCH_VERSION
@@ -25,6 +27,23 @@ namespace py = pybind11;
 namespace th = acb::torch_hook;
 
 namespace {
+// DirtyTracker's SubclassFlattener: acb._gating.plain_tensors, under the GIL
+// (the op hook calls it after the operator, on the thread that issued it).
+bool flatten_subclass(const at::Tensor& subclass, std::vector<at::Tensor>& inner) {
+  try {
+    py::gil_scoped_acquire gil;
+    py::object tensor = py::reinterpret_steal<py::object>(THPVariable_Wrap(subclass));
+    if (!tensor) throw py::error_already_set();
+    py::object plain = py::module_::import("acb._gating").attr("plain_tensors")(py::make_tuple(tensor));
+    for (py::handle item : plain) {
+      if (THPVariable_Check(item.ptr())) inner.push_back(THPVariable_Unpack(item.ptr()));
+    }
+    return true;
+  } catch (const std::exception&) {
+    return false;  // the tracker then marks every segment
+  }
+}
+
 py::dict status_dict(const th::ControllerStatus& s) {
   py::dict d;
   d["lease_state"] = s.lease_state;
@@ -56,6 +75,7 @@ PYBIND11_MODULE(_C, m) {
   m.doc() = "acb's private torch extension (use the acb package instead)";
   m.attr("torch_version") = ACB_TORCH_VERSION;
 
+  th::DirtyTracker::set_subclass_flattener(&flatten_subclass);
   py::register_exception<acb::client::BrokerError>(m, "BrokerError", PyExc_ConnectionError);
   py::register_exception<acb::client::LeaseRejected>(m, "LeaseRejected", PyExc_RuntimeError);
 
@@ -176,6 +196,24 @@ PYBIND11_MODULE(_C, m) {
       py::arg("capsule"), py::arg("tensor"),
       "keeps the tensor's storage resident until the DLPack capsule's managed tensor is deleted; "
       "False when the storage is not in the arena");
+  m.def(
+      "hold_gate",
+      [] {
+        TORCH_CHECK(th::current_op_depth() > 0,
+                    "acb._C.hold_gate: call it inside acb._gating.held() (this thread holds no gate)");
+        th::process_gate().enter_while_held();
+      },
+      "one more unit of the gate held, for work started inside held() that outlives it; ended by release_gate()");
+  m.def("release_gate", [] { th::process_gate().exit(); }, "ends a unit taken by hold_gate(), from any thread");
+  m.def(
+      "attach_existing_threads",
+      [] {
+        const int count = th::attach_existing_python_threads();
+        if (count < 0 && PyErr_Occurred() != nullptr) throw py::error_already_set();
+        return count;
+      },
+      "attaches every other Python thread at its next profile event; the count, or -1 where this Python cannot");
+  m.def("other_python_threads", &th::other_python_threads, "thread states of this interpreter besides the caller's");
   m.def("op_depth", &th::current_op_depth, "this thread's operator/region nesting depth");
 
   // Benchmarks only (docs/torch.md, "Op hook").

@@ -1,6 +1,7 @@
 // DirtyTracker: schema analysis and marking (see dirty_tracker.h).
 #include "torch/dirty_tracker.h"
 
+#include <atomic>
 #include <optional>
 #include <unordered_map>
 
@@ -10,6 +11,11 @@ namespace {
 OpWrites analyse(const c10::FunctionSchema& schema) {
   OpWrites writes;
   const auto& args = schema.arguments();
+  // c10d's collectives and point-to-point ops (allreduce_, broadcast_,
+  // recv_, _allgather_base_, reduce_scatter_ ...) write their tensors without
+  // an (a!) annotation: every argument counts as written (those that hold no
+  // tensor mark nothing).
+  const bool collective = schema.name().rfind("c10d::", 0) == 0;
   for (std::size_t i = 0; i < args.size(); ++i) {
     const c10::AliasInfo* alias = args[i].alias_info();
     // batch_norm, native_batch_norm, instance_norm, the cudnn/miopen variants
@@ -17,26 +23,24 @@ OpWrites analyse(const c10::FunctionSchema& schema) {
     // without declaring it in the schema: treat those arguments as written
     // (in eval mode that costs one needless copy, never a lost update).
     const bool undeclared_write = args[i].name() == "running_mean" || args[i].name() == "running_var";
-    if ((alias != nullptr && alias->isWrite()) || undeclared_write) {
+    if (collective || (alias != nullptr && alias->isWrite()) || undeclared_write) {
       writes.written_args.push_back(static_cast<int>(i));
     }
   }
   return writes;
 }
 
-template <class Out>
-void storages_of(const c10::IValue& value, Out& out) {
+void storages_of(const c10::IValue& value, WrittenStorages& out) {
   if (value.isTensor()) {
-    const at::Tensor& t = value.toTensor();
-    if (t.defined() && t.has_storage()) out.push_back(t.storage().unsafeGetStorageImpl());
+    out.add(value.toTensor());
   } else if (value.isTensorList()) {
-    for (const at::Tensor& t : value.toTensorList()) {
-      if (t.defined() && t.has_storage()) out.push_back(t.storage().unsafeGetStorageImpl());
-    }
+    for (const at::Tensor& t : value.toTensorList()) out.add(t);
   } else if (value.isList()) {
     for (const c10::IValue& element : value.toListRef()) storages_of(element, out);
   }
 }
+
+std::atomic<SubclassFlattener> g_flattener{nullptr};
 }  // namespace
 
 const OpWrites& DirtyTracker::writes_of(const c10::OperatorHandle& op) {
@@ -66,7 +70,24 @@ void DirtyTracker::collect_written_args(const OpWrites& writes, const c10::Opera
 }
 
 void DirtyTracker::mark_written_args(const WrittenStorages& written_args) const {
-  for (const c10::StorageImpl* storage : written_args) mark_storage(storage);
+  for (const c10::StorageImpl* storage : written_args.storages) mark_storage(storage);
+  for (const at::Tensor& subclass : written_args.subclasses) mark_subclass(subclass);
+}
+
+void DirtyTracker::set_subclass_flattener(SubclassFlattener flattener) { g_flattener.store(flattener); }
+
+void DirtyTracker::mark_subclass(const at::Tensor& subclass) const {
+  const SubclassFlattener flatten = g_flattener.load();
+  std::vector<at::Tensor> inner;
+  if (flatten == nullptr || !flatten(subclass, inner)) {
+    arena_.mark_all_written();
+    return;
+  }
+  // Already flattened recursively: a subclass left among them keeps its data
+  // in its own storage (no __tensor_flatten__).
+  for (const at::Tensor& t : inner) {
+    if (t.defined() && t.has_storage()) mark_storage(t.storage().unsafeGetStorageImpl());
+  }
 }
 
 std::uint64_t DirtyTracker::written_arg_mask(const char* name, const char* overload_name) {

@@ -13,7 +13,21 @@
 // storage is marked, which over-approximates views but never misses a write.
 //
 // Arguments named running_mean/running_var count as written: the batch-norm
-// family updates them in place without declaring it.
+// family updates them in place without declaring it; so does every argument
+// of a c10d operator (collectives declare none of their writes, and their
+// backend may write after they return: python/acb/_collectives.py holds the
+// device until the work is done and marks them again then).
+//
+// Tensor subclasses with __torch_dispatch__ (DTensor, FSDP2's, Float8, NF4:
+// wrapper subclasses) have no storage of their own: their data lives in inner
+// tensors, which __torch_dispatch__ writes with operators the hook never sees
+// (torch runs them with every key above Python excluded, the hook's too). A
+// written argument that carries DispatchKey::Python (one bit of its key set;
+// plain tensors and nn.Parameter do not) is flattened after the call by the
+// flattener the Python binding installs (acb._gating.plain_tensors: each
+// __tensor_flatten__ inner tensor, recursively) and those storages are
+// marked. Without a flattener, or when flattening fails, every segment is
+// marked: a copy too many, never a lost write.
 //
 // Limits: writes that bypass the dispatcher or that a schema does not declare
 // (other than the running statistics above, e.g. a kernel that returns a
@@ -33,8 +47,25 @@
 
 namespace acb::torch_hook {
 
-/// Storages of an op's written arguments, collected before the call (no heap for a few).
-using WrittenStorages = c10::SmallVector<const c10::StorageImpl*, 4>;
+/// An op's written arguments, collected before the call: their storages (no
+/// heap for a few) and the tensor subclasses among them, flattened after it.
+struct WrittenStorages {
+  c10::SmallVector<const c10::StorageImpl*, 4> storages;
+  std::vector<at::Tensor> subclasses;  ///< empty, without allocating, for plain tensors
+
+  void add(const at::Tensor& t) {
+    if (!t.defined()) return;
+    if (t.key_set().has(c10::DispatchKey::Python)) [[unlikely]] {
+      subclasses.push_back(t);
+    } else if (t.has_storage()) {
+      storages.push_back(t.storage().unsafeGetStorageImpl());
+    }
+  }
+};
+
+/// Appends the plain tensors that hold a tensor subclass's data (its inner
+/// tensors, recursively). Returns false when it cannot tell.
+using SubclassFlattener = bool (*)(const at::Tensor& subclass, std::vector<at::Tensor>& inner);
 
 /// What one operator writes, by position.
 struct OpWrites {
@@ -57,10 +88,22 @@ class DirtyTracker {
 
   /// Marks one storage when it lives in the arena.
   void mark_storage(const c10::StorageImpl* storage) const;
-  /// Marks a tensor's whole storage when it lives in the arena.
+  /// Marks a tensor's whole storage when it lives in the arena; a tensor
+  /// subclass's inner tensors' storages.
   void mark_tensor(const at::Tensor& tensor) const {
-    if (tensor.defined() && tensor.has_storage()) mark_storage(tensor.storage().unsafeGetStorageImpl());
+    if (!tensor.defined()) return;
+    if (tensor.key_set().has(c10::DispatchKey::Python)) [[unlikely]] {
+      mark_subclass(tensor);
+    } else if (tensor.has_storage()) {
+      mark_storage(tensor.storage().unsafeGetStorageImpl());
+    }
   }
+  /// Marks the storages of a tensor subclass's inner tensors (every segment
+  /// when they cannot be told).
+  void mark_subclass(const at::Tensor& subclass) const;
+
+  /// Installs the flattener (process-wide; the Python binding's).
+  static void set_subclass_flattener(SubclassFlattener flattener);
 
   /// For unboxed kernels: bit i set when argument i of the operator is
   /// written (the same analysis as writes_of). An operator the dispatcher

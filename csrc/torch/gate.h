@@ -18,6 +18,25 @@
 // an op that increments the count either sees the gate closed or is seen by
 // the drain.
 //
+// Ordering rules (the whole protocol with the lease controller and the
+// arena; tests/model/lease_protocol.pml checks them with spin):
+//   1. Tensor memory is touched only between enter() and exit(): by an op,
+//      by an allocation outside any op (ArenaCpuAllocator holds the gate
+//      across Arena::malloc), by a held region (acb.region(), _gating.held,
+//      Tensor.tolist in emulation). What an op wrote is marked before exit().
+//   2. The gate opens (open_ = true, state holding) only under mutex_, and
+//      only after the acquirer has restored every offloaded segment.
+//   3. Memory is offloaded only while no op can be in flight: on the I/O
+//      thread under with_state_locked(), with the state released, or
+//      acquiring while the acquirer still waits for its grant (the I/O
+//      thread reads that grant only after the offload). Once the grant is
+//      read the acquirer restores and opens the gate without asking anyone,
+//      so an evict read after it is not executed.
+//   4. A yield closes the gate before it waits for the drain; the lease is
+//      released to the broker before mark_released(), so no second acquire
+//      starts while the client still holds. Evicts that arrive meanwhile
+//      (yielding) are not executed; the broker asks again.
+//
 // Thread-safety: all methods are thread-safe. The acquirer runs on an op
 // thread, outside the gate's mutex, at most one at a time.
 #pragma once
@@ -50,6 +69,12 @@ class Gate {
     if (open_.load(std::memory_order_seq_cst)) [[likely]] return;
     enter_slow();
   }
+  /// One more unit in flight, taken by a thread that is itself between
+  /// enter() and exit(), for work it started that outlives its own unit (a
+  /// collective still running on a backend's threads). Never blocks: the
+  /// caller's unit keeps any drain waiting, so the lease cannot have gone.
+  /// Ended with exit(), from any thread.
+  void enter_while_held() { in_flight_.fetch_add(kEntry + 1, std::memory_order_seq_cst); }
   /// Ends an operator started with enter().
   void exit() {
     const std::uint64_t before = in_flight_.fetch_sub(1, std::memory_order_seq_cst);
@@ -77,7 +102,8 @@ class Gate {
   /// Opens the gate as holding without acquiring (disable(): let ops run freely).
   void force_open();
 
-  /// Runs `fn` while the gate state cannot change (no acquire or yield starts).
+  /// Runs `fn` while the gate state cannot change (no acquire or yield starts,
+  /// and an acquirer already running cannot open the gate).
   template <class Fn>
   auto with_state_locked(Fn&& fn) {
     std::lock_guard<std::mutex> lock(mutex_);

@@ -1,9 +1,5 @@
 // LeaseController: acquire/yield/evict policy and the idle-gap monitor (see
-// lease_controller.h). Ordering rules that keep memory safe:
-//   - release is sent before the gate is marked released, so a waiting op
-//     never starts a second acquire while the client still holds;
-//   - evicts are executed on the I/O thread under the gate's state lock, so
-//     they finish before a later grant is read and never run while holding.
+// lease_controller.h; the ordering rules that keep memory safe are in gate.h).
 #include "torch/lease_controller.h"
 
 #include <algorithm>
@@ -242,9 +238,15 @@ void LeaseController::on_evict(client::BrokerClient& from, const client::Evict& 
   }
   try {
     gate_.with_state_locked([&](LeaseState state) {
-      // Not holding means no op is in flight and none can start before the
-      // next grant, which this I/O thread has not read yet.
-      if (state == LeaseState::released || state == LeaseState::acquiring) {
+      // Quiescent: the gate is released, or acquiring with the grant not read
+      // yet (the acquirer waits for it, and this I/O thread reads it only
+      // after this evict). Once the grant is read the acquirer restores and
+      // opens the gate without asking anyone: an offload then would unmap
+      // memory the next op runs on. The broker does send evicts to a holder
+      // (a residency report it cannot account for), so that case is real;
+      // the residency report below tells the broker nothing was released.
+      const bool not_holding = state == LeaseState::released || state == LeaseState::acquiring;
+      if (not_holding && !from.holds()) {
         arena_.offload(evict.bytes == 0 ? SIZE_MAX : static_cast<std::size_t>(evict.bytes));
       }
       return 0;

@@ -12,10 +12,15 @@
 //     entered for idle_gap), or, once its deadline has passed, at the next op
 //     boundary: the gate closes, in-flight ops finish, the device is
 //     synchronised and the lease is released with the memory left resident.
-//   - An evict (only sent while not holding) offloads the bytes asked for on
-//     the I/O thread, before any later grant can be seen, then reports the
-//     residency. Pinned (exported) memory stays; once a pin ends after such
-//     an evict the residency is reported again, unasked (pins_released).
+//   - An evict offloads the bytes asked for on the I/O thread, then reports
+//     the residency. It is executed only while no op can run before it ends:
+//     not holding, and no grant read for the acquire in progress (the
+//     arbiter also evicts a holder whose residency report it cannot account
+//     for, and such an evict can follow the grant while the acquirer
+//     restores). Otherwise memory stays and the report says so. gate.h has
+//     the ordering rules.
+//     Pinned (exported) memory stays too; once a pin ends after such an
+//     evict the residency is reported again, unasked (pins_released).
 //   - A lost broker connection (the broker stopped or crashed) ends the
 //     lease: it is honoured like a revoke past its deadline, at the next op
 //     boundary. The next op that needs the device reconnects (calling

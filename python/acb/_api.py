@@ -26,6 +26,8 @@ DEFAULT_IDLE_GAP_MS = 10
 _lock = threading.Lock()
 _c_module = None
 _allocator_installed = False
+#: why the process is in safe mode, when acb._C has no enter_safe_mode() to keep it
+_safe_mode_reason = ""
 
 CUDA_ALREADY_INITIALISED = (
     "acb.enable() was called after CUDA was initialised in this process, so acb can no longer install "
@@ -134,6 +136,9 @@ def _install_cuda_allocator(torch_module) -> None:
     allocator = memory.CUDAPluggableAllocator(str(library_path()), "acb_alloc_malloc", "acb_alloc_free")
     memory.change_current_allocator(allocator)
     _allocator_installed = True
+    from acb import _graphs
+
+    _graphs.install(torch_module)  # capture needs graph pools that acb's allocator does not keep yet
 
 
 def _default_name() -> str:
@@ -189,11 +194,18 @@ def enable(priority: Optional[str] = None, device: Optional[int] = None, broker:
                     f"broker device to use. ({e})") from e
             raise
         _threads.install(c_module)
+        reason = _threads.attach_existing(c_module)
+        if reason:
+            enter_safe_mode(c_module, reason)
         _c_module = c_module
-        from acb import _exports, _gating
+        from acb import _collectives, _exports, _gating, _host_reads, _triton
 
         _gating.c_module = c_module
+        _triton.install()
+        _collectives.install()
         _exports.install()
+        if emulated:
+            _host_reads.install(torch)
 
 
 def disable() -> None:
@@ -201,18 +213,34 @@ def disable() -> None:
     with _lock:
         if _c_module is None:
             return
-        from acb import _threads
+        from acb import _collectives, _threads
 
         _threads.uninstall()
-        from acb import _exports, _gating
+        _collectives.uninstall()
+        from acb import _exports, _gating, _host_reads
+
+        import torch
 
         _exports.uninstall()
+        _host_reads.uninstall(torch)
         _gating.c_module = None
         try:
             _c_module.disable()
             _c_module.detach_thread()  # ops of this thread stop paying for the hook
         finally:
             _c_module = None
+
+
+def enter_safe_mode(c_module, reason: str) -> None:
+    """Puts the process in safe mode for `reason` (acb._C's, where it has one), said once on stderr."""
+    global _safe_mode_reason
+    enter = getattr(c_module, "enter_safe_mode", None)
+    if enter is not None:
+        enter(reason)
+        return
+    if not _safe_mode_reason:
+        _safe_mode_reason = reason
+        print(f"acb: safe mode: {reason}", file=sys.stderr, flush=True)
 
 
 def is_enabled() -> bool:
@@ -223,7 +251,9 @@ def status() -> Status:
     c_module = _c_module
     if c_module is None or not c_module.enabled():
         return Status(enabled=False)
-    return Status.from_mapping(c_module.status())
+    values = dict(c_module.status())
+    values.setdefault("safe_mode_reason", _safe_mode_reason)
+    return Status.from_mapping(values)
 
 
 def set_priority(priority: str) -> None:

@@ -6,7 +6,8 @@ entry points touch raw storage without one:
 
 - Calls that copy and are done when they return: ``torch.save``/``torch.load``,
   pickling (``Tensor.__reduce_ex__``, storages' ``__reduce__``),
-  ``copy.deepcopy``, ``tolist()``, and moving a storage to shared memory for
+  ``copy.deepcopy``, storages' ``tolist()`` (``Tensor.tolist()`` is
+  ``acb._host_reads``'), and moving a storage to shared memory for
   ``torch.multiprocessing`` (``_share_fd_cpu_``/``_share_filename_cpu_``).
   Each runs inside ``acb._gating.held()``: the device is held for the call, so
   its memory is resident and stays so. They only read tensor memory; what
@@ -109,7 +110,7 @@ def install() -> None:
     for module in (torch, torch.serialization):
         _replace(module, "save", _held_call)
         _replace(module, "load", _held_call)  # writes only fresh storages, read from the file
-    for name in ("__reduce_ex__", "__deepcopy__", "tolist"):
+    for name in ("__reduce_ex__", "__deepcopy__"):  # Tensor.tolist: acb._host_reads
         _replace(torch.Tensor, name, _held_call)
     for cls in (torch.UntypedStorage, torch.TypedStorage):
         for name in ("__reduce__", "__deepcopy__", "tolist"):

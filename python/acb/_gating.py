@@ -9,7 +9,8 @@ so the next offload copies them instead of skipping them as clean.
 
 ``plain_tensors`` finds the storages behind tensor subclasses (wrapper
 subclasses with ``__tensor_flatten__``: DTensor, Float8, NF4 ...), whose own
-storage holds no data.
+storage holds no data. The op hook calls it too (from C++, under the GIL)
+for the written arguments of an operator that are such subclasses.
 
 Import cost: none until called (torch is imported by the callers).
 """

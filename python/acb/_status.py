@@ -39,6 +39,8 @@ class Status:
     oom_regrows: int = 0
     #: broker connections re-established after the broker went away
     reconnects: int = 0
+    #: why this process is in acb's safe mode (work acb cannot see), "" when it is not
+    safe_mode_reason: str = ""
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> "Status":

@@ -5,8 +5,15 @@ inherit. threading.setprofile() installs a function that every new
 threading.Thread runs as its first profile event, before run(): it attaches
 the thread (one C++ call) and puts back whatever profile function was there
 before, so afterwards the thread runs at full speed. Threads created with
-_thread.start_new_thread directly, or started before acb.enable(), are not
-attached: they can call acb._C.attach_thread() themselves or use acb.region().
+_thread.start_new_thread directly after acb.enable() are not attached: they
+can call acb._C.attach_thread() themselves or use acb.region().
+
+Threads that already run when acb.enable() is called (however they were
+started) never read threading's profile function again: attach_existing()
+has acb._C give each of them a one-shot profile function that attaches it
+before its next operator (csrc/torch/python_threads.h). Where this Python
+does not allow that, it returns why, and the caller puts the process in a
+safe mode.
 """
 
 from __future__ import annotations
@@ -43,3 +50,15 @@ def uninstall() -> None:
     if _installed:
         threading.setprofile(_previous)
         _installed = False
+
+
+def attach_existing(c_module: ModuleType) -> str:
+    """Attaches the threads that run now (other than the caller, which enable() attaches).
+    Returns "" when done, else why it could not be done."""
+    if c_module.attach_existing_threads() >= 0:
+        return ""
+    others = c_module.other_python_threads()
+    if others == 0:
+        return ""
+    return (f"{others} Python thread(s) were running before acb.enable() and cannot be attached on "
+            f"Python {sys.version_info.major}.{sys.version_info.minor}: their operators are not gated")

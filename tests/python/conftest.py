@@ -349,3 +349,15 @@ def expect_silence(conn: _wire.Connection, op: str, duration_s: float) -> None:
     except AssertionError:
         return
     raise AssertionError(f"unexpected {op!r}: {m}")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """ACB_REQUIRE_GPU=1 (on a machine that must run the gpu tests) turns a
+    skipped gpu-marked test into a failure, so a missing GPU, CUDA build or
+    Triton cannot pass for a green run."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.skipped and os.environ.get("ACB_REQUIRE_GPU") == "1" and item.get_closest_marker("gpu"):
+        report.outcome = "failed"
+        report.longrepr = f"ACB_REQUIRE_GPU=1 but this gpu test was skipped: {report.longrepr}"

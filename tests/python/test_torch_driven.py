@@ -6,6 +6,7 @@ boundary once a revoke's deadline has passed."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -17,6 +18,9 @@ from conftest import read_line  # noqa: E402
 from driven import Driven, driven_env  # noqa: E402
 
 pytest.importorskip("torch")
+
+#: Triton's launch entry point without a GPU (tests/python/fake_triton/triton/__init__.py)
+FAKE_TRITON = Path(__file__).resolve().parent / "fake_triton"
 
 
 def test_clean_weights_are_copied_once(broker_factory):
@@ -60,6 +64,33 @@ def test_raw_write_inside_region_survives_offload_and_restore(broker_factory):
         s = reply["status"]
         assert s["offloads"] >= 2 and s["restored_bytes"] > 0, s
         assert reply["result"] == 3.0 * (8 << 18), reply
+    finally:
+        job.close()
+        if hog is not None:
+            hog.close()
+
+
+@pytest.mark.parametrize("write, value", [("touch", 2.0), ("raise 5", 5.0)], ids=["add_unboxed", "clamp_min_boxed"])
+def test_subclass_inner_write_survives_offload_and_restore(broker_factory, write, value):
+    """An in-place op on a wrapper tensor subclass writes its inner tensor
+    inside __torch_dispatch__, below the op hook's call on the wrapper (which
+    has no storage): the inner write is marked, so the next offload copies
+    the segment whose backup was current instead of skipping it as clean.
+    add_ has an unboxed hook kernel, clamp_min_ goes through the fallback."""
+    env = driven_env(broker_factory, "32MiB", "--quantum-ms", "20")
+    job = Driven(env, "training")
+    hog = None
+    try:
+        job.do("subgrow 8")
+        hog = Driven(env, "training")
+        hog.do("grow 24")                       # evicts the job: its 8 MiB are copied out
+        assert job.do("keptsum")["result"] == float(8 << 18)  # restored: the backup is current
+        job.do(write)                           # the subclass's inner tensor is written
+        hog.do("touch")                         # evicts the job again
+        reply = job.do("keptsum")               # restored from the second offload's backup
+        s = reply["status"]
+        assert s["offloads"] >= 2 and s["restored_bytes"] > 0, s
+        assert reply["result"] == value * (8 << 18), reply
     finally:
         job.close()
         if hog is not None:
@@ -144,6 +175,30 @@ def test_unboxed_and_boxed_hook_paths_both_gate_and_mark_writes(broker_factory):
         s = job.do("keptsum")
         assert s["result"] == 5.0 * elements
         assert s["status"]["offloads"] >= 3 and s["status"]["restored_bytes"] > 0, s["status"]
+    finally:
+        job.close()
+        if hog is not None:
+            hog.close()
+
+
+def test_triton_launch_holds_the_device_and_marks_its_arguments(broker_factory):
+    """A Triton launch (kernel[grid](...)) writes through raw pointers: acb
+    holds the device for it (restoring an offloaded job first) and marks its
+    tensor arguments written, so the write survives the next offload."""
+    env = driven_env(broker_factory, "32MiB", "--quantum-ms", "20")
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(FAKE_TRITON), env.get("PYTHONPATH", "")]))
+    job = Driven(env, "training")
+    hog = None
+    try:
+        job.do("grow 8")
+        hog = Driven(env, "training")
+        hog.do("grow 24")                       # evicts the job: its 8 MiB are copied out
+        s = job.do("tritonfill 5")["status"]    # launched while offloaded: restored first
+        assert s["restored_bytes"] > 0, s
+        hog.do("touch")                         # evicts the job again: the launch's write is copied out
+        reply = job.do("keptsum")
+        assert reply["status"]["offloads"] >= 2, reply
+        assert reply["result"] == 5.0 * (8 << 18), reply
     finally:
         job.close()
         if hog is not None:

@@ -124,6 +124,32 @@ TEST_CASE("close_and_drain waits for in-flight ops and no op starts until the ga
   CHECK_FALSE(late_saw_closed);
 }
 
+TEST_CASE("a unit taken while held keeps a drain waiting after its taker exits, until another thread ends it",
+          "[gate]") {
+  Gate gate;
+  gate.set_acquirer([] {});
+  gate.enter();              // acquires; the caller's own unit (a collective's launch)
+  gate.enter_while_held();   // the unit for its work, still running on another thread
+  std::atomic<bool> drained{false};
+  std::atomic<bool> drain_result{false};
+  std::thread controller([&] {
+    drain_result = gate.close_and_drain();
+    drained = true;
+  });
+  REQUIRE(wait_until([&] { return gate.state() == LeaseState::yielding; }));
+  gate.enter_while_held();   // taken during the drain: does not block
+  gate.exit();
+  gate.exit();               // the launch is over
+  CHECK(gate.in_flight() == 1);
+  CHECK_FALSE(drained);
+  std::thread backend([&] { gate.exit(); });  // the work completed
+  backend.join();
+  REQUIRE(wait_until([&] { return drained.load(); }));
+  controller.join();
+  CHECK(drain_result);
+  CHECK(gate.in_flight() == 0);
+}
+
 TEST_CASE("after mark_released the next op acquires again", "[gate]") {
   Gate gate;
   std::atomic<int> acquires{0};

@@ -2,8 +2,9 @@
 // FakeBroker on loopback, with an arena on a uniquely named emulated device:
 // acquire restores offloaded memory before the op runs, a revoke is honoured
 // at the idle gap or past its deadline at the next op boundary (memory stays
-// resident), an evict while not holding offloads and reports residency, the
-// out-of-memory handler asks for a larger need, and waits are counted.
+// resident), an evict while not holding offloads and reports residency (one
+// read after the grant leaves memory as it is), the out-of-memory handler
+// asks for a larger need, and waits are counted.
 // Every wait is bounded; assertions run on the main thread only.
 #include <algorithm>
 #include <atomic>
@@ -356,6 +357,41 @@ TEST_CASE("an evict while not holding offloads and reports residency; while hold
   const auto s = rig.controller->status();
   CHECK(s.evicts == 2);
   CHECK(s.offloads == 1);
+  rig.arena.free(p, nullptr);
+}
+
+TEST_CASE("an evict read after the grant leaves memory resident for the op the grant lets run", "[lease]") {
+  // The arbiter evicts a holder whose residency report it cannot account
+  // for; that evict may follow the grant on the wire while the acquirer is
+  // still restoring and has not opened the gate. Offloading then would unmap
+  // what the op about to run uses. The restore of 16 MiB takes long enough
+  // for the I/O thread to read the evict meanwhile; whether or not it does,
+  // an executed evict would count as an offload.
+  Rig rig("lc-evict-after-grant");
+  constexpr std::size_t kBytes = 16 * kMiB;
+  void* p = rig.arena.malloc(kBytes, nullptr);
+  write_pattern(rig.device.driver, p, kBytes, 47);
+  rig.broker.set_handler([lease = rig.lease](FakeBroker& b, int conn, const nlohmann::json& m) {
+    if (m["op"] != "acquire") return;
+    b.send(conn, {{"op", "grant"}, {"device", 0}, {"lease", ++*lease}, {"quantum_ms", 50}});
+    b.send(conn, {{"op", "evict"}, {"device", 0}, {"bytes", 0}});
+  });
+
+  constexpr int kRounds = 5;
+  for (int round = 0; round < kRounds; ++round) {
+    rig.arena.offload();  // released: the next op restores
+    rig.gate.enter();     // acquires: the grant, then at once the evict
+    const bool resident = rig.arena.is_resident(p, kBytes);
+    const bool intact = resident && has_pattern(rig.device.driver, p, kBytes, 47);
+    rig.gate.exit();
+    REQUIRE(rig.broker.wait_for("residency"));  // the evict was handled
+    CHECK(resident);
+    CHECK(intact);
+    rig.controller->yield_now();
+  }
+  const auto s = rig.controller->status();
+  CHECK(s.evicts == kRounds);
+  CHECK(s.offloads == kRounds);  // the test's own: no evict read after a grant was executed
   rig.arena.free(p, nullptr);
 }
 

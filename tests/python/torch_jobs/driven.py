@@ -12,8 +12,8 @@ from conftest import read_line
 
 
 class Driven:
-    def __init__(self, env: dict, priority: str) -> None:
-        self.proc = subprocess.Popen([sys.executable, *h.job("driven_job.py", priority)], env=env,
+    def __init__(self, env: dict, priority: str, *args: str, job: str = "driven_job.py") -> None:
+        self.proc = subprocess.Popen([sys.executable, *h.job(job, priority, *args)], env=env,
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self.reply("ready")
 
@@ -26,9 +26,13 @@ class Driven:
         assert out["event"] == event, out
         return out
 
-    def do(self, command: str) -> dict:
+    def send(self, command: str) -> None:
+        """Sends a command without waiting for its reply (read it with reply())."""
         self.proc.stdin.write((command + "\n").encode())
         self.proc.stdin.flush()
+
+    def do(self, command: str) -> dict:
+        self.send(command)
         return self.reply(command.split()[0])
 
     def close(self) -> None:

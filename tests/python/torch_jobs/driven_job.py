@@ -3,9 +3,15 @@ of events between processes. Commands (one per line); after each it prints
 one JSON line with acb.status():
   infer       one forward pass of a fixed-seed MLP (~5 MiB of weights)
   grow N      allocate and fill a tensor of N MiB (kept)
+  subgrow N   the same, wrapped in a tensor subclass (wrapped.py: touch,
+              raise and keptsum then run on its inner tensor inside
+              __torch_dispatch__)
   touch       add 1 to every kept tensor (add_: an unboxed hook kernel)
   raise N     clamp every kept tensor to at least N (clamp_min_: no unboxed
               kernel, it goes through the hook's boxed fallback)
+  tritonfill V  set every element of every kept tensor to V with a Triton
+              kernel launch (`import triton`: the test's stand-in on machines
+              without a GPU, which stores through NumPy views)
   keptsum     result: the sum of all kept tensors
   rawfill V   inside acb.region(), set every element of every kept tensor
               to V through a numpy view (no operator writes, so only the
@@ -19,6 +25,9 @@ one JSON line with acb.status():
   busy PATH   issue tiny ops back to back (no idle gap) until the file PATH
               exists (at most 120 s, then it fails); prints
               {"event": "busy-started"} once it holds the device
+  thread CMD  runs CMD on a thread started before acb.enable() (argv[2]
+              "prethread" starts one; it is attached by enable(), not by
+              threading.setprofile)
   save PATH   torch.save(kept, PATH), outside any region
   pickle PATH write pickle.dumps(kept) to PATH, outside any region
   listsum     result: the sum of every kept element through tolist()
@@ -40,14 +49,42 @@ import gc
 import json
 import os
 import pickle
+import queue
 import select
 import sys
+import threading
 import time
 
 import numpy as np
 import torch
 
 import acb
+from wrapped import Wrapped
+
+
+class PreEnableThread:
+    """A thread that runs the functions put to it, one at a time; started before acb.enable()."""
+
+    def __init__(self) -> None:
+        self.tasks: "queue.Queue" = queue.Queue()
+        self.done: "queue.Queue" = queue.Queue()
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self) -> None:
+        while True:
+            task = self.tasks.get()
+            try:
+                task()
+                self.done.put(None)
+            except BaseException as e:  # reported on the command's thread
+                self.done.put(e)
+
+    def run(self, task) -> None:
+        self.tasks.put(task)
+        error = self.done.get(timeout=120)
+        if error is not None:
+            raise error
 
 
 def fork_and_write(kept) -> dict:
@@ -87,6 +124,7 @@ def fork_and_write(kept) -> dict:
 
 
 def main() -> None:
+    pre_enable = PreEnableThread() if sys.argv[2:3] == ["prethread"] else None
     acb.enable(priority=sys.argv[1] if len(sys.argv) > 1 else "training")
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(256, 1024), torch.nn.ReLU(), torch.nn.Linear(1024, 1024),
@@ -96,15 +134,18 @@ def main() -> None:
     norm = None  # created by the first "bn", so other tests keep their small working set
     result = 0.0
     print(json.dumps({"event": "ready", "status": acb.status().as_dict()}), flush=True)
-    for line in sys.stdin:
-        command = line.split()
-        if not command:
-            continue
-        if command[0] == "infer":
+
+    def run(command) -> None:
+        nonlocal norm, result, exported
+        if command[0] == "thread":
+            pre_enable.run(lambda: run(command[1:]))
+        elif command[0] == "infer":
             with torch.no_grad():
                 result = float(model(torch.ones(8, 256)).sum())
         elif command[0] == "grow":
             kept.append(torch.full((int(command[1]) << 18,), 1.0))
+        elif command[0] == "subgrow":
+            kept.append(Wrapped(torch.full((int(command[1]) << 18,), 1.0)))
         elif command[0] == "touch":
             for t in kept:
                 t.add_(1)
@@ -115,6 +156,15 @@ def main() -> None:
             with acb.region():
                 for t in kept:
                     t.numpy()[:] = float(command[1])
+        elif command[0] == "tritonfill":
+            import triton
+
+            @triton.jit
+            def fill(out, value):
+                out[:] = value
+
+            for t in kept:
+                fill[(1,)](t, float(command[1]))
         elif command[0] == "status":
             pass
         elif command[0] == "keptsum":
@@ -167,8 +217,14 @@ def main() -> None:
             gc.collect()
         elif command[0] == "forkwrite":
             result = fork_and_write(kept)
-        elif command[0] == "quit":
+
+    for line in sys.stdin:
+        command = line.split()
+        if not command:
+            continue
+        if command[0] == "quit":
             break
+        run(command)
         print(json.dumps({"event": command[0], "result": result, "status": acb.status().as_dict()}), flush=True)
 
 
