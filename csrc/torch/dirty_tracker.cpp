@@ -102,9 +102,13 @@ std::uint64_t DirtyTracker::written_arg_mask(const char* name, const char* overl
 }
 
 void DirtyTracker::mark_storage(const c10::StorageImpl* storage) const {
+  // Data first: a storage without data (meta and fake tensors, which
+  // torch.compile traces with) may have a symbolic size, and nbytes() throws
+  // on those.
   const void* data = storage->data_ptr().get();
+  if (data == nullptr) return;
   const std::size_t bytes = storage->nbytes();
-  if (data == nullptr || bytes == 0 || !arena_.owns(data)) return;
+  if (bytes == 0 || !arena_.owns(data)) return;
   arena_.mark_written(data, bytes);
 }
 

@@ -1,8 +1,9 @@
 """The implementation behind acb.enable()/disable()/status()/region()/set_priority().
 
 Imported only when one of them is called; it imports torch. Policy lives in
-C++ (acb._C); this module resolves options, installs the CUDA allocator and
-the thread hook, and converts results to Python types.
+C++ (acb._C); this module resolves options, installs the CUDA allocator, the
+thread hook and the torch.compile wrappers (acb._compile), and converts
+results to Python types.
 """
 
 from __future__ import annotations
@@ -198,9 +199,10 @@ def enable(priority: Optional[str] = None, device: Optional[int] = None, broker:
         if reason:
             enter_safe_mode(c_module, reason)
         _c_module = c_module
-        from acb import _collectives, _exports, _gating, _host_reads, _triton
+        from acb import _collectives, _compile, _exports, _gating, _host_reads, _triton
 
         _gating.c_module = c_module
+        _compile.install()
         _triton.install()
         _collectives.install()
         _exports.install()
@@ -217,8 +219,9 @@ def disable() -> None:
 
         _threads.uninstall()
         _collectives.uninstall()
-        from acb import _exports, _gating, _host_reads
+        from acb import _compile, _exports, _gating, _host_reads
 
+        _compile.uninstall()
         import torch
 
         _exports.uninstall()

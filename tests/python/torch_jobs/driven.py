@@ -6,22 +6,43 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
+from typing import Optional
 
 import harness as h
 from conftest import read_line
 
 
 class Driven:
-    def __init__(self, env: dict, priority: str, *args: str, job: str = "driven_job.py") -> None:
-        self.proc = subprocess.Popen([sys.executable, *h.job(job, priority, *args)], env=env,
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    """A driven job: driven_job.py (or `job`) with `priority` and `args`, or another
+    script's `argv` that speaks the same protocol."""
+
+    def __init__(self, env: dict, priority: str = "training", *args: str, job: str = "driven_job.py", argv=None,
+                 timeout_s: float = 120.0, log: Optional[Path] = None) -> None:
+        """`log`: a file for the job's stderr (jobs that write much there: a pipe nobody reads fills up)."""
+        self.timeout_s = timeout_s
+        self.log = log
+        argv = h.job(job, priority, *args) if argv is None else argv
+        stderr = subprocess.PIPE if log is None else open(log, "wb")
+        try:
+            self.proc = subprocess.Popen([sys.executable, *argv], env=env,
+                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr)
+        finally:
+            if log is not None:
+                stderr.close()
         self.reply("ready")
 
+    def _stderr(self) -> str:
+        if self.log is not None:
+            return self.log.read_text(errors="replace")[-3000:]
+        return self.proc.stderr.read().decode()[-3000:]
+
     def reply(self, event: str) -> dict:
-        line = read_line(self.proc.stdout, 120)
+        line = read_line(self.proc.stdout, self.timeout_s)
         if line is None:
             self.proc.kill()
-            raise AssertionError(f"driven job gave no {event!r}: {self.proc.stderr.read().decode()[-3000:]}")
+            self.proc.wait()
+            raise AssertionError(f"driven job gave no {event!r}: {self._stderr()}")
         out = json.loads(line)
         assert out["event"] == event, out
         return out
@@ -40,7 +61,8 @@ class Driven:
             self.proc.kill()
         self.proc.wait()
         for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
-            stream.close()
+            if stream is not None:
+                stream.close()
 
 
 def driven_env(broker_factory, capacity: str, *broker_flags: str) -> dict:
