@@ -11,6 +11,12 @@ namespace acb::broker {
 
 namespace {
 std::uint64_t sat_sub(std::uint64_t a, std::uint64_t b) { return a > b ? a - b : 0; }
+
+// How long a client that answered an evict having released nothing is left
+// alone (ClientRec::unevictable_bytes): long enough that asking again does
+// not spin, short enough that a transient cause (an evict that crossed the
+// client's own release) costs a waiter little.
+constexpr TimeUs kUnevictableHoldOffUs = 50'000;
 }  // namespace
 
 ClientRec* Arbiter::State::find_client(ClientId id) {
@@ -71,6 +77,11 @@ int Arbiter::State::waiter_class(const ClientRec& c, TimeUs now) const {
 
 void Arbiter::State::apply_residency(ClientRec& c, std::uint64_t reported, TimeUs now,
                                      Decisions& out) {
+  // An answer to an evict that released nothing: all that is left must stay
+  // for now. An unasked report (or a lease) makes everything evictable again.
+  const bool answered_without_release = c.pending_evict_bytes != 0 && reported >= c.resident_bytes;
+  c.unevictable_bytes = answered_without_release ? reported : 0;
+  c.unevictable_until_us = answered_without_release ? now + kUnevictableHoldOffUs : 0;
   // A report is the new truth: whatever was asked before is superseded.
   c.pending_evict_bytes = 0;
   c.evict_deadline_us = 0;
@@ -82,7 +93,7 @@ void Arbiter::State::apply_residency(ClientRec& c, std::uint64_t reported, TimeU
   // Over the quota: still accounted (the bytes are really there) until evicted.
   const std::uint64_t over_quota =
       c.quota_bytes != 0 && c.resident_bytes > c.quota_bytes ? c.resident_bytes - c.quota_bytes : 0;
-  if (unaccounted + over_quota == 0) return;
+  if (unaccounted + over_quota == 0 || answered_without_release) return;
   ++counters.evict_requests;
   counters.evict_requested_bytes += unaccounted + over_quota;
   if (over_quota != 0) arm_evict(c, over_quota, now);
@@ -139,9 +150,10 @@ bool Arbiter::State::make_room(DeviceRec& d, ClientRec& requester, std::uint64_t
     const ClientRec& m = clients.at(id);
     others += reserved_bytes(m);
     pending += m.pending_evict_bytes;
-    if (!m.holds() && m.resident_bytes > m.pending_evict_bytes)
-      residents.push_back(
-          {id, m.priority, m.last_grant_us, m.resident_bytes - m.pending_evict_bytes});
+    const std::uint64_t kept = now < m.unevictable_until_us ? m.unevictable_bytes : 0;
+    const std::uint64_t evictable = sat_sub(m.resident_bytes, m.pending_evict_bytes + kept);
+    if (!m.holds() && evictable > 0)
+      residents.push_back({id, m.priority, m.last_grant_us, evictable});
   }
   const std::uint64_t deficit =
       policy::fit_deficit(d.capacity_bytes, others, requester.resident_bytes, need_bytes);
@@ -215,6 +227,8 @@ void Arbiter::State::schedule(DeviceRec& d, TimeUs now, Decisions& out) {
   dequeue(head);
   const std::uint64_t waited = now > head.wait_since_us ? now - head.wait_since_us : 0;
   head.state = ClientState::holding;
+  head.unevictable_bytes = 0;  // what it keeps may change while it holds
+  head.unevictable_until_us = 0;
   head.lease = ++next_lease;
   head.lease_start_us = now;
   head.lease_class = cls;

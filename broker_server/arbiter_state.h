@@ -41,6 +41,13 @@ struct ClientRec {
   std::optional<std::uint64_t>
       growth_need_bytes;                  ///< holder asked for more; re-granted once it fits
   std::uint64_t pending_evict_bytes = 0;  ///< asked to evict, not yet reported
+  /// Resident bytes it kept when last asked to evict and released nothing
+  /// (memory it must keep, e.g. exported to another library, or an evict
+  /// that crossed its own release): not asked for again before
+  /// unevictable_until_us, or until it reports unasked or holds a lease
+  /// (else ask and answer would loop as fast as they can).
+  std::uint64_t unevictable_bytes = 0;
+  TimeUs unevictable_until_us = 0;
   TimeUs evict_deadline_us = 0;           ///< report due by then (0: nothing asked)
   TimeUs last_heard_us = 0;
   TimeUs wait_since_us = 0;

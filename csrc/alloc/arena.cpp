@@ -188,14 +188,17 @@ void Arena::Impl::release_segment(Segment* segment) {
 
 std::size_t Arena::Impl::release_free_segments() {
   bool any = !pending.empty();
-  for (const auto& s : segments) any = any || (s->resident() && s->allocated_blocks == 0);
+  auto releasable = [](const Segment& s) {
+    return s.resident() && s.allocated_blocks == 0 && !s.pinned();
+  };
+  for (const auto& s : segments) any = any || releasable(*s);
   if (!any) return 0;
   // Freed blocks may still be used by queued work on their streams.
   driver.synchronize_device(device);
   process_pending(true);
   std::vector<Segment*> empty;
   for (const auto& s : segments)
-    if (s->resident() && s->allocated_blocks == 0) empty.push_back(s.get());
+    if (releasable(*s)) empty.push_back(s.get());
   std::size_t released = 0;
   for (Segment* s : empty) {
     released += s->bytes;

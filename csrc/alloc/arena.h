@@ -113,6 +113,24 @@ class Arena {
   /// the backups would exceed ArenaOptions::host_backup_limit_bytes, and
   /// DriverError when a copy fails (nothing released either).
   OffloadResult offload(std::size_t budget_bytes = SIZE_MAX);
+  /// Keeps the segments overlapping [ptr, ptr + bytes) resident until the
+  /// matching unpin(ptr, bytes): memory handed to code that reads and writes
+  /// it without telling the arena (a numpy array, a DLPack consumer). Pins
+  /// nest. Offload, empty_cache and the out-of-memory retry never release a
+  /// pinned segment: it stays counted in resident_bytes(), so an offload
+  /// asked for more than the unpinned segments hold releases less than
+  /// asked. Offloaded segments of the range are restored first (the caller
+  /// holds the device, as for restore; throws OutOfMemory as restore does).
+  /// Parts of the range outside this arena are ignored. Returns the bytes of
+  /// the segments the range overlaps (0: none of this arena's).
+  std::size_t pin(const void* ptr, std::size_t bytes);
+  /// Ends one pin(ptr, bytes) (same arguments). The segments are marked
+  /// written, since the holder of the pin may have written them at any time
+  /// up to now; once no pin is left on a segment, offload may release it
+  /// again (copying it, as any written segment). Throws std::logic_error for
+  /// a range with no pin.
+  void unpin(const void* ptr, std::size_t bytes);
+
   /// Maps back and restores every offloaded segment. Throws OutOfMemory with
   /// the bytes needed and free; on failure the state stays consistent.
   std::size_t restore_all();
@@ -122,6 +140,22 @@ class Arena {
   bool is_resident(const void* ptr, std::size_t bytes) const;
   /// True when `ptr` lies in this arena's reservation.
   bool owns(const void* ptr) const;
+
+  // --- fork() (process_arenas.cpp registers these with pthread_atfork) --------
+  /// Before fork(): waits for any call in flight (an offload or restore
+  /// finishes first) and holds off all others until one of the two below.
+  void before_fork();
+  /// In the parent after fork(): lets calls go again.
+  void after_fork_in_parent();
+  /// In the child after fork(): gives the child its own copy of every
+  /// segment as it was at the fork (Driver::detach_after_fork): resident
+  /// ones from their mapping, offloaded ones from their host backups (which
+  /// the child inherited as ordinary memory), so the child reads what it
+  /// forked with, offloaded or not, and its writes stay its own. Then lets
+  /// calls go again. The arena's bookkeeping keeps working in the child
+  /// (freeing inherited blocks), but the driver may not be used there:
+  /// malloc that needs a new segment, offload and restore fail loudly.
+  void after_fork_in_child();
 
   /// Physical bytes currently mapped on the device.
   std::size_t resident_bytes() const;

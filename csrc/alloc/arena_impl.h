@@ -71,6 +71,8 @@ struct Arena::Impl {
   /// request behind an event on that stream. Returns true when one moved.
   bool reclaim_other_streams(std::size_t rounded, bool small, StreamHandle stream);
   Segment* segment_at(DevicePtr ptr) const;
+  /// The segments overlapping [address, address + bytes), in address order.
+  std::vector<Segment*> segments_overlapping(DevicePtr address, std::size_t bytes) const;
   std::string memory_summary() const;
   void sync_host_stats();
   void update_peaks();

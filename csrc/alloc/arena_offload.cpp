@@ -47,7 +47,7 @@ OffloadResult Arena::Impl::offload(std::size_t budget_bytes) {
   std::vector<Segment*> empty;
   std::vector<Segment*> live;
   for (const auto& s : segments) {
-    if (!s->resident()) continue;
+    if (!s->resident() || s->pinned()) continue;  // pinned: exported, must stay (Arena::pin)
     (s->allocated_blocks == 0 ? empty : live).push_back(s.get());
   }
   std::sort(live.begin(), live.end(),
@@ -247,6 +247,59 @@ void Arena::mark_written(const void* ptr, std::size_t bytes) {
   }
 }
 
+std::vector<Segment*> Arena::Impl::segments_overlapping(DevicePtr address, std::size_t bytes) const {
+  std::vector<Segment*> out;
+  if (bytes == 0 || !va.contains(address)) return out;
+  DevicePtr end = std::min(address + bytes, va.base() + va.bytes());
+  if (end < address) end = va.base() + va.bytes();
+  while (address < end) {
+    Segment* segment = segment_at(address);
+    if (segment == nullptr) {
+      address = (address & ~(granularity - 1)) + granularity;
+      continue;
+    }
+    out.push_back(segment);
+    address = segment->address + segment->bytes;
+  }
+  return out;
+}
+
+std::size_t Arena::pin(const void* ptr, std::size_t bytes) {
+  std::lock_guard<std::mutex> lock(impl_->mutex);
+  std::vector<Segment*> overlapping =
+      impl_->segments_overlapping(reinterpret_cast<DevicePtr>(ptr), bytes);
+  std::vector<Segment*> offloaded;
+  for (Segment* s : overlapping)
+    if (!s->resident()) offloaded.push_back(s);
+  impl_->restore_segments(std::move(offloaded));  // throws before any pin is taken
+  std::size_t pinned = 0;
+  for (Segment* s : overlapping) {
+    if (s->pins++ == 0) impl_->stats.export_pinned_bytes += s->bytes;
+    pinned += s->bytes;
+  }
+  impl_->update_peaks();
+  return pinned;
+}
+
+void Arena::unpin(const void* ptr, std::size_t bytes) {
+  std::lock_guard<std::mutex> lock(impl_->mutex);
+  std::vector<Segment*> overlapping =
+      impl_->segments_overlapping(reinterpret_cast<DevicePtr>(ptr), bytes);
+  for (Segment* s : overlapping) {
+    if (!s->pinned())
+      throw std::logic_error("Arena::unpin(" + std::to_string(reinterpret_cast<DevicePtr>(ptr)) +
+                             ", " + std::to_string(bytes) + ") on device " +
+                             std::to_string(impl_->device) + ": the segment at " +
+                             std::to_string(s->address) + " has no pin (unpin without pin)");
+  }
+  const std::uint64_t tick = ++impl_->tick;
+  for (Segment* s : overlapping) {
+    if (--s->pins == 0) impl_->stats.export_pinned_bytes -= s->bytes;
+    s->backup_current = false;  // written through the export, as far as the arena knows
+    s->last_use_tick = tick;
+  }
+}
+
 void Arena::mark_all_written() {
   std::size_t bytes = 0;
   const void* base = nullptr;
@@ -256,6 +309,24 @@ void Arena::mark_all_written() {
     bytes = impl_->va.bytes();
   }
   mark_written(base, bytes);
+}
+
+void Arena::before_fork() { impl_->mutex.lock(); }
+
+void Arena::after_fork_in_parent() { impl_->mutex.unlock(); }
+
+void Arena::after_fork_in_child() {
+  // The lock taken by before_fork() is held by this, the only thread.
+  try {
+    for (const auto& s : impl_->segments) {
+      impl_->driver.detach_after_fork(s->address, s->bytes,
+                                      s->resident() ? nullptr : s->backup.data());
+    }
+  } catch (...) {
+    impl_->mutex.unlock();
+    throw;
+  }
+  impl_->mutex.unlock();
 }
 
 OffloadResult Arena::offload(std::size_t budget_bytes) {

@@ -37,7 +37,7 @@ void Arena::Impl::validate() const {
 
   std::size_t allocated_bytes = 0, allocated_blocks = 0, reserved = 0, offloaded = 0,
               resident_count = 0;
-  std::size_t backup_bytes = 0, listed_blocks = 0;
+  std::size_t backup_bytes = 0, listed_blocks = 0, pinned_bytes = 0;
   std::map<DevicePtr, std::size_t> spans;  // segments by address, to check the VA tiling
   for (const auto& owned : segments) {
     const Segment* s = owned.get();
@@ -103,7 +103,9 @@ void Arena::Impl::validate() const {
       if (!s->backup || !s->backup_current)
         broken("offloaded segments have a current backup", where);
       if (s->allocated_blocks == 0) broken("offloaded segments hold live data", where);
+      if (s->pinned()) broken("pinned segments are resident", where);
     }
+    if (s->pinned()) pinned_bytes += s->bytes;
     if (s->backup) {
       if (s->backup.bytes() != s->bytes) broken("a backup has its segment's size", where);
       backup_bytes += s->backup.bytes();
@@ -164,6 +166,7 @@ void Arena::Impl::validate() const {
   check("active_segments", stats.active_segments, resident_count);
   check("offloaded_bytes", stats.offloaded_bytes, offloaded);
   check("host_backup_bytes", stats.host_backup_bytes, backup_bytes);
+  check("export_pinned_bytes", stats.export_pinned_bytes, pinned_bytes);
   check("host backup pool in-use bytes", host_pool.in_use_bytes(), backup_bytes);
   check("host_pinned_bytes", stats.host_pinned_bytes, host_pool.pinned_bytes());
   if (host_pool.limit_bytes() != 0 && host_pool.in_use_bytes() > host_pool.limit_bytes())

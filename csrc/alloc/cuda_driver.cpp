@@ -273,6 +273,12 @@ class CudaDriver final : public Driver {
               ", size=" + std::to_string(bytes) + ", " + stream_args(stream, device));
   }
 
+  void detach_after_fork(DevicePtr, std::size_t, const void*) override {
+    // Nothing to do: a forked child cannot use the parent's CUDA context
+    // (every CUDA call in it fails with an initialization error), so the
+    // parent's device memory is out of the child's reach whatever happens.
+  }
+
  private:
   struct Range {
     std::size_t bytes = 0;

@@ -119,6 +119,19 @@ class Driver {
   /// Enqueues a copy of `bytes` from host `src` to device `dst` on `stream`.
   virtual void copy_to_device_async(DevicePtr dst, const void* src, std::size_t bytes,
                                     StreamHandle stream) = 0;
+
+  // --- fork --------------------------------------------------------------------
+  /// In a forked child only, on its single thread, with no call of this driver
+  /// in flight at the fork (the arena holds its lock across fork()): makes
+  /// [address, address + bytes) the child's own memory with the bytes it held
+  /// at the fork, so that the child's writes never reach the parent and the
+  /// parent's later changes (or reuse of the physical memory) never reach the
+  /// child, as for ordinary copy-on-write memory. With `contents` null the
+  /// range is one whole mapping and keeps its bytes; otherwise it is reserved
+  /// but unmapped (offloaded) and gets `bytes` bytes from host memory
+  /// `contents` (its backup). The driver must not be used in the child
+  /// afterwards. Throws DriverError.
+  virtual void detach_after_fork(DevicePtr address, std::size_t bytes, const void* contents) = 0;
 };
 
 /// Options of the emulated device (ACB_EMULATED_DEVICE="name[:capacity]").

@@ -388,6 +388,29 @@ void EmulatedDriver::copy_to_device_async(DevicePtr dst, const void* src, std::s
   });
 }
 
+void EmulatedDriver::detach_after_fork(DevicePtr address, std::size_t bytes,
+                                       const void* contents) {
+  const std::string args = "address=" + hex(address) + ", size=" + std::to_string(bytes);
+  if (ledger_.owned_by_this_process())
+    throw error("detach_after_fork", EPERM, args,
+                "called in the process that created the emulated device, not in a forked child");
+  check_size(bytes, "detach_after_fork");
+  // No lock: the child has one thread, and the arena held its lock across the
+  // fork, so no call was half done. mappings_ is left as it was: the driver
+  // is not used in the child.
+  void* copy = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (copy == MAP_FAILED) throw error("detach_after_fork", errno, args, errno_text(errno));
+  std::memcpy(copy, contents != nullptr ? contents : reinterpret_cast<const void*>(address), bytes);
+  // Moving the copy over the range replaces the shared mapping (or the
+  // PROT_NONE reservation of an offloaded range) in one step.
+  if (::mremap(copy, bytes, bytes, MREMAP_MAYMOVE | MREMAP_FIXED, reinterpret_cast<void*>(address)) ==
+      MAP_FAILED) {
+    const int err = errno;
+    ::munmap(copy, bytes);
+    throw error("detach_after_fork", err, args, errno_text(err));
+  }
+}
+
 std::unique_ptr<Driver> make_emulated_driver(const EmulatedDeviceOptions& options) {
   return std::make_unique<EmulatedDriver>(options);
 }

@@ -16,6 +16,10 @@
 //                is paused; both ends are checked first: a device range that
 //                is not wholly mapped is a DriverError, not a crash.
 //   host memory  ordinary page-aligned heap memory.
+//   after fork   the memfd is shared with a forked child, so the child gets
+//                private anonymous copies instead (detach_after_fork):
+//                without them its writes would land in the parent and it
+//                would read whatever the parent later puts at those offsets.
 //
 // Misuse the CUDA driver would reject (unaligned sizes, mapping over a
 // mapping, releasing a mapped allocation, freeing a reservation that still
@@ -87,6 +91,10 @@ class EmulatedDriver final : public Driver {
                           StreamHandle stream) override;
   void copy_to_device_async(DevicePtr dst, const void* src, std::size_t bytes,
                             StreamHandle stream) override;
+  /// Copies the range into private anonymous memory moved over it (mremap),
+  /// so the memfd's shared pages are no longer visible there. Refuses in the
+  /// process that created the driver.
+  void detach_after_fork(DevicePtr address, std::size_t bytes, const void* contents) override;
 
   // --- test hooks --------------------------------------------------------------
   /// Holds `stream` busy, as if running a long kernel, until resume_stream:

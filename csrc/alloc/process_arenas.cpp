@@ -1,9 +1,14 @@
 #include "alloc/process_arenas.h"
 
+#include <pthread.h>
+#include <unistd.h>
+
 #include <array>
 #include <atomic>
 #include <cctype>
+#include <cstdio>
 #include <cstdlib>
+#include <exception>
 #include <memory>
 #include <mutex>
 #include <stdexcept>
@@ -40,6 +45,33 @@ std::size_t env_size(const char* name, std::size_t fallback) {
     return parse_byte_size(value);
   } catch (const std::invalid_argument& error) {
     throw std::invalid_argument(std::string(name) + ": " + error.what());
+  }
+}
+
+// pthread_atfork handlers: every existing arena is held from before the fork
+// until after it, in device order (released in reverse).
+void arenas_before_fork() {
+  for (int d = 0; d < detail::kMaxProcessDevices; ++d)
+    if (Arena* arena = detail::existing_process_arena(d)) arena->before_fork();
+}
+
+void arenas_after_fork_in_parent() {
+  for (int d = detail::kMaxProcessDevices - 1; d >= 0; --d)
+    if (Arena* arena = detail::existing_process_arena(d)) arena->after_fork_in_parent();
+}
+
+void arenas_after_fork_in_child() {
+  for (int d = detail::kMaxProcessDevices - 1; d >= 0; --d) {
+    Arena* arena = detail::existing_process_arena(d);
+    if (arena == nullptr) continue;
+    try {
+      arena->after_fork_in_child();
+    } catch (const std::exception& e) {
+      // Going on would let this child write into its parent's memory.
+      std::fprintf(stderr, "acb: forked child %d cannot get its own copy of device %d's memory: %s\n",
+                   static_cast<int>(::getpid()), d, e.what());
+      std::abort();
+    }
   }
 }
 
@@ -107,6 +139,9 @@ Arena& process_arena(int device) {
   }
   auto index = static_cast<std::size_t>(device);
   if (Arena* arena = registry->arenas[index].load(std::memory_order_acquire)) return *arena;
+  static const int atfork_registered =
+      ::pthread_atfork(&arenas_before_fork, &arenas_after_fork_in_parent, &arenas_after_fork_in_child);
+  (void)atfork_registered;
   registry->owned[index] = std::make_unique<Arena>(driver, device, arena_options_from_env());
   registry->arenas[index].store(registry->owned[index].get(), std::memory_order_release);
   return *registry->owned[index];

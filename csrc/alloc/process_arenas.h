@@ -14,6 +14,12 @@
 // static destruction); they are reachable from a global, so leak checkers
 // do not report them. shutdown_process_arenas() exists for tests.
 //
+// fork(): the first arena registers pthread_atfork handlers that hold every
+// arena still across the fork and, in the child, give it private copies of
+// the arenas' memory (Arena::after_fork_in_child), so that a forked child
+// (a DataLoader worker) sees the memory it forked with and its writes stay
+// its own. A child whose copies cannot be made aborts with the reason.
+//
 // Thread-safety: all functions are thread-safe; process_arena() is a single
 // atomic load once the arena exists.
 #pragma once

@@ -8,6 +8,10 @@
 // mark_written and by any allocation in the segment. An offload releases a
 // current segment without copying.
 //
+// Pins: while `pins` > 0 the segment stays resident (offload and cache
+// release skip it) because memory of it was exported to code acb cannot see
+// (a numpy array, a DLPack capsule); see Arena::pin.
+//
 // Not thread-safe: owned and mutated under the arena's mutex.
 #pragma once
 
@@ -39,8 +43,11 @@ struct Segment {
   bool backup_current = false;
   /// Logical clock of the last malloc / mark_written / restore (LRU order).
   std::uint64_t last_use_tick = 0;
+  /// Live Arena::pin calls overlapping this segment.
+  std::size_t pins = 0;
 
   bool resident() const { return mapping.has_value(); }
+  bool pinned() const { return pins > 0; }
   bool contains(DevicePtr ptr) const { return ptr >= address && ptr - address < bytes; }
 };
 

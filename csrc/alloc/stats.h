@@ -8,6 +8,7 @@
 //   offloaded_bytes      bytes of segments whose data sits in host backups
 //   host_backup_bytes    pinned host bytes held by segment backups
 //   host_pinned_bytes    pinned host bytes held in all (backups plus the reuse cache)
+//   export_pinned_bytes  bytes of segments kept resident by Arena::pin (exports)
 //   offload_copied_bytes bytes copied device -> host by offloads
 //   restored_bytes       bytes copied host -> device by restores
 //   skipped_clean_bytes  live bytes an offload did not copy because the backup was current
@@ -27,6 +28,7 @@ namespace acb::alloc {
   X(offloaded_bytes, gauge)         \
   X(host_backup_bytes, gauge)       \
   X(host_pinned_bytes, gauge)       \
+  X(export_pinned_bytes, gauge)     \
   X(alloc_count, counter)           \
   X(free_count, counter)            \
   X(offload_count, counter)         \

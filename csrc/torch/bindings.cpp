@@ -8,6 +8,7 @@
 
 #include "client/broker_client.h"
 #include "torch/dirty_tracker.h"
+#include "torch/export_pins.h"
 #include "torch/hook_probe.h"
 #include "torch/op_hook.h"
 #include "torch/python_held_call.h"
@@ -176,16 +177,50 @@ PYBIND11_MODULE(_C, m) {
       [](const py::iterable& tensors) {
         for (py::handle item : tensors) {
           if (!THPVariable_Check(item.ptr())) continue;
-          const at::Tensor& t = THPVariable_Unpack(item.ptr());
-          if (!t.defined() || !t.has_storage()) continue;
-          const c10::StorageImpl* storage = t.storage().unsafeGetStorageImpl();
-          const void* data = storage->data_ptr().get();
-          if (data != nullptr && storage->nbytes() > 0) th::mark_written(data, storage->nbytes());
+          const th::StorageRange range = th::storage_range(THPVariable_Unpack(item.ptr()));
+          if (range.data != nullptr) th::mark_written(range.data, range.bytes);
         }
       },
       py::arg("tensors"),
       "marks the storages of these plain tensors written (others are skipped; flatten subclasses first)");
   m.def("mark_all_written", &th::mark_all_written, "marks every segment of the arena written");
+  m.def(
+      "pin_storage",
+      [](py::handle tensor) -> py::object {
+        TORCH_CHECK(THPVariable_Check(tensor.ptr()), "acb._C.pin_storage: expected a tensor");
+        const th::StorageRange range = th::storage_range(THPVariable_Unpack(tensor.ptr()));
+        if (range.data == nullptr) return py::none();
+        std::size_t pinned = 0;
+        {
+          py::gil_scoped_release release;
+          pinned = th::pin_exported(range.data, range.bytes);
+        }
+        if (pinned == 0) return py::none();
+        return py::make_tuple(reinterpret_cast<std::uintptr_t>(range.data), range.bytes);
+      },
+      py::arg("tensor"),
+      "keeps the tensor's storage resident until unpin(address, bytes); returns (address, bytes), "
+      "or None when the storage is not in the arena (nothing to unpin)");
+  m.def(
+      "unpin",
+      [](std::uintptr_t address, std::size_t bytes) {
+        th::unpin_exported(reinterpret_cast<const void*>(address), bytes);
+      },
+      py::arg("address"), py::arg("bytes"), py::call_guard<py::gil_scoped_release>(),
+      "ends one pin_storage; the storage counts as written");
+  m.def(
+      "pin_dlpack_capsule",
+      [](py::handle capsule, py::handle tensor) {
+        TORCH_CHECK(THPVariable_Check(tensor.ptr()), "acb._C.pin_dlpack_capsule: expected a tensor");
+        try {
+          return th::pin_dlpack_capsule(capsule.ptr(), THPVariable_Unpack(tensor.ptr()));
+        } catch (const std::invalid_argument& e) {
+          throw py::value_error(e.what());
+        }
+      },
+      py::arg("capsule"), py::arg("tensor"),
+      "keeps the tensor's storage resident until the DLPack capsule's managed tensor is deleted; "
+      "False when the storage is not in the arena");
   m.def(
       "hold_gate",
       [] {

@@ -257,8 +257,29 @@ void LeaseController::on_evict(client::BrokerClient& from, const client::Evict& 
     std::fprintf(stderr, "acb: evict of %llu bytes on device %d failed: %s\n",
                  static_cast<unsigned long long>(evict.bytes), evict.device, e.what());
   }
+  const bool kept_pins = arena_.stats().export_pinned_bytes > 0;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    evict_kept_pins_ = evict_kept_pins_ || kept_pins;
+  }
   try {
     from.report_residency(arena_.resident_bytes());
+  } catch (const client::BrokerError&) {
+  }
+}
+
+void LeaseController::pins_released() {
+  std::shared_ptr<client::BrokerClient> connection;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (!evict_kept_pins_) return;
+    evict_kept_pins_ = false;
+    connection = client_;
+  }
+  // Unasked: the broker counts all of it as evictable again (it stopped
+  // asking when an evict released nothing).
+  try {
+    if (connection) connection->report_residency(arena_.resident_bytes());
   } catch (const client::BrokerError&) {
   }
 }

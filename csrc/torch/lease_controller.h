@@ -19,6 +19,8 @@
 //     for, and such an evict can follow the grant while the acquirer
 //     restores). Otherwise memory stays and the report says so. gate.h has
 //     the ordering rules.
+//     Pinned (exported) memory stays too; once a pin ends after such an
+//     evict the residency is reported again, unasked (pins_released).
 //   - A lost broker connection (the broker stopped or crashed) ends the
 //     lease: it is honoured like a revoke past its deadline, at the next op
 //     boundary. The next op that needs the device reconnects (calling
@@ -101,6 +103,10 @@ class LeaseController {
   void acquire_and_hold();
   /// Gives the lease back at once if held (waits for in-flight ops).
   void yield_now();
+  /// Called when an export's pin on the arena ended: if an evict since the
+  /// last report kept pinned memory resident, reports the residency again
+  /// (unasked), so the broker may ask for that memory once more.
+  void pins_released();
   /// Asks the broker for a larger need while holding (out-of-memory path).
   /// Returns true when the caller should retry its allocation.
   bool regrow(std::size_t requested_bytes);
@@ -138,6 +144,7 @@ class LeaseController {
                 reconnects_ = 0;
   std::uint64_t need_floor_bytes_ = 0;
   std::uint64_t declared_bytes_ = 0;  ///< the need the broker last heard
+  bool evict_kept_pins_ = false;      ///< an evict left pinned memory resident (pins_released)
 
   std::thread monitor_;
 };

@@ -65,6 +65,24 @@ void mark_all_written() {
   if (arena != nullptr) arena->mark_all_written();
 }
 
+std::size_t pin_exported(const void* ptr, std::size_t bytes) {
+  State& s = state();
+  alloc::Arena* arena = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(s.mutex);
+    arena = s.arena;
+  }
+  return arena != nullptr ? arena->pin(ptr, bytes) : 0;
+}
+
+void unpin_exported(const void* ptr, std::size_t bytes) {
+  State& s = state();
+  std::lock_guard<std::mutex> lock(s.mutex);  // the controller lives while it is held
+  if (s.arena == nullptr) return;
+  s.arena->unpin(ptr, bytes);
+  if (s.controller) s.controller->pins_released();
+}
+
 void enable(const EnableOptions& options) {
   State& s = state();
   std::lock_guard<std::mutex> lock(s.mutex);

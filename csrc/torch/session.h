@@ -49,6 +49,13 @@ Gate& process_gate();
 void mark_written(const void* ptr, std::size_t bytes);
 /// Marks every segment of the arena written (acb.region()'s conservative rule).
 void mark_all_written();
+/// Keeps [ptr, ptr + bytes) of the brokered arena resident while it is
+/// exported (Arena::pin; the caller holds the device). Returns the bytes of
+/// the segments pinned: 0 for memory outside the arena, or before the first
+/// enable(). Pins outlive disable(): the arena lives for the whole process.
+std::size_t pin_exported(const void* ptr, std::size_t bytes);
+/// Ends one pin_exported(ptr, bytes); the range counts as written.
+void unpin_exported(const void* ptr, std::size_t bytes);
 
 /// Throws std::logic_error when not enabled.
 ControllerStatus status();

@@ -199,12 +199,13 @@ def enable(priority: Optional[str] = None, device: Optional[int] = None, broker:
         if reason:
             enter_safe_mode(c_module, reason)
         _c_module = c_module
-        from acb import _collectives, _compile, _gating, _host_reads, _triton
+        from acb import _collectives, _compile, _exports, _gating, _host_reads, _triton
 
         _gating.c_module = c_module
         _compile.install()
         _triton.install()
         _collectives.install()
+        _exports.install()
         if emulated:
             _host_reads.install(torch)
 
@@ -218,11 +219,12 @@ def disable() -> None:
 
         _threads.uninstall()
         _collectives.uninstall()
-        from acb import _compile, _gating, _host_reads
+        from acb import _compile, _exports, _gating, _host_reads
 
         _compile.uninstall()
         import torch
 
+        _exports.uninstall()
         _host_reads.uninstall(torch)
         _gating.c_module = None
         try:

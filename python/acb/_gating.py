@@ -17,11 +17,22 @@ Import cost: none until called (torch is imported by the callers).
 
 from __future__ import annotations
 
+import os
 from contextlib import contextmanager
 from typing import Any, Callable, Iterable, Iterator, List, Optional
 
 #: the loaded acb._C while acb is enabled, else None (set by acb._api)
 c_module: Any = None
+
+
+def _forget_in_forked_child() -> None:
+    # A forked child has no lease and no broker connection (session.cpp
+    # switches the op hook off there): held() must not wait for one.
+    global c_module
+    c_module = None
+
+
+os.register_at_fork(after_in_child=_forget_in_forked_child)
 
 
 def plain_tensors(values: Iterable[Any]) -> List[Any]:

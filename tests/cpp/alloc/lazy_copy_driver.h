@@ -84,6 +84,9 @@ class LazyCopyDriver final : public Driver {
                             StreamHandle stream) override {
     inner_.copy_to_device_async(dst, src, bytes, stream);
   }
+  void detach_after_fork(DevicePtr address, std::size_t bytes, const void* contents) override {
+    inner_.detach_after_fork(address, bytes, contents);
+  }
 
   /// Copies that were enqueued on lazy streams and ran late.
   std::size_t flushes() const { return flushes_; }

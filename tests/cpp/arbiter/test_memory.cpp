@@ -84,6 +84,32 @@ TEST_CASE("evictions are exactly the deficit, lowest priority and least recently
   }
 }
 
+TEST_CASE("a client that released nothing when asked is left alone for a while, or until it reports",
+          "[arbiter][memory]") {
+  // E.g. memory exported to another library, which must stay resident: asking
+  // again at once would get the same answer, in a loop as fast as both can.
+  Bench b;
+  b.arb.add_device("gpu0", 1000 * MiB);
+  b.hello(1, Priority::training);
+  b.hello(2, Priority::training, 600 * MiB);
+  hold_and_leave(b, 1, 700 * MiB);
+  auto ds = b.acquire(2);
+  REQUIRE(evicted_bytes(ds) == 300 * MiB);
+  auto short_report = b.residency(1, 500 * MiB);  // released 200 of the 300: asked for the rest
+  CHECK(evicted_bytes(short_report) == 100 * MiB);
+  auto nothing = b.residency(1, 500 * MiB);       // released nothing: not asked again
+  CHECK(all_of<Evict>(nothing).empty());
+  CHECK_FALSE(granted(nothing, 2));
+  b.advance_ms(5);
+  CHECK(all_of<Evict>(b.tick_alive()).empty());
+  auto unasked = b.residency(1, 500 * MiB);       // it can give more now: asked once more
+  CHECK(evicted_bytes(unasked) == 100 * MiB);
+  CHECK(all_of<Evict>(b.residency(1, 500 * MiB)).empty());  // nothing again: left alone
+  b.advance_ms(60);                                          // ... until the hold-off is over
+  CHECK(evicted_bytes(b.tick_alive()) == 100 * MiB);
+  CHECK(granted(b.residency(1, 400 * MiB), 2));
+}
+
 TEST_CASE("the grantee's own residency counts toward its need", "[arbiter][memory]") {
   Bench b;
   b.arb.add_device("gpu0", 1000 * MiB);

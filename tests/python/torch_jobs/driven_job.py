@@ -28,16 +28,34 @@ one JSON line with acb.status():
   thread CMD  runs CMD on a thread started before acb.enable() (argv[2]
               "prethread" starts one; it is attached by enable(), not by
               threading.setprofile)
+  save PATH   torch.save(kept, PATH), outside any region
+  pickle PATH write pickle.dumps(kept) to PATH, outside any region
+  listsum     result: the sum of every kept element through tolist()
+  deepsum     result: the sum of copy.deepcopy(kept)
+  export K    keep numpy arrays of kept[0] that outlive the command: K is
+              numpy (Tensor.numpy()) or dlpack (numpy.from_dlpack)
+  exportwrite V  set every element of the kept arrays to V, outside any region
+  exportsum   result: the sum of the kept arrays (numpy reads only)
+  exportdrop  drop the kept arrays
+  forkwrite   fork a child that sums the kept tensors, adds 1 to them and
+              sets them to -1 through numpy; result: {"child_before": its
+              first sum, "child_after": its last, "parent_after": the kept
+              sum in this process after the child exited}
   quit        exit
 """
 
+import copy
+import gc
 import json
 import os
+import pickle
 import queue
+import select
 import sys
 import threading
 import time
 
+import numpy as np
 import torch
 
 import acb
@@ -69,6 +87,42 @@ class PreEnableThread:
             raise error
 
 
+def fork_and_write(kept) -> dict:
+    """See "forkwrite" above; the child reports through a pipe (bounded wait)."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        code = 0
+        try:
+            os.close(read_end)
+            before = float(sum(float(t.sum()) for t in kept))
+            for t in kept:
+                t.add_(1)
+                t.numpy()[:] = -1.0
+            after = float(sum(float(t.sum()) for t in kept))
+            os.write(write_end, json.dumps({"child_before": before, "child_after": after}).encode())
+        except BaseException:
+            code = 1
+        os._exit(code)
+    os.close(write_end)
+    text = b""
+    deadline = time.monotonic() + 60.0
+    while True:
+        ready, _, _ = select.select([read_end], [], [], max(0.0, deadline - time.monotonic()))
+        if not ready:
+            os.kill(pid, 9)  # a child that hangs is a failure, not a hang of the test
+            break
+        chunk = os.read(read_end, 4096)
+        if not chunk:
+            break
+        text += chunk
+    os.close(read_end)
+    _, status = os.waitpid(pid, 0)
+    out = json.loads(text) if text else {"child_status": status}
+    out["parent_after"] = float(sum(float(t.sum()) for t in kept))
+    return out
+
+
 def main() -> None:
     pre_enable = PreEnableThread() if sys.argv[2:3] == ["prethread"] else None
     acb.enable(priority=sys.argv[1] if len(sys.argv) > 1 else "training")
@@ -76,12 +130,13 @@ def main() -> None:
     model = torch.nn.Sequential(torch.nn.Linear(256, 1024), torch.nn.ReLU(), torch.nn.Linear(1024, 1024),
                                 torch.nn.ReLU(), torch.nn.Linear(1024, 10)).eval()
     kept = []
+    exported = []  # numpy arrays over kept[0] ("export")
     norm = None  # created by the first "bn", so other tests keep their small working set
     result = 0.0
     print(json.dumps({"event": "ready", "status": acb.status().as_dict()}), flush=True)
 
     def run(command) -> None:
-        nonlocal norm, result
+        nonlocal norm, result, exported
         if command[0] == "thread":
             pre_enable.run(lambda: run(command[1:]))
         elif command[0] == "infer":
@@ -139,6 +194,29 @@ def main() -> None:
             result = float(norm.running_mean.sum())
         elif command[0] == "bnstats":
             result = float(norm.running_mean.sum())
+        elif command[0] == "save":
+            torch.save(kept, command[1])
+        elif command[0] == "pickle":
+            with open(command[1], "wb") as f:
+                f.write(pickle.dumps(kept))
+        elif command[0] == "listsum":
+            result = float(sum(sum(t.tolist()) for t in kept))
+        elif command[0] == "deepsum":
+            result = float(sum(float(t.sum()) for t in copy.deepcopy(kept)))
+        elif command[0] == "export":
+            exported = [kept[0].numpy() if command[1] == "numpy" else np.from_dlpack(kept[0])]
+            exported = [exported[0][:]]  # only a view of it is kept: the view keeps it alive
+            gc.collect()
+        elif command[0] == "exportwrite":
+            for i in range(len(exported)):  # no loop variable left holding an array
+                exported[i][:] = float(command[1])
+        elif command[0] == "exportsum":
+            result = float(sum(float(a.sum(dtype=np.float64)) for a in exported))
+        elif command[0] == "exportdrop":
+            exported = []
+            gc.collect()
+        elif command[0] == "forkwrite":
+            result = fork_and_write(kept)
 
     for line in sys.stdin:
         command = line.split()
