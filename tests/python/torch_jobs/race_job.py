@@ -7,7 +7,8 @@
               element wrong>, "status": acb.status()}
   read PATH   until the file PATH exists (at most 300 s): reads an element
               of its own tensor through an operator (item()) and the whole
-              tensor without one (tolist()), with a pause after each, so the
+              tensor without one (tolist(), and torch.tensor() of that list,
+              which fills its fresh memory without one), with a pause after each, so the
               device changes hands between the two jobs again and again;
               prints {"event": "done", "reads": <count>, "status": ...}
 
@@ -69,6 +70,13 @@ def read(stop: str, go: str) -> dict:
         values = t.tolist()
         if values[12345] != 12345.0 or values[-1] != float(READ_ELEMENTS - 1):
             raise SystemExit("read: tolist() saw changed values")
+        # torch.tensor(list) allocates through an operator and then fills the
+        # memory from the list with no operator in flight (longer than the idle gap).
+        copy = torch.tensor(values)
+        del values
+        if copy[12345].item() != 12345.0 or copy[-1].item() != float(READ_ELEMENTS - 1):
+            raise SystemExit("read: torch.tensor(list) saw changed values")
+        del copy
         time.sleep(0.02)
         reads += 1
     return {"reads": reads}
