@@ -205,7 +205,7 @@ def enable(priority: Optional[str] = None, device: Optional[int] = None, broker:
         _compile.install()
         _triton.install()
         _collectives.install()
-        _exports.install()
+        _exports.install(emulated)
         if emulated:
             _host_reads.install(torch)
 

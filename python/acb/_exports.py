@@ -83,6 +83,8 @@ def _dlpack(original: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(original)
     def dlpack(tensor: Any, *args: Any, **kwargs: Any) -> Any:
         c = _gating.c_module
+        if c is None or (tensor.device.type != "cpu" and not tensor.is_cuda):
+            return original(tensor, *args, **kwargs)
         with _gating.held():
             capsule = original(tensor, *args, **kwargs)
             if c is not None:
@@ -99,14 +101,23 @@ def _replace(owner: Any, name: str, wrap: Callable[[Callable[..., Any]], Callabl
     setattr(owner, name, wrap(original))
 
 
-def install() -> None:
-    """Replaces the entry points listed in the module docstring (idempotent)."""
+def install(emulated: bool) -> None:
+    """Replaces the entry points listed in the module docstring (idempotent). On CUDA
+    only DLPack: numpy() and pickling see CPU tensors there, never acb's memory (saving
+    a CUDA tensor copies it to the host through operators), and holding the device for
+    them would make a CPU phase wait for the GPU."""
     if _installed:
         return
     import torch
     import torch.serialization
     import torch.utils.dlpack
 
+    if not emulated:
+        _replace(torch.Tensor, "__dlpack__", _dlpack)
+        _replace(torch.utils.dlpack, "to_dlpack", _dlpack)
+        if getattr(torch, "to_dlpack", None) is _installed[-1][2]:
+            _replace(torch, "to_dlpack", _dlpack)
+        return
     for module in (torch, torch.serialization):
         _replace(module, "save", _held_call)
         _replace(module, "load", _held_call)  # writes only fresh storages, read from the file
