@@ -195,13 +195,21 @@ void LeaseController::yield_now() {
   gate_.mark_released();
 }
 
-bool LeaseController::regrow(std::size_t requested_bytes) {
+bool LeaseController::regrow(std::size_t shortfall_bytes) {
   if (gate_.state() != LeaseState::holding) return false;
   std::uint64_t need = 0;
   {
+    // The arena has already released its cached free segments: what it
+    // holds now plus the segment it must map is the real need. The peak or
+    // an earlier need would overstate it (a need above the capacity is
+    // rejected, a spurious out-of-memory), the request would understate it.
+    const std::uint64_t reserved = arena_.stats().reserved_bytes;
     std::lock_guard<std::mutex> lock(mutex_);
-    // Strictly above what the broker knows, or it never answers.
-    need = std::max<std::uint64_t>(declared_bytes_, arena_.stats().reserved_bytes) + requested_bytes;
+    need = reserved + shortfall_bytes;
+    // Strictly above what the broker knows, or it never answers; at or below
+    // it, the broker's view already had room that the device did not: ask
+    // for the shortfall on top of it.
+    if (need <= declared_bytes_) need = declared_bytes_ + shortfall_bytes;
     need_floor_bytes_ = need;
     declared_bytes_ = need;
     ++oom_regrows_;

@@ -101,9 +101,10 @@ class LeaseController {
   void acquire_and_hold();
   /// Gives the lease back at once if held (waits for in-flight ops).
   void yield_now();
-  /// Asks the broker for a larger need while holding (out-of-memory path).
-  /// Returns true when the caller should retry its allocation.
-  bool regrow(std::size_t requested_bytes);
+  /// The arena's out-of-memory handler: while holding, asks the broker for
+  /// the arena's reserved bytes plus `shortfall_bytes` (the segment it must
+  /// map). Returns true when the caller should retry its allocation.
+  bool regrow(std::size_t shortfall_bytes);
 
   void set_priority(const std::string& priority);
   nlohmann::json broker_status();
