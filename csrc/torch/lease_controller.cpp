@@ -59,6 +59,11 @@ void LeaseController::on_lost(const std::string& reason) {
   {
     std::lock_guard<std::mutex> lock(mutex_);
     if (stop_) return;
+    if (unmanaged_) {
+      // Nothing to give up (acb is disabled); the next enable() reconnects.
+      std::fprintf(stderr, "acb: lost the broker connection (%s) while disabled\n", reason.c_str());
+      return;
+    }
     // The broker has reclaimed the lease: stop using the device at the next
     // op boundary, as for a revoke past its deadline.
     revoke_pending_ = true;
@@ -180,6 +185,39 @@ void LeaseController::acquire_and_hold() {
   arena_.restore_all();
 }
 
+void LeaseController::unmanage() {
+  {
+    // From here no evict offloads and no revoke yields: once the gate opens
+    // for good, ops run at any time.
+    std::lock_guard<std::mutex> lock(mutex_);
+    unmanaged_ = true;
+    revoke_pending_ = false;
+  }
+  acquire_and_hold();
+  arena_.driver().synchronize_device(arena_.device());
+  const std::uint64_t resident = arena_.resident_bytes();
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    reported_pinned_bytes_ = resident;
+  }
+  client()->release(resident, /*pinned=*/true);
+}
+
+void LeaseController::manage() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    unmanaged_ = false;
+    revoke_pending_ = false;
+  }
+  try {
+    // Also for a fresh connection: memory kept since an earlier enable() is
+    // on the device, and the broker must count it before the first acquire.
+    client()->report_residency(arena_.resident_bytes());
+  } catch (const client::BrokerError&) {
+    // Lost meanwhile: the first acquire reconnects and reports it.
+  }
+}
+
 void LeaseController::yield_now() {
   if (!gate_.close_and_drain()) return;
   try {
@@ -231,6 +269,7 @@ void LeaseController::on_revoke(const client::Revoke& revoke) {
   {
     std::lock_guard<std::mutex> lock(mutex_);
     ++revokes_;
+    if (unmanaged_) return;  // a revoke of the lease unmanage() is giving back
     revoke_pending_ = true;
     // No deadline: yield at the next idle gap only, however long the region runs.
     revoke_deadline_ = revoke.deadline_ms ? Clock::now() + std::chrono::milliseconds(*revoke.deadline_ms)
@@ -240,9 +279,19 @@ void LeaseController::on_revoke(const client::Revoke& revoke) {
 }
 
 void LeaseController::on_evict(client::BrokerClient& from, const client::Evict& evict) {
+  bool unmanaged = false;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     ++evicts_;
+    unmanaged = unmanaged_;
+  }
+  if (unmanaged) {
+    // Ops run ungated: nothing may be offloaded. The broker hears why.
+    try {
+      from.report_residency(arena_.resident_bytes(), /*pinned=*/true);
+    } catch (const client::BrokerError&) {
+    }
+    return;
   }
   try {
     gate_.with_state_locked([&](LeaseState state) {
@@ -294,6 +343,21 @@ void LeaseController::monitor_loop() {
       }
     } else if (in_region && now - last_activity >= options_.idle_gap) {
       in_region = false;
+    }
+    if (unmanaged_) {
+      // Ungated ops may grow or shrink the arena: keep the broker's count true.
+      const std::uint64_t resident = arena_.resident_bytes();
+      if (resident != reported_pinned_bytes_) {
+        reported_pinned_bytes_ = resident;
+        std::shared_ptr<client::BrokerClient> connection = client_;
+        lock.unlock();
+        try {
+          connection->report_residency(resident, /*pinned=*/true);
+        } catch (const client::BrokerError&) {
+        }
+        lock.lock();
+      }
+      continue;
     }
     if (!revoke_pending_) continue;
     const LeaseState state = gate_.state();

@@ -19,6 +19,13 @@
 //     for, and such an evict can follow the grant while the acquirer
 //     restores). Otherwise memory stays and the report says so. gate.h has
 //     the ordering rules.
+//   - Unmanaged (acb.disable()): the process keeps its connection, holds
+//     once to make every byte resident, then releases the lease reporting
+//     its memory as pinned. Its ops then run ungated, so nothing is ever
+//     offloaded: evicts are answered with the pinned residency, revokes are
+//     ignored, and the monitor reports the residency whenever it changes, so
+//     the broker plans the other processes around memory it cannot move.
+//     manage() (acb.enable() again) makes it evictable again.
 //   - A lost broker connection (the broker stopped or crashed) ends the
 //     lease: it is honoured like a revoke past its deadline, at the next op
 //     boundary. The next op that needs the device reconnects (calling
@@ -97,8 +104,15 @@ class LeaseController {
 
   /// The gate's acquirer: blocks until the lease is held and memory restored.
   void acquire();
-  /// Makes the lease held and all memory resident, then keeps it (disable()).
+  /// Makes the lease held and all memory resident, then keeps it.
   void acquire_and_hold();
+  /// acb.disable(): makes all memory resident, then releases the lease with
+  /// it pinned (see the header comment). The caller opens the gate after.
+  void unmanage();
+  /// acb.enable(): reports the resident memory (evictable again after
+  /// unmanage()). The caller has marked the gate released and gates every
+  /// op from now on: an evict may offload at once.
+  void manage();
   /// Gives the lease back at once if held (waits for in-flight ops).
   void yield_now();
   /// The arena's out-of-memory handler: while holding, asks the broker for
@@ -132,6 +146,8 @@ class LeaseController {
   std::condition_variable wake_;
   bool stop_ = false;
   bool revoke_pending_ = false;
+  bool unmanaged_ = false;                ///< see unmanage()
+  std::uint64_t reported_pinned_bytes_ = 0;  ///< the residency the broker last heard while unmanaged
   std::chrono::steady_clock::time_point revoke_deadline_{};
   std::vector<double> wait_ms_;
   double wait_total_ms_ = 0;
