@@ -29,6 +29,7 @@ const char* state_name(LeaseState state) {
 LeaseController::LeaseController(alloc::Arena& arena, Gate& gate, ControllerOptions options)
     : arena_(arena), gate_(gate), options_(std::move(options)) {
   if (options_.idle_gap.count() < 1) options_.idle_gap = std::chrono::milliseconds{1};
+  main_thread_ = std::this_thread::get_id();
   client_ = connect();
   gate_.set_acquirer([this] { acquire(); });
   monitor_ = std::thread([this] { monitor_loop(); });
@@ -88,7 +89,8 @@ void LeaseController::ensure_connected() {
     try {
       if (options_.before_reconnect) options_.before_reconnect();
       std::shared_ptr<client::BrokerClient> fresh = connect();
-      fresh->report_residency(arena_.resident_bytes());  // soft state: the new broker accounts for it
+      // Soft state: the new broker accounts for it (pinned in safe mode; acquire() unpins).
+      fresh->report_residency(arena_.resident_bytes(), in_safe_mode());
       std::shared_ptr<client::BrokerClient> old;
       {
         std::lock_guard<std::mutex> lock(mutex_);
@@ -139,6 +141,56 @@ std::uint64_t LeaseController::declared_need() const {
 }
 
 void LeaseController::acquire() {
+  // Safe mode: only while the enabling thread waits here can no unseen work
+  // run on it, so only then may the broker take the memory (see the header).
+  bool unpinned = false;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (!safe_mode_reason_.empty() && std::this_thread::get_id() == main_thread_) main_inside_ = unpinned = true;
+  }
+  try {
+    acquire_and_restore(unpinned);
+  } catch (...) {
+    leave_acquire(unpinned, /*held=*/false);
+    throw;
+  }
+  leave_acquire(unpinned, /*held=*/true);
+}
+
+void LeaseController::leave_acquire(bool unpinned, bool held) {
+  if (!unpinned) return;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    main_inside_ = false;
+  }
+  if (held) return;  // holding: no evict comes before the next release, which pins
+  try {
+    client()->report_residency(arena_.resident_bytes(), /*pinned=*/true);
+  } catch (const client::BrokerError&) {
+  }
+}
+
+bool LeaseController::in_safe_mode() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return !safe_mode_reason_.empty();
+}
+
+void LeaseController::enter_safe_mode(const std::string& reason) {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (!safe_mode_reason_.empty()) return;
+    safe_mode_reason_ = reason.empty() ? std::string("unspecified") : reason;
+  }
+  // Released with evictable memory: from now on unseen work may touch it.
+  if (gate_.state() == LeaseState::released) {
+    try {
+      client()->report_residency(arena_.resident_bytes(), /*pinned=*/true);
+    } catch (const client::BrokerError&) {
+    }
+  }
+}
+
+void LeaseController::acquire_and_restore(bool unpinned) {
   const Clock::time_point start = Clock::now();
   std::uint64_t need = declared_need();
   int losses = 0;
@@ -149,6 +201,7 @@ void LeaseController::acquire() {
       std::lock_guard<std::mutex> lock(mutex_);
       declared_bytes_ = need;
     }
+    if (unpinned) connection->report_residency(arena_.resident_bytes());  // evictable while we wait
     try {
       connection->acquire(need);
     } catch (const client::BrokerError&) {
@@ -206,13 +259,14 @@ void LeaseController::unmanage() {
 void LeaseController::manage() {
   {
     std::lock_guard<std::mutex> lock(mutex_);
+    main_thread_ = std::this_thread::get_id();
     unmanaged_ = false;
     revoke_pending_ = false;
   }
   try {
     // Also for a fresh connection: memory kept since an earlier enable() is
     // on the device, and the broker must count it before the first acquire.
-    client()->report_residency(arena_.resident_bytes());
+    client()->report_residency(arena_.resident_bytes(), in_safe_mode());
   } catch (const client::BrokerError&) {
     // Lost meanwhile: the first acquire reconnects and reports it.
   }
@@ -222,7 +276,7 @@ void LeaseController::yield_now() {
   if (!gate_.close_and_drain()) return;
   try {
     arena_.driver().synchronize_device(arena_.device());
-    client()->release(arena_.resident_bytes());
+    client()->release(arena_.resident_bytes(), /*pinned=*/in_safe_mode());
   } catch (...) {
     // The connection is gone: the broker has reclaimed the lease anyway.
   }
@@ -280,13 +334,15 @@ void LeaseController::on_revoke(const client::Revoke& revoke) {
 
 void LeaseController::on_evict(client::BrokerClient& from, const client::Evict& evict) {
   bool unmanaged = false;
+  bool safe = false;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     ++evicts_;
-    unmanaged = unmanaged_;
+    safe = !safe_mode_reason_.empty();
+    unmanaged = unmanaged_ || (safe && !main_inside_);
   }
   if (unmanaged) {
-    // Ops run ungated: nothing may be offloaded. The broker hears why.
+    // Ops run ungated, or unseen work may run: nothing may be offloaded. The broker hears why.
     try {
       from.report_residency(arena_.resident_bytes(), /*pinned=*/true);
     } catch (const client::BrokerError&) {
@@ -304,6 +360,7 @@ void LeaseController::on_evict(client::BrokerClient& from, const client::Evict& 
       // the residency report below tells the broker nothing was released.
       const bool not_holding = state == LeaseState::released || state == LeaseState::acquiring;
       if (not_holding && !from.holds()) {
+        if (safe) arena_.mark_all_written();  // unseen writes: no segment may be skipped as clean
         arena_.offload(evict.bytes == 0 ? SIZE_MAX : static_cast<std::size_t>(evict.bytes));
       }
       return 0;
@@ -367,7 +424,8 @@ void LeaseController::monitor_loop() {
     }
     if (state != LeaseState::holding) continue;  // acquiring: honour it once held
     const bool idle = !in_region && gate_.in_flight() == 0;
-    if (idle || now >= revoke_deadline_) {
+    // Safe mode: an idle gap says nothing about unseen work; only the deadline counts.
+    if ((idle && safe_mode_reason_.empty()) || now >= revoke_deadline_) {
       revoke_pending_ = false;
       lock.unlock();
       yield_now();
@@ -415,6 +473,7 @@ ControllerStatus LeaseController::status() const {
   out.regions = regions_;
   out.oom_regrows = oom_regrows_;
   out.reconnects = reconnects_;
+  out.safe_mode_reason = safe_mode_reason_;
   return out;
 }
 

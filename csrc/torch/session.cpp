@@ -4,6 +4,7 @@
 #include <pthread.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <memory>
 #include <mutex>
 #include <stdexcept>
@@ -33,6 +34,7 @@ struct State {
   std::uint16_t port = 0;
   int broker_device = -1;
   std::string priority;
+  std::string safe_mode_reason;  // the first reason given; empty: not in safe mode
 };
 
 State& state() {
@@ -80,6 +82,22 @@ void mark_all_written() {
   }
   if (arena != nullptr) arena->mark_all_written();
 }
+
+namespace {
+// Under s.mutex. True the first time (the caller announces it).
+bool note_safe_mode(State& s, const std::string& reason) {
+  if (!s.safe_mode_reason.empty()) return false;
+  s.safe_mode_reason = reason.empty() ? std::string("unspecified") : reason;
+  return true;
+}
+
+void announce_safe_mode(const std::string& reason) {
+  std::fprintf(stderr,
+               "acb: safe mode (%s): every offload copies all memory, the device is given up only at a revoke "
+               "deadline, and memory is offloaded only while the enabling thread waits inside acb\n",
+               reason.c_str());
+}
+}  // namespace
 
 void enable(const EnableOptions& options) {
   State& s = state();
@@ -146,6 +164,9 @@ void enable(const EnableOptions& options) {
   // be called while no other thread computes.
   s.controller->manage();
   s.unmanaged.reset();
+  if (!options.safe_mode_reason.empty() && note_safe_mode(s, options.safe_mode_reason))
+    announce_safe_mode(s.safe_mode_reason);
+  if (!s.safe_mode_reason.empty()) s.controller->enter_safe_mode(s.safe_mode_reason);
   static const int atfork_registered = pthread_atfork(nullptr, nullptr, &after_fork_in_child);
   (void)atfork_registered;
 }
@@ -180,6 +201,13 @@ bool enabled() {
   State& s = state();
   std::lock_guard<std::mutex> lock(s.mutex);
   return s.controller != nullptr;
+}
+
+void enter_safe_mode(const std::string& reason) {
+  State& s = state();
+  std::lock_guard<std::mutex> lock(s.mutex);
+  if (note_safe_mode(s, reason)) announce_safe_mode(s.safe_mode_reason);
+  if (s.controller) s.controller->enter_safe_mode(s.safe_mode_reason);
 }
 
 ControllerStatus status() {

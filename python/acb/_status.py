@@ -39,6 +39,9 @@ class Status:
     oom_regrows: int = 0
     #: broker connections re-established after the broker went away
     reconnects: int = 0
+    #: why the process is in safe mode (acb.enable(safe=True), ACB_SAFE_MODE=1,
+    #: acb._C.enter_safe_mode); "" when it is not
+    safe_mode_reason: str = ""
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> "Status":
