@@ -215,7 +215,8 @@ void LeaseController::acquire_and_restore(bool unpinned) {
     } catch (const alloc::OutOfMemory& e) {
       // The broker granted less room than restoring takes (e.g. another
       // process grew meanwhile): give the lease back and ask for more.
-      connection->release(arena_.resident_bytes());
+      // In safe mode on another thread than the enabling one, still pinned.
+      connection->release(arena_.resident_bytes(), /*pinned=*/in_safe_mode() && !unpinned);
       if (attempt >= 3) throw;
       need = std::max<std::uint64_t>(need, arena_.resident_bytes() + e.requested_bytes());
       std::lock_guard<std::mutex> lock(mutex_);
