@@ -97,3 +97,14 @@ def test_safe_mode_copies_every_offload_and_keeps_a_raw_write(broker_factory, tm
     assert status["offloads"] >= 2 and status["skipped_clean_bytes"] == 0, status
     assert status["offload_copied_bytes"] >= 2 * 24 * MiB, status
     assert stderr.count("acb: safe mode (acb.enable(safe=True))") == 1, stderr
+
+
+def test_safe_mode_reason_comes_from_the_argument_else_the_environment(monkeypatch):
+    from acb import _api
+
+    monkeypatch.delenv("ACB_SAFE_MODE", raising=False)
+    assert _api.safe_mode_reason(None) == ""
+    assert _api.safe_mode_reason(True) == "acb.enable(safe=True)"
+    monkeypatch.setenv("ACB_SAFE_MODE", "1")
+    assert _api.safe_mode_reason(None) == "ACB_SAFE_MODE=1"
+    assert _api.safe_mode_reason(False) == ""  # an explicit False wins over the environment
