@@ -161,7 +161,7 @@ Decisions Arbiter::on_acquire(ClientId client, std::optional<std::uint64_t> need
 }
 
 Decisions Arbiter::on_release(ClientId client, std::optional<std::uint64_t> resident_bytes,
-                              TimeUs now) {
+                              TimeUs now, bool pinned) {
   State& s = *state_;
   Decisions out;
   ClientRec* c = s.find_client(client);
@@ -171,19 +171,20 @@ Decisions Arbiter::on_release(ClientId client, std::optional<std::uint64_t> resi
     s.end_lease(*c, now);
   else if (c->state == ClientState::waiting)
     s.dequeue(*c);
-  if (resident_bytes) s.apply_residency(*c, *resident_bytes, now, out);
+  if (resident_bytes) s.apply_residency(*c, *resident_bytes, now, out, pinned);
   s.leave_draining(*c, now, out);
   s.schedule_all(now, out);
   return out;
 }
 
-Decisions Arbiter::on_residency(ClientId client, std::uint64_t resident_bytes, TimeUs now) {
+Decisions Arbiter::on_residency(ClientId client, std::uint64_t resident_bytes, TimeUs now,
+                               bool pinned) {
   State& s = *state_;
   Decisions out;
   ClientRec* c = s.find_client(client);
   if (!c) return out;
   s.touch(*c, now);
-  s.apply_residency(*c, resident_bytes, now, out);
+  s.apply_residency(*c, resident_bytes, now, out, pinned);
   s.leave_draining(*c, now, out);
   s.schedule_all(now, out);
   return out;

@@ -141,8 +141,13 @@ class Arbiter {
   // later on_disconnect for it is a no-op.
   Placement on_hello(ClientId client, const HelloInfo& info, TimeUs now);
   Decisions on_acquire(ClientId client, std::optional<std::uint64_t> need_bytes, TimeUs now);
-  Decisions on_release(ClientId client, std::optional<std::uint64_t> resident_bytes, TimeUs now);
-  Decisions on_residency(ClientId client, std::uint64_t resident_bytes, TimeUs now);
+  /// `pinned` (both): the reported bytes cannot be offloaded (acb.disable()):
+  /// they count on the device but the client is never asked to evict them. A
+  /// report without it makes them evictable again.
+  Decisions on_release(ClientId client, std::optional<std::uint64_t> resident_bytes, TimeUs now,
+                       bool pinned = false);
+  Decisions on_residency(ClientId client, std::uint64_t resident_bytes, TimeUs now,
+                         bool pinned = false);
   void on_heartbeat(ClientId client, TimeUs now);
   Decisions on_disconnect(ClientId client, TimeUs now);
   /// Quantum expiry, revoke deadlines, heartbeat timeouts, aging.

@@ -76,7 +76,7 @@ int Arbiter::State::waiter_class(const ClientRec& c, TimeUs now) const {
 }
 
 void Arbiter::State::apply_residency(ClientRec& c, std::uint64_t reported, TimeUs now,
-                                     Decisions& out) {
+                                     Decisions& out, bool pinned) {
   // An answer to an evict that released nothing: all that is left must stay
   // for now. An unasked report (or a lease) makes everything evictable again.
   const bool answered_without_release = c.pending_evict_bytes != 0 && reported >= c.resident_bytes;
@@ -85,6 +85,7 @@ void Arbiter::State::apply_residency(ClientRec& c, std::uint64_t reported, TimeU
   // A report is the new truth: whatever was asked before is superseded.
   c.pending_evict_bytes = 0;
   c.evict_deadline_us = 0;
+  c.pinned = pinned;
   const DeviceRec& d = devices.at(c.device);
   // More than the device can hold as accounted (a stale or wrong report): only
   // what fits is accounted, and the rest is asked back.
@@ -93,7 +94,9 @@ void Arbiter::State::apply_residency(ClientRec& c, std::uint64_t reported, TimeU
   // Over the quota: still accounted (the bytes are really there) until evicted.
   const std::uint64_t over_quota =
       c.quota_bytes != 0 && c.resident_bytes > c.quota_bytes ? c.resident_bytes - c.quota_bytes : 0;
-  if (unaccounted + over_quota == 0 || answered_without_release) return;
+  // Pinned bytes cannot be offloaded: asking would only be answered by the
+  // same report (the device's other users plan around them instead).
+  if (unaccounted + over_quota == 0 || answered_without_release || c.pinned) return;
   ++counters.evict_requests;
   counters.evict_requested_bytes += unaccounted + over_quota;
   if (over_quota != 0) arm_evict(c, over_quota, now);
@@ -142,14 +145,18 @@ void Arbiter::State::end_lease(ClientRec& c, TimeUs now) {
 }
 
 bool Arbiter::State::make_room(DeviceRec& d, ClientRec& requester, std::uint64_t need_bytes,
-                               TimeUs now, Decisions& out) {
-  std::uint64_t others = 0, pending = 0;
+                               TimeUs now, Decisions& out, std::uint64_t* pinned_blocking) {
+  std::uint64_t others = 0, pending = 0, pinned = 0;
   std::vector<policy::Resident> residents;
   for (ClientId id : d.members) {
     if (id == requester.id) continue;
     const ClientRec& m = clients.at(id);
     others += reserved_bytes(m);
     pending += m.pending_evict_bytes;
+    if (m.pinned) {
+      pinned += m.resident_bytes;  // counted, never evicted
+      continue;
+    }
     const std::uint64_t kept = now < m.unevictable_until_us ? m.unevictable_bytes : 0;
     const std::uint64_t evictable = sat_sub(m.resident_bytes, m.pending_evict_bytes + kept);
     if (!m.holds() && evictable > 0)
@@ -158,6 +165,8 @@ bool Arbiter::State::make_room(DeviceRec& d, ClientRec& requester, std::uint64_t
   const std::uint64_t deficit =
       policy::fit_deficit(d.capacity_bytes, others, requester.resident_bytes, need_bytes);
   if (deficit == 0) return true;
+  if (pinned_blocking != nullptr && d.capacity_bytes < pinned + std::max(need_bytes, requester.resident_bytes))
+    *pinned_blocking = pinned;
   if (pending >= deficit) return false;  // enough is already on its way out
   for (const policy::EvictRequest& r :
        policy::plan_evictions(std::move(residents), deficit - pending))
@@ -168,10 +177,20 @@ bool Arbiter::State::make_room(DeviceRec& d, ClientRec& requester, std::uint64_t
 void Arbiter::State::schedule(DeviceRec& d, TimeUs now, Decisions& out) {
   if (d.holder) {
     ClientRec& h = clients.at(*d.holder);
-    if (h.growth_need_bytes && make_room(d, h, *h.growth_need_bytes, now, out)) {
+    std::uint64_t pinned = 0;
+    if (h.growth_need_bytes && make_room(d, h, *h.growth_need_bytes, now, out, &pinned)) {
       h.need_bytes = *h.growth_need_bytes;
       h.growth_need_bytes.reset();
       out.push_back(Grant{h.id, d.id, h.lease, 0});
+    } else if (h.growth_need_bytes && pinned != 0) {
+      // The holder is blocked in an allocation: a growth that can only fit
+      // once pinned memory leaves is a real out-of-memory now, not a wait.
+      reject(h,
+             "growth to " + std::to_string(*h.growth_need_bytes) + " bytes does not fit device " +
+                 std::to_string(d.id) + " (" + std::to_string(d.capacity_bytes) + " bytes) beside " +
+                 std::to_string(pinned) + " bytes pinned by processes running without acb (acb.disable())",
+             out);
+      h.growth_need_bytes.reset();
     }
     auto revoke = [&](RevokeReason reason, std::optional<std::uint64_t> deadline_ms) {
       h.state = ClientState::revoked;

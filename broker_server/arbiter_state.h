@@ -57,6 +57,7 @@ struct ClientRec {
   TimeUs lease_start_us = 0;
   int lease_class = 0;  ///< effective class it was granted with
   bool fixed = false;  ///< HelloInfo::fixed: never moved to another device
+  bool pinned = false;  ///< its resident bytes cannot be offloaded: never asked to evict
   TimeUs revoke_deadline_us = 0;  ///< kNoRevokeDeadline after a share revoke
   std::optional<std::uint64_t> slice;  ///< index of its open LeaseSlice
   std::uint64_t grants = 0, waited_us_total = 0, preemptions = 0;
@@ -110,7 +111,8 @@ struct Arbiter::State {
   void touch(ClientRec& c, TimeUs now) { c.last_heard_us = std::max(c.last_heard_us, now); }
   /// Accounts a residency report. What does not fit the device is not accounted
   /// and is asked back; what exceeds the quota is accounted and asked back.
-  void apply_residency(ClientRec& c, std::uint64_t reported, TimeUs now, Decisions& out);
+  void apply_residency(ClientRec& c, std::uint64_t reported, TimeUs now, Decisions& out,
+                       bool pinned = false);
   void enqueue(ClientRec& c, TimeUs now);
   void dequeue(ClientRec& c);
   /// Asks `c` to evict `bytes` more; it must report by its evict deadline.
@@ -121,8 +123,10 @@ struct Arbiter::State {
   void end_lease(ClientRec& c, TimeUs now);
   /// Asks the device's residents (all but `requester`) for what the requester
   /// still misses; true when it fits now.
+  /// `pinned_blocking` (when given) is set to the pinned bytes of the others
+  /// when they leave too little room for the need ever to fit.
   bool make_room(DeviceRec& d, ClientRec& requester, std::uint64_t need_bytes, TimeUs now,
-                 Decisions& out);
+                 Decisions& out, std::uint64_t* pinned_blocking = nullptr);
   /// Grants, revokes, or asks for memory on one device, as the policy says now.
   void schedule(DeviceRec& d, TimeUs now, Decisions& out);
   /// Schedules every device, then forgets removed devices left empty.

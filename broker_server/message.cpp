@@ -143,8 +143,9 @@ ClientMessage validate_message(const json& message) {
 
   if (op == "hello") return read_hello(r);
   if (op == "acquire") return AcquireMessage{r.opt_bytes("need_bytes")};
-  if (op == "release") return ReleaseMessage{r.opt_bytes("resident_bytes")};
-  if (op == "residency") return ResidencyMessage{r.req_bytes("resident_bytes")};
+  if (op == "release") return ReleaseMessage{r.opt_bytes("resident_bytes"), r.opt_bool("pinned").value_or(false)};
+  if (op == "residency")
+    return ResidencyMessage{r.req_bytes("resident_bytes"), r.opt_bool("pinned").value_or(false)};
   if (op == "heartbeat") return HeartbeatMessage{};
   if (op == "status") return StatusMessage{r.seq()};
   if (op == "set_priority") {

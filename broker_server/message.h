@@ -44,8 +44,10 @@ struct HelloMessage {
   bool fixed = false;              ///< never move it off `device` (its process computes on that GPU)
 };
 struct AcquireMessage { std::optional<std::uint64_t> need_bytes; };
-struct ReleaseMessage { std::optional<std::uint64_t> resident_bytes; };
-struct ResidencyMessage { std::uint64_t resident_bytes = 0; };
+/// `pinned`: the resident bytes cannot be offloaded (a process that runs
+/// without acb's gate after acb.disable()); never asked to evict.
+struct ReleaseMessage { std::optional<std::uint64_t> resident_bytes; bool pinned = false; };
+struct ResidencyMessage { std::uint64_t resident_bytes = 0; bool pinned = false; };
 struct HeartbeatMessage {};
 struct StatusMessage { Seq seq = 0; };
 struct SetPriorityMessage { Seq seq = 0; Priority priority = Priority::training; std::optional<ClientId> client_id; };

@@ -296,10 +296,10 @@ void Server::handle(Session& session, const ClientMessage& message, TimeUs now) 
           } else if constexpr (std::is_same_v<T, ReleaseMessage>) {
             state.waiting_since_us.reset();
             note_residency(session, m.resident_bytes);
-            apply(arbiter_.on_release(id, m.resident_bytes, now), now);
+            apply(arbiter_.on_release(id, m.resident_bytes, now, m.pinned), now);
           } else {
             note_residency(session, m.resident_bytes);
-            apply(arbiter_.on_residency(id, m.resident_bytes, now), now);
+            apply(arbiter_.on_residency(id, m.resident_bytes, now, m.pinned), now);
           }
         } else if constexpr (std::is_same_v<T, HeartbeatMessage>) {
           // on_frame already counted it.

@@ -127,8 +127,12 @@ void Arena::Impl::split(Block* block, std::size_t rounded, BlockPool& remainder_
   insert_free(tail, remainder_pool);
 }
 
+std::size_t Arena::Impl::segment_bytes_for(std::size_t rounded, bool small) const {
+  return small ? small_segment_bytes : round_up(rounded, granularity);
+}
+
 Block* Arena::Impl::grow(std::size_t rounded, bool small) {
-  std::size_t bytes = small ? small_segment_bytes : round_up(rounded, granularity);
+  std::size_t bytes = segment_bytes_for(rounded, small);
   if (bytes == 0) return nullptr;
   DevicePtr address = va.allocate(bytes);
   if (address == 0) return nullptr;
@@ -383,11 +387,16 @@ Arena::~Arena() = default;
 void* Arena::malloc(std::size_t bytes, StreamHandle stream) {
   if (bytes == 0) return nullptr;
   const std::size_t rounded = round_up(bytes, kMinBlockBytes);
-  bool handler_ran = false;
+  // Each handler call that made room is followed by a retry; the handler is
+  // called again only while the device's free memory grew since the previous
+  // failure (the broker is making progress), and at most kOomHandlerCalls times.
+  int handler_calls = 0;
+  std::size_t free_at_last_failure = 0;
   while (true) {
     std::function<bool(std::size_t)> handler;
     std::string message;
     std::size_t free_bytes = 0;
+    std::size_t shortfall = 0;
     {
       std::lock_guard<std::mutex> lock(impl_->mutex);
       if (rounded != 0 && rounded <= impl_->va.bytes()) {
@@ -396,13 +405,18 @@ void* Arena::malloc(std::size_t bytes, StreamHandle stream) {
       }
       impl_->stats.oom_count += 1;
       free_bytes = impl_->driver.memory_info(impl_->device).free_bytes;
-      message = "acb: out of memory: tried to allocate " + std::to_string(bytes) + " bytes on " +
-                impl_->memory_summary() + "; largest free VA range " +
-                std::to_string(impl_->va.largest_free_bytes()) + " bytes";
-      if (!handler_ran) handler = impl_->oom_handler;
+      shortfall = impl_->segment_bytes_for(rounded, rounded <= kSmallRequestBytes);
+      message = "acb: out of memory: tried to allocate " + std::to_string(bytes) + " bytes (a new segment of " +
+                std::to_string(shortfall) + " bytes) on " + impl_->memory_summary() +
+                "; largest free VA range " + std::to_string(impl_->va.largest_free_bytes()) + " bytes";
+      const bool progress = handler_calls == 0 || free_bytes > free_at_last_failure;
+      if (progress && handler_calls < kOomHandlerCalls) handler = impl_->oom_handler;
+      if (handler_calls > 0)
+        message += "; " + std::to_string(handler_calls) + " out-of-memory handler call(s) made room that did not suffice";
     }
-    if (handler && handler(bytes)) {
-      handler_ran = true;
+    free_at_last_failure = free_bytes;
+    if (handler && handler(shortfall)) {
+      ++handler_calls;
       continue;
     }
     throw OutOfMemory(message, bytes, free_bytes);

@@ -78,6 +78,9 @@ struct OffloadResult {
 
 class Arena {
  public:
+  /// Most out-of-memory handler calls one malloc makes (see set_out_of_memory_handler).
+  static constexpr int kOomHandlerCalls = 8;
+
   Arena(Driver& driver, int device, ArenaOptions options = {});
   ~Arena();
   Arena(const Arena&) = delete;
@@ -92,11 +95,15 @@ class Arena {
   /// Releases every fully free segment (torch's empty_cache).
   void empty_cache();
   /// Called (without the arena lock held) when an allocation finds no device
-  /// memory even after releasing this arena's cached segments. If it returns
+  /// memory even after releasing this arena's cached segments, with the
+  /// shortfall: the bytes of the segment the arena must newly map (the
+  /// request rounded to its segment size, not the request). If it returns
   /// true (it made room, e.g. by asking the broker to evict others), the
-  /// allocation is retried once; otherwise OutOfMemory is thrown. Pass an
-  /// empty function to remove it.
-  void set_out_of_memory_handler(std::function<bool(std::size_t requested_bytes)> handler);
+  /// allocation is retried; the handler is called again after a failed retry
+  /// only while the device's free memory grew since the previous failure, and
+  /// at most kOomHandlerCalls times per allocation. Otherwise OutOfMemory is
+  /// thrown. Pass an empty function to remove it.
+  void set_out_of_memory_handler(std::function<bool(std::size_t shortfall_bytes)> handler);
 
   /// Marks [ptr, ptr + bytes) as written since its last backup (and as
   /// recently used, for the LRU order of partial offload). Parts of the range

@@ -60,6 +60,8 @@ struct Arena::Impl {
   /// A new resident segment for a request of `rounded` bytes, its one free
   /// block unlisted; nullptr when the device or the VA is full.
   Block* grow(std::size_t rounded, bool small);
+  /// Bytes grow() maps for such a request: the out-of-memory shortfall.
+  std::size_t segment_bytes_for(std::size_t rounded, bool small) const;
   /// Forgets a segment whose blocks are all free and not pending.
   void release_segment(Segment* segment);
   /// Synchronises the device and releases every resident segment with no

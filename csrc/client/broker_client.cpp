@@ -184,13 +184,13 @@ Grant BrokerClient::acquire(std::optional<std::uint64_t> need_bytes, std::option
   }
 }
 
-void BrokerClient::release(std::optional<std::uint64_t> resident_bytes) {
-  impl_->send(messages::release(resident_bytes));
+void BrokerClient::release(std::optional<std::uint64_t> resident_bytes, bool pinned) {
+  impl_->send(messages::release(resident_bytes, pinned));
   impl_->lease.on_release();
 }
 
-void BrokerClient::report_residency(std::uint64_t resident_bytes) {
-  impl_->send(messages::residency(resident_bytes));
+void BrokerClient::report_residency(std::uint64_t resident_bytes, bool pinned) {
+  impl_->send(messages::residency(resident_bytes, pinned));
 }
 
 void BrokerClient::on_revoke(std::function<void(const Revoke&)> handler) {

@@ -79,9 +79,12 @@ class BrokerClient {
   /// answered. Without need_bytes while holding it throws BrokerError.
   Grant acquire(std::optional<std::uint64_t> need_bytes = std::nullopt,
                 std::optional<std::chrono::milliseconds> timeout = std::nullopt);
-  /// Gives the lease back; `resident_bytes` stay on the device.
-  void release(std::optional<std::uint64_t> resident_bytes = std::nullopt);
-  void report_residency(std::uint64_t resident_bytes);
+  /// Gives the lease back; `resident_bytes` stay on the device. `pinned`:
+  /// they cannot be offloaded (this process runs without the gate from now
+  /// on); the broker counts them and never asks for them.
+  void release(std::optional<std::uint64_t> resident_bytes = std::nullopt, bool pinned = false);
+  /// Reports what is resident; `pinned` as for release().
+  void report_residency(std::uint64_t resident_bytes, bool pinned = false);
 
   /// Called on the I/O thread when the broker revokes the lease.
   void on_revoke(std::function<void(const Revoke&)> handler);

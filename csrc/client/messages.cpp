@@ -52,14 +52,17 @@ nlohmann::json acquire(std::optional<std::uint64_t> need_bytes) {
   return m;
 }
 
-nlohmann::json release(std::optional<std::uint64_t> resident_bytes) {
+nlohmann::json release(std::optional<std::uint64_t> resident_bytes, bool pinned) {
   nlohmann::json m{{"op", "release"}};
   if (resident_bytes) m["resident_bytes"] = *resident_bytes;
+  if (pinned) m["pinned"] = true;
   return m;
 }
 
-nlohmann::json residency(std::uint64_t resident_bytes) {
-  return {{"op", "residency"}, {"resident_bytes", resident_bytes}};
+nlohmann::json residency(std::uint64_t resident_bytes, bool pinned) {
+  nlohmann::json m{{"op", "residency"}, {"resident_bytes", resident_bytes}};
+  if (pinned) m["pinned"] = true;
+  return m;
 }
 
 nlohmann::json heartbeat() { return {{"op", "heartbeat"}}; }

@@ -18,8 +18,9 @@ namespace acb::client::messages {
 
 nlohmann::json hello(const ClientOptions& options, const std::string& token, long pid);
 nlohmann::json acquire(std::optional<std::uint64_t> need_bytes);
-nlohmann::json release(std::optional<std::uint64_t> resident_bytes);
-nlohmann::json residency(std::uint64_t resident_bytes);
+/// `pinned`: the resident bytes cannot be offloaded (sent only when true).
+nlohmann::json release(std::optional<std::uint64_t> resident_bytes, bool pinned = false);
+nlohmann::json residency(std::uint64_t resident_bytes, bool pinned = false);
 nlohmann::json heartbeat();
 
 /// Reads a welcome; an "error" reply becomes BrokerError with its reason.

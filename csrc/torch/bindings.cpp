@@ -68,6 +68,7 @@ py::dict status_dict(const th::ControllerStatus& s) {
   d["regions"] = s.regions;
   d["oom_regrows"] = s.oom_regrows;
   d["reconnects"] = s.reconnects;
+  d["safe_mode_reason"] = s.safe_mode_reason;
   return d;
 }
 }  // namespace
@@ -83,8 +84,10 @@ PYBIND11_MODULE(_C, m) {
   m.def(
       "enable",
       [](const std::string& host, int port, const std::string& priority, const std::string& name, int device,
-         int broker_device, int idle_gap_ms, bool emulated, double reconnect_timeout_s, py::object restart_broker) {
+         int broker_device, int idle_gap_ms, bool emulated, double reconnect_timeout_s, py::object restart_broker,
+         const std::string& safe_mode_reason) {
         th::EnableOptions o;
+        o.safe_mode_reason = safe_mode_reason;
         o.reconnect_timeout_ms = static_cast<std::int64_t>(reconnect_timeout_s * 1000.0);
         if (!restart_broker.is_none()) {
           // Called on an op thread, without the GIL or with it (an op issued
@@ -116,8 +119,10 @@ PYBIND11_MODULE(_C, m) {
       },
       py::arg("host"), py::arg("port"), py::arg("priority"), py::arg("name"), py::arg("device"),
       py::arg("broker_device"), py::arg("idle_gap_ms"), py::arg("emulated"), py::arg("reconnect_timeout_s") = 30.0,
-      py::arg("restart_broker") = py::none());
+      py::arg("restart_broker") = py::none(), py::arg("safe_mode_reason") = "");
   m.def("disable", &th::disable, py::call_guard<py::gil_scoped_release>());
+  m.def("enter_safe_mode", &th::enter_safe_mode, py::arg("reason"), py::call_guard<py::gil_scoped_release>(),
+        "safe mode for good: for code that finds work acb cannot see (said once on stderr with the reason)");
   m.def("enabled", &th::enabled);
   m.def("status", [] { return status_dict(th::status()); });
   m.def("set_priority", &th::set_priority, py::call_guard<py::gil_scoped_release>());

@@ -29,6 +29,7 @@ const char* state_name(LeaseState state) {
 LeaseController::LeaseController(alloc::Arena& arena, Gate& gate, ControllerOptions options)
     : arena_(arena), gate_(gate), options_(std::move(options)) {
   if (options_.idle_gap.count() < 1) options_.idle_gap = std::chrono::milliseconds{1};
+  main_thread_ = std::this_thread::get_id();
   client_ = connect();
   gate_.set_acquirer([this] { acquire(); });
   monitor_ = std::thread([this] { monitor_loop(); });
@@ -59,6 +60,11 @@ void LeaseController::on_lost(const std::string& reason) {
   {
     std::lock_guard<std::mutex> lock(mutex_);
     if (stop_) return;
+    if (unmanaged_) {
+      // Nothing to give up (acb is disabled); the next enable() reconnects.
+      std::fprintf(stderr, "acb: lost the broker connection (%s) while disabled\n", reason.c_str());
+      return;
+    }
     // The broker has reclaimed the lease: stop using the device at the next
     // op boundary, as for a revoke past its deadline.
     revoke_pending_ = true;
@@ -83,7 +89,8 @@ void LeaseController::ensure_connected() {
     try {
       if (options_.before_reconnect) options_.before_reconnect();
       std::shared_ptr<client::BrokerClient> fresh = connect();
-      fresh->report_residency(arena_.resident_bytes());  // soft state: the new broker accounts for it
+      // Soft state: the new broker accounts for it (pinned in safe mode; acquire() unpins).
+      fresh->report_residency(arena_.resident_bytes(), in_safe_mode());
       std::shared_ptr<client::BrokerClient> old;
       {
         std::lock_guard<std::mutex> lock(mutex_);
@@ -134,6 +141,56 @@ std::uint64_t LeaseController::declared_need() const {
 }
 
 void LeaseController::acquire() {
+  // Safe mode: only while the enabling thread waits here can no unseen work
+  // run on it, so only then may the broker take the memory (see the header).
+  bool unpinned = false;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (!safe_mode_reason_.empty() && std::this_thread::get_id() == main_thread_) main_inside_ = unpinned = true;
+  }
+  try {
+    acquire_and_restore(unpinned);
+  } catch (...) {
+    leave_acquire(unpinned, /*held=*/false);
+    throw;
+  }
+  leave_acquire(unpinned, /*held=*/true);
+}
+
+void LeaseController::leave_acquire(bool unpinned, bool held) {
+  if (!unpinned) return;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    main_inside_ = false;
+  }
+  if (held) return;  // holding: no evict comes before the next release, which pins
+  try {
+    client()->report_residency(arena_.resident_bytes(), /*pinned=*/true);
+  } catch (const client::BrokerError&) {
+  }
+}
+
+bool LeaseController::in_safe_mode() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return !safe_mode_reason_.empty();
+}
+
+void LeaseController::enter_safe_mode(const std::string& reason) {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (!safe_mode_reason_.empty()) return;
+    safe_mode_reason_ = reason.empty() ? std::string("unspecified") : reason;
+  }
+  // Released with evictable memory: from now on unseen work may touch it.
+  if (gate_.state() == LeaseState::released) {
+    try {
+      client()->report_residency(arena_.resident_bytes(), /*pinned=*/true);
+    } catch (const client::BrokerError&) {
+    }
+  }
+}
+
+void LeaseController::acquire_and_restore(bool unpinned) {
   const Clock::time_point start = Clock::now();
   std::uint64_t need = declared_need();
   int losses = 0;
@@ -144,6 +201,7 @@ void LeaseController::acquire() {
       std::lock_guard<std::mutex> lock(mutex_);
       declared_bytes_ = need;
     }
+    if (unpinned) connection->report_residency(arena_.resident_bytes());  // evictable while we wait
     try {
       connection->acquire(need);
     } catch (const client::BrokerError&) {
@@ -157,7 +215,8 @@ void LeaseController::acquire() {
     } catch (const alloc::OutOfMemory& e) {
       // The broker granted less room than restoring takes (e.g. another
       // process grew meanwhile): give the lease back and ask for more.
-      connection->release(arena_.resident_bytes());
+      // In safe mode on another thread than the enabling one, still pinned.
+      connection->release(arena_.resident_bytes(), /*pinned=*/in_safe_mode() && !unpinned);
       if (attempt >= 3) throw;
       need = std::max<std::uint64_t>(need, arena_.resident_bytes() + e.requested_bytes());
       std::lock_guard<std::mutex> lock(mutex_);
@@ -180,11 +239,45 @@ void LeaseController::acquire_and_hold() {
   arena_.restore_all();
 }
 
+void LeaseController::unmanage() {
+  {
+    // From here no evict offloads and no revoke yields: once the gate opens
+    // for good, ops run at any time.
+    std::lock_guard<std::mutex> lock(mutex_);
+    unmanaged_ = true;
+    revoke_pending_ = false;
+  }
+  acquire_and_hold();
+  arena_.driver().synchronize_device(arena_.device());
+  const std::uint64_t resident = arena_.resident_bytes();
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    reported_pinned_bytes_ = resident;
+  }
+  client()->release(resident, /*pinned=*/true);
+}
+
+void LeaseController::manage() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    main_thread_ = std::this_thread::get_id();
+    unmanaged_ = false;
+    revoke_pending_ = false;
+  }
+  try {
+    // Also for a fresh connection: memory kept since an earlier enable() is
+    // on the device, and the broker must count it before the first acquire.
+    client()->report_residency(arena_.resident_bytes(), in_safe_mode());
+  } catch (const client::BrokerError&) {
+    // Lost meanwhile: the first acquire reconnects and reports it.
+  }
+}
+
 void LeaseController::yield_now() {
   if (!gate_.close_and_drain()) return;
   try {
     arena_.driver().synchronize_device(arena_.device());
-    client()->release(arena_.resident_bytes());
+    client()->release(arena_.resident_bytes(), /*pinned=*/in_safe_mode());
   } catch (...) {
     // The connection is gone: the broker has reclaimed the lease anyway.
   }
@@ -195,13 +288,21 @@ void LeaseController::yield_now() {
   gate_.mark_released();
 }
 
-bool LeaseController::regrow(std::size_t requested_bytes) {
+bool LeaseController::regrow(std::size_t shortfall_bytes) {
   if (gate_.state() != LeaseState::holding) return false;
   std::uint64_t need = 0;
   {
+    // The arena has already released its cached free segments: what it
+    // holds now plus the segment it must map is the real need. The peak or
+    // an earlier need would overstate it (a need above the capacity is
+    // rejected, a spurious out-of-memory), the request would understate it.
+    const std::uint64_t reserved = arena_.stats().reserved_bytes;
     std::lock_guard<std::mutex> lock(mutex_);
-    // Strictly above what the broker knows, or it never answers.
-    need = std::max<std::uint64_t>(declared_bytes_, arena_.stats().reserved_bytes) + requested_bytes;
+    need = reserved + shortfall_bytes;
+    // Strictly above what the broker knows, or it never answers; at or below
+    // it, the broker's view already had room that the device did not: ask
+    // for the shortfall on top of it.
+    if (need <= declared_bytes_) need = declared_bytes_ + shortfall_bytes;
     need_floor_bytes_ = need;
     declared_bytes_ = need;
     ++oom_regrows_;
@@ -223,6 +324,7 @@ void LeaseController::on_revoke(const client::Revoke& revoke) {
   {
     std::lock_guard<std::mutex> lock(mutex_);
     ++revokes_;
+    if (unmanaged_) return;  // a revoke of the lease unmanage() is giving back
     revoke_pending_ = true;
     // No deadline: yield at the next idle gap only, however long the region runs.
     revoke_deadline_ = revoke.deadline_ms ? Clock::now() + std::chrono::milliseconds(*revoke.deadline_ms)
@@ -232,9 +334,21 @@ void LeaseController::on_revoke(const client::Revoke& revoke) {
 }
 
 void LeaseController::on_evict(client::BrokerClient& from, const client::Evict& evict) {
+  bool unmanaged = false;
+  bool safe = false;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     ++evicts_;
+    safe = !safe_mode_reason_.empty();
+    unmanaged = unmanaged_ || (safe && !main_inside_);
+  }
+  if (unmanaged) {
+    // Ops run ungated, or unseen work may run: nothing may be offloaded. The broker hears why.
+    try {
+      from.report_residency(arena_.resident_bytes(), /*pinned=*/true);
+    } catch (const client::BrokerError&) {
+    }
+    return;
   }
   try {
     gate_.with_state_locked([&](LeaseState state) {
@@ -247,6 +361,7 @@ void LeaseController::on_evict(client::BrokerClient& from, const client::Evict& 
       // the residency report below tells the broker nothing was released.
       const bool not_holding = state == LeaseState::released || state == LeaseState::acquiring;
       if (not_holding && !from.holds()) {
+        if (safe) arena_.mark_all_written();  // unseen writes: no segment may be skipped as clean
         arena_.offload(evict.bytes == 0 ? SIZE_MAX : static_cast<std::size_t>(evict.bytes));
       }
       return 0;
@@ -308,6 +423,21 @@ void LeaseController::monitor_loop() {
     } else if (in_region && now - last_activity >= options_.idle_gap) {
       in_region = false;
     }
+    if (unmanaged_) {
+      // Ungated ops may grow or shrink the arena: keep the broker's count true.
+      const std::uint64_t resident = arena_.resident_bytes();
+      if (resident != reported_pinned_bytes_) {
+        reported_pinned_bytes_ = resident;
+        std::shared_ptr<client::BrokerClient> connection = client_;
+        lock.unlock();
+        try {
+          connection->report_residency(resident, /*pinned=*/true);
+        } catch (const client::BrokerError&) {
+        }
+        lock.lock();
+      }
+      continue;
+    }
     if (!revoke_pending_) continue;
     const LeaseState state = gate_.state();
     if (state == LeaseState::released) {
@@ -316,7 +446,8 @@ void LeaseController::monitor_loop() {
     }
     if (state != LeaseState::holding) continue;  // acquiring: honour it once held
     const bool idle = !in_region && gate_.in_flight() == 0;
-    if (idle || now >= revoke_deadline_) {
+    // Safe mode: an idle gap says nothing about unseen work; only the deadline counts.
+    if ((idle && safe_mode_reason_.empty()) || now >= revoke_deadline_) {
       revoke_pending_ = false;
       lock.unlock();
       yield_now();
@@ -364,6 +495,7 @@ ControllerStatus LeaseController::status() const {
   out.regions = regions_;
   out.oom_regrows = oom_regrows_;
   out.reconnects = reconnects_;
+  out.safe_mode_reason = safe_mode_reason_;
   return out;
 }
 

@@ -21,6 +21,22 @@
 //     the ordering rules.
 //     Pinned (exported) memory stays too; once a pin ends after such an
 //     evict the residency is reported again, unasked (pins_released).
+//   - Unmanaged (acb.disable()): the process keeps its connection, holds
+//     once to make every byte resident, then releases the lease reporting
+//     its memory as pinned. Its ops then run ungated, so nothing is ever
+//     offloaded: evicts are answered with the pinned residency, revokes are
+//     ignored, and the monitor reports the residency whenever it changes, so
+//     the broker plans the other processes around memory it cannot move.
+//     manage() (acb.enable() again) makes it evictable again.
+//   - Safe mode (enter_safe_mode(): work acb cannot see may run, e.g. a C++
+//     extension launching kernels on data_ptr() between ops on the enabling
+//     thread). Such work may write any memory at any time except while that
+//     thread is inside acb. So: no yield at an idle gap (only at a revoke
+//     deadline, after synchronising the device); a release keeps the memory
+//     resident and pinned; only while the enabling thread waits in acquire()
+//     is the memory evictable, and every offload then copies all of it
+//     (every segment marked written first). What it cannot cover: work on
+//     threads other than the enabling one that acb does not gate.
 //   - A lost broker connection (the broker stopped or crashed) ends the
 //     lease: it is honoured like a revoke past its deadline, at the next op
 //     boundary. The next op that needs the device reconnects (calling
@@ -85,6 +101,7 @@ struct ControllerStatus {
   std::uint64_t regions = 0;
   std::uint64_t oom_regrows = 0;
   std::uint64_t reconnects = 0;  ///< broker connections re-established after a loss
+  std::string safe_mode_reason;  ///< why the process is in safe mode; empty when it is not
 };
 
 class LeaseController {
@@ -99,17 +116,29 @@ class LeaseController {
 
   /// The gate's acquirer: blocks until the lease is held and memory restored.
   void acquire();
-  /// Makes the lease held and all memory resident, then keeps it (disable()).
+  /// Makes the lease held and all memory resident, then keeps it.
   void acquire_and_hold();
+  /// acb.disable(): makes all memory resident, then releases the lease with
+  /// it pinned (see the header comment). The caller opens the gate after.
+  void unmanage();
+  /// acb.enable(): reports the resident memory (evictable again after
+  /// unmanage()). The caller has marked the gate released and gates every
+  /// op from now on: an evict may offload at once.
+  void manage();
   /// Gives the lease back at once if held (waits for in-flight ops).
   void yield_now();
   /// Called when an export's pin on the arena ended: if an evict since the
   /// last report kept pinned memory resident, reports the residency again
   /// (unasked), so the broker may ask for that memory once more.
   void pins_released();
-  /// Asks the broker for a larger need while holding (out-of-memory path).
-  /// Returns true when the caller should retry its allocation.
-  bool regrow(std::size_t requested_bytes);
+  /// The arena's out-of-memory handler: while holding, asks the broker for
+  /// the arena's reserved bytes plus `shortfall_bytes` (the segment it must
+  /// map). Returns true when the caller should retry its allocation.
+  bool regrow(std::size_t shortfall_bytes);
+
+  /// Enters safe mode for good (see the header comment); the first reason
+  /// is kept. Idempotent; announcing it is the caller's job.
+  void enter_safe_mode(const std::string& reason);
 
   void set_priority(const std::string& priority);
   nlohmann::json broker_status();
@@ -127,6 +156,11 @@ class LeaseController {
   void on_lost(const std::string& reason);
   void monitor_loop();
   void record_wait(double wait_ms);
+  /// acquire() proper; `unpinned`: the enabling thread waits in it in safe mode.
+  void acquire_and_restore(bool unpinned);
+  /// Safe mode, leaving acquire(): the memory is pinned again unless held.
+  void leave_acquire(bool unpinned, bool held);
+  bool in_safe_mode() const;
   std::uint64_t declared_need() const;
 
   alloc::Arena& arena_;
@@ -137,6 +171,11 @@ class LeaseController {
   std::condition_variable wake_;
   bool stop_ = false;
   bool revoke_pending_ = false;
+  bool unmanaged_ = false;                ///< see unmanage()
+  std::string safe_mode_reason_;          ///< empty: not in safe mode
+  std::thread::id main_thread_;           ///< the enabling thread (safe mode watches it)
+  bool main_inside_ = false;              ///< safe mode: the enabling thread waits in acquire()
+  std::uint64_t reported_pinned_bytes_ = 0;  ///< the residency the broker last heard while unmanaged
   std::chrono::steady_clock::time_point revoke_deadline_{};
   std::vector<double> wait_ms_;
   double wait_total_ms_ = 0;

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdio>
 #include <memory>
 #include <mutex>
 #include <stdexcept>
@@ -27,6 +28,16 @@ struct State {
   DirtyTracker* tracker = nullptr;
   ArenaCpuAllocator* cpu_allocator = nullptr;
   std::unique_ptr<LeaseController> controller;
+  // After disable(): the controller that keeps the broker counting this
+  // process's memory (pinned, LeaseController::unmanage); reused by the next
+  // enable() naming the same broker and device.
+  std::unique_ptr<LeaseController> unmanaged;
+  // The broker, device and priority of the last enable().
+  std::string host;
+  std::uint16_t port = 0;
+  int broker_device = -1;
+  std::string priority;
+  std::string safe_mode_reason;  // the first reason given; empty: not in safe mode
 };
 
 State& state() {
@@ -83,6 +94,22 @@ void unpin_exported(const void* ptr, std::size_t bytes) {
   if (s.controller) s.controller->pins_released();
 }
 
+namespace {
+// Under s.mutex. True the first time (the caller announces it).
+bool note_safe_mode(State& s, const std::string& reason) {
+  if (!s.safe_mode_reason.empty()) return false;
+  s.safe_mode_reason = reason.empty() ? std::string("unspecified") : reason;
+  return true;
+}
+
+void announce_safe_mode(const std::string& reason) {
+  std::fprintf(stderr,
+               "acb: safe mode (%s): every offload copies all memory, the device is given up only at a revoke "
+               "deadline, and memory is offloaded only while the enabling thread waits inside acb\n",
+               reason.c_str());
+}
+}  // namespace
+
 void enable(const EnableOptions& options) {
   State& s = state();
   std::lock_guard<std::mutex> lock(s.mutex);
@@ -115,12 +142,23 @@ void enable(const EnableOptions& options) {
 
   Gate& gate = process_gate();
   gate.mark_released();  // the first op acquires
-  try {
-    s.controller = std::make_unique<LeaseController>(arena, gate, controller_options);
-  } catch (...) {
-    gate.force_open();
-    throw;
+  const bool same_broker = s.unmanaged && s.host == options.host && s.port == options.port &&
+                           s.broker_device == options.broker_device;
+  if (same_broker) {
+    s.controller = std::move(s.unmanaged);
+    if (options.priority != s.priority) s.controller->set_priority(options.priority);
+  } else {
+    try {
+      s.controller = std::make_unique<LeaseController>(arena, gate, controller_options);
+    } catch (...) {
+      gate.force_open();
+      throw;
+    }
   }
+  s.host = options.host;
+  s.port = options.port;
+  s.broker_device = options.broker_device;
+  s.priority = options.priority;
   LeaseController* controller = s.controller.get();
   arena.set_out_of_memory_handler([controller](std::size_t requested_bytes) {
     return controller->regrow(requested_bytes);
@@ -131,6 +169,16 @@ void enable(const EnableOptions& options) {
   }
   activate_op_hook(gate, *s.tracker, options.emulated);
   attach_current_thread();
+  // Only now, with every new op gated, may the broker ask for the memory
+  // kept since disable(); a new connection reports it before the old one
+  // (which had it pinned) lets it go. An op another thread started before
+  // this enable() is not gated and may still run: enable() is documented to
+  // be called while no other thread computes.
+  s.controller->manage();
+  s.unmanaged.reset();
+  if (!options.safe_mode_reason.empty() && note_safe_mode(s, options.safe_mode_reason))
+    announce_safe_mode(s.safe_mode_reason);
+  if (!s.safe_mode_reason.empty()) s.controller->enter_safe_mode(s.safe_mode_reason);
   static const int atfork_registered = pthread_atfork(nullptr, nullptr, &after_fork_in_child);
   (void)atfork_registered;
 }
@@ -142,13 +190,19 @@ void disable() {
   Gate& gate = process_gate();
   std::exception_ptr failure;
   try {
-    s.controller->acquire_and_hold();
+    // The memory stays resident and counted by the broker, pinned: ops now
+    // run ungated, so the other processes must plan around it.
+    s.controller->unmanage();
   } catch (...) {
     failure = std::current_exception();  // e.g. the broker is gone: still leave cleanly
   }
   s.arena->set_out_of_memory_handler(nullptr);
-  s.controller.reset();
-  s.arena->restore_all();  // an evict may have raced the hold above
+  if (failure) {
+    s.controller.reset();
+  } else {
+    s.unmanaged = std::move(s.controller);
+  }
+  s.arena->restore_all();  // nothing is offloaded once unmanaged; an evict before that may have raced
   gate.force_open();
   deactivate_op_hook();
   if (s.cpu_allocator != nullptr) s.cpu_allocator->uninstall();
@@ -159,6 +213,13 @@ bool enabled() {
   State& s = state();
   std::lock_guard<std::mutex> lock(s.mutex);
   return s.controller != nullptr;
+}
+
+void enter_safe_mode(const std::string& reason) {
+  State& s = state();
+  std::lock_guard<std::mutex> lock(s.mutex);
+  if (note_safe_mode(s, reason)) announce_safe_mode(s.safe_mode_reason);
+  if (s.controller) s.controller->enter_safe_mode(s.safe_mode_reason);
 }
 
 ControllerStatus status() {

@@ -30,6 +30,8 @@ struct EnableOptions {
   bool emulated = false;    ///< the brokered device is the emulated arena (CPU tensors)
   std::int64_t reconnect_timeout_ms = 30000;
   std::function<void()> before_reconnect;  ///< see ControllerOptions
+  /// Non-empty: enter safe mode at once, for this reason (acb.enable(safe=True), ACB_SAFE_MODE=1).
+  std::string safe_mode_reason;
 };
 
 /// Joins the process to the broker. Throws std::logic_error when already
@@ -56,6 +58,11 @@ void mark_all_written();
 std::size_t pin_exported(const void* ptr, std::size_t bytes);
 /// Ends one pin_exported(ptr, bytes); the range counts as written.
 void unpin_exported(const void* ptr, std::size_t bytes);
+
+/// Safe mode, for good (LeaseController, "Safe mode"): called by whatever
+/// finds work acb cannot see. Said once on stderr with the reason; before
+/// enable() it applies from the next enable() on.
+void enter_safe_mode(const std::string& reason);
 
 /// Throws std::logic_error when not enabled.
 ControllerStatus status();

@@ -30,7 +30,8 @@ class AcbError(RuntimeError):
     """acb cannot do what was asked; the message says why and what to do."""
 
 
-def enable(priority: Optional[str] = None, device: Optional[int] = None, broker: Optional[str] = None) -> None:
+def enable(priority: Optional[str] = None, device: Optional[int] = None, broker: Optional[str] = None,
+           safe: Optional[bool] = None) -> None:
     """Joins this process to GPU sharing.
 
     Args:
@@ -40,19 +41,26 @@ def enable(priority: Optional[str] = None, device: Optional[int] = None, broker:
             another device is not shared.
         broker: "host:port" of the broker (default: ACB_BROKER, else an embedded
             local broker is found or started).
+        safe: safe mode (default: ACB_SAFE_MODE), for programs that launch work acb
+            cannot see (kernels on data_ptr() outside operators, threads it does not
+            gate): every offload copies all memory, the device is given up only at a
+            revoke deadline, and memory is offloaded only while the enabling thread
+            waits inside acb. Once entered, for the life of the process.
 
     Must run before CUDA is initialised (it installs acb's CUDA allocator);
-    otherwise it raises AcbError. Calling it again while enabled does nothing.
+    otherwise it raises AcbError. Calling it again while enabled does nothing,
+    except that safe=True still enters safe mode.
     With ACB_EMULATED_DEVICE set and a CPU build of torch, the brokered device
     is emulated in host memory and CPU tensors created afterwards live on it.
     """
     from acb import _api
 
-    _api.enable(priority=priority, device=device, broker=broker)
+    _api.enable(priority=priority, device=device, broker=broker, safe=safe)
 
 
 def disable() -> None:
-    """Makes all of this process's memory resident again, leaves the broker, and lets ops run ungated."""
+    """Makes all of this process's memory resident again, gives the lease back and lets ops run
+    ungated; the broker goes on counting that memory (never evicted) until enable() or exit."""
     from acb import _api
 
     _api.disable()

@@ -150,10 +150,26 @@ def _default_name() -> str:
     return f"{program}:{os.getpid()}"
 
 
-def enable(priority: Optional[str] = None, device: Optional[int] = None, broker: Optional[str] = None) -> None:
+def safe_mode_reason(safe: Optional[bool]) -> str:
+    """Why enable() enters safe mode: the argument, else ACB_SAFE_MODE; "" for not."""
+    from acb import options
+
+    if safe:
+        return "acb.enable(safe=True)"
+    if safe is None and options.get("safe_mode"):
+        return "ACB_SAFE_MODE=1"
+    return ""
+
+
+def enable(priority: Optional[str] = None, device: Optional[int] = None, broker: Optional[str] = None,
+           safe: Optional[bool] = None) -> None:
     global _c_module
     with _lock:
         if _c_module is not None and _c_module.enabled():
+            # Already enabled (e.g. auto-activated): only safe mode can still be asked for.
+            reason = safe_mode_reason(safe)
+            if reason:
+                _c_module.enter_safe_mode(reason)
             return
         priority = _check_priority(priority or os.environ.get("ACB_PRIORITY") or "training")
         import torch
@@ -184,7 +200,8 @@ def enable(priority: Optional[str] = None, device: Optional[int] = None, broker:
                             broker_device=broker_device,
                             idle_gap_ms=_env_int("ACB_IDLE_GAP_MS", DEFAULT_IDLE_GAP_MS), emulated=emulated,
                             reconnect_timeout_s=float(options.get("reconnect_timeout_s")),
-                            restart_broker=None if broker else restart_broker)
+                            restart_broker=None if broker else restart_broker,
+                            safe_mode_reason=safe_mode_reason(safe))
         except c_module.BrokerError as e:
             if broker_device >= 0 and "does not exist" in str(e):
                 raise AcbError(

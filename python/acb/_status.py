@@ -39,7 +39,8 @@ class Status:
     oom_regrows: int = 0
     #: broker connections re-established after the broker went away
     reconnects: int = 0
-    #: why this process is in acb's safe mode (work acb cannot see), "" when it is not
+    #: why the process is in safe mode (acb.enable(safe=True), ACB_SAFE_MODE=1,
+    #: acb._C.enter_safe_mode); "" when it is not
     safe_mode_reason: str = ""
 
     @classmethod

@@ -275,22 +275,24 @@ TEST_CASE("out of memory is an exception with the sizes", "[arena][oom]") {
   arena.validate();
 }
 
-TEST_CASE("the out-of-memory handler runs unlocked and its room is used by one retry",
+TEST_CASE("the out-of-memory handler runs unlocked and is asked for the segment to map",
           "[arena][oom]") {
   EmulatedDevice dev("oomhandler", 8 * kMiB);
   Arena other(dev.driver, 0);
   Arena arena(dev.driver, 0);
   void* hog = other.malloc(6 * kMiB, nullptr);
   int calls = 0;
-  arena.set_out_of_memory_handler([&](std::size_t requested) {
+  arena.set_out_of_memory_handler([&](std::size_t shortfall) {
     ++calls;
-    CHECK(requested == 4 * kMiB);
+    // 3 MiB + 1 byte needs a 4 MiB segment (2 MiB granularity): the real
+    // shortfall, not the request.
+    CHECK(shortfall == 4 * kMiB);
     CHECK(arena.stats().oom_count == 1);  // would deadlock if the arena lock were held
     other.free(hog, nullptr);
     other.empty_cache();
     return true;
   });
-  void* p = arena.malloc(4 * kMiB, nullptr);
+  void* p = arena.malloc(3 * kMiB + 1, nullptr);
   arena.validate();
   CHECK(p != nullptr);
   CHECK(calls == 1);
@@ -299,7 +301,7 @@ TEST_CASE("the out-of-memory handler runs unlocked and its room is used by one r
   calls = 0;
   arena.set_out_of_memory_handler([&](std::size_t) {
     ++calls;
-    return true;  // claims room but made none: retried once, then thrown
+    return true;  // claims room but made none: no progress, so no second call
   });
   CHECK_THROWS_AS(arena.malloc(6 * kMiB, nullptr), OutOfMemory);
   CHECK(calls == 1);
@@ -307,6 +309,59 @@ TEST_CASE("the out-of-memory handler runs unlocked and its room is used by one r
   CHECK_THROWS_AS(arena.malloc(6 * kMiB, nullptr), OutOfMemory);
   CHECK(calls == 1);
   arena.free(p, nullptr);
+  arena.validate();
+  other.validate();
+}
+
+TEST_CASE("an allocation is retried after every handler call that made progress, within a bound",
+          "[arena][oom]") {
+  EmulatedDevice dev("oomprogress", 16 * kMiB);
+  Arena other(dev.driver, 0);
+  Arena arena(dev.driver, 0);
+  // The other arena fills the device in 2 MiB pieces; each handler call
+  // frees only one of them (a broker that evicts too little at first).
+  std::vector<void*> hogs;
+  for (int i = 0; i < 8; ++i) hogs.push_back(other.malloc(2 * kMiB, nullptr));
+  int calls = 0;
+  arena.set_out_of_memory_handler([&](std::size_t shortfall) {
+    ++calls;
+    CHECK(shortfall == 6 * kMiB);
+    other.free(hogs.back(), nullptr);
+    hogs.pop_back();
+    other.empty_cache();
+    return true;
+  });
+  void* p = arena.malloc(6 * kMiB, nullptr);  // three rounds of progress
+  CHECK(p != nullptr);
+  CHECK(calls == 3);
+  arena.validate();
+
+  arena.set_out_of_memory_handler({});
+  arena.free(p, nullptr);
+  for (void* h : hogs) other.free(h, nullptr);
+  arena.validate();
+  other.validate();
+}
+
+TEST_CASE("out-of-memory handler calls are bounded even while each one makes progress",
+          "[arena][oom]") {
+  EmulatedDevice dev("oombound", 32 * kMiB);
+  Arena other(dev.driver, 0);
+  Arena arena(dev.driver, 0);
+  std::vector<void*> pieces;
+  for (int i = 0; i < 16; ++i) pieces.push_back(other.malloc(2 * kMiB, nullptr));
+  int calls = 0;
+  arena.set_out_of_memory_handler([&](std::size_t) {
+    ++calls;  // frees 2 MiB a call: progress every time, never the 32 MiB asked
+    other.free(pieces.back(), nullptr);
+    pieces.pop_back();
+    other.empty_cache();
+    return true;
+  });
+  CHECK_THROWS_AS(arena.malloc(32 * kMiB, nullptr), OutOfMemory);
+  CHECK(calls == Arena::kOomHandlerCalls);
+  arena.set_out_of_memory_handler({});
+  for (void* piece : pieces) other.free(piece, nullptr);
   arena.validate();
   other.validate();
 }

@@ -60,11 +60,11 @@ struct Bench {
   Decisions acquire(ClientId c, std::optional<std::uint64_t> need = std::nullopt) {
     return checked(arb.on_acquire(c, need, now));
   }
-  Decisions release(ClientId c, std::optional<std::uint64_t> resident = std::nullopt) {
-    return checked(arb.on_release(c, resident, now));
+  Decisions release(ClientId c, std::optional<std::uint64_t> resident = std::nullopt, bool pinned = false) {
+    return checked(arb.on_release(c, resident, now, pinned));
   }
-  Decisions residency(ClientId c, std::uint64_t bytes) {
-    return checked(arb.on_residency(c, bytes, now));
+  Decisions residency(ClientId c, std::uint64_t bytes, bool pinned = false) {
+    return checked(arb.on_residency(c, bytes, now, pinned));
   }
   Decisions disconnect(ClientId c) { return checked(arb.on_disconnect(c, now)); }
   Decisions tick() { return checked(arb.on_tick(now)); }

@@ -239,3 +239,46 @@ TEST_CASE("a residency report over the capacity is clamped and the excess evicte
   CHECK(ev2[0].bytes == 4400 * MiB);
   CHECK(b.device(0).resident_bytes <= 1000 * MiB);
 }
+
+TEST_CASE("pinned residency (acb.disable()) is counted and never asked to evict",
+          "[arbiter][memory]") {
+  Bench b;
+  b.arb.add_device("gpu0", 1000 * MiB);
+  b.hello(1, Priority::batch);
+  b.hello(2, Priority::training, 500 * MiB);
+  b.hello(3, Priority::training, 200 * MiB);
+  REQUIRE(granted(b.acquire(1), 1));
+  b.advance_ms(1);
+  // Client 1 runs on without the gate: its 600 MiB stay, whatever comes.
+  CHECK(all_of<Evict>(b.release(1, 600 * MiB, /*pinned=*/true)).empty());
+  CHECK(b.client(1).resident_bytes == 600 * MiB);
+
+  SECTION("a waiter that does not fit beside it waits, with nothing asked of it") {
+    auto ds = b.acquire(2);  // 600 + 500 > 1000
+    CHECK_FALSE(granted(ds, 2));
+    CHECK(all_of<Evict>(ds).empty());
+    CHECK(b.state(2) == ClientState::waiting);
+    CHECK(all_of<Evict>(b.residency(1, 650 * MiB, /*pinned=*/true)).empty());  // it grew
+    CHECK(all_of<Evict>(b.tick_alive()).empty());
+    // Enabled again: its memory is evictable, and the waiter gets it.
+    auto ev = for_client<Evict>(b.residency(1, 650 * MiB), 1);
+    REQUIRE(ev.size() == 1);
+    CHECK(ev[0].bytes == 150 * MiB);
+    CHECK(granted(b.residency(1, 500 * MiB), 2));
+  }
+  SECTION("a growth that cannot fit beside it is rejected, not left waiting") {
+    REQUIRE(granted(b.acquire(3), 3));  // 600 + 200 fits
+    CHECK(for_client<Reject>(b.acquire(3, 450 * MiB), 3).size() == 1);
+    CHECK(b.state(3) == ClientState::holding);
+    CHECK(b.client(3).need_bytes == 200 * MiB);
+    // One that fits beside it is granted.
+    CHECK(for_client<Grant>(b.acquire(3, 400 * MiB), 3).size() == 1);
+  }
+  SECTION("a report without the flag makes it evictable again") {
+    auto ds = b.acquire(2);
+    CHECK(all_of<Evict>(ds).empty());
+    auto ev = for_client<Evict>(b.release(1, 600 * MiB), 1);
+    REQUIRE(ev.size() == 1);
+    CHECK(ev[0].bytes == 100 * MiB);
+  }
+}

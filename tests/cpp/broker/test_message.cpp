@@ -76,6 +76,12 @@ TEST_CASE("lease ops: optional and required byte counts") {
   CHECK(std::get<ResidencyMessage>(validate_message({{"op", "residency"}, {"resident_bytes", big}})).resident_bytes == big);
   CHECK(rejection({{"op", "residency"}}).find("resident_bytes") != std::string::npos);
   CHECK(rejection({{"op", "residency"}, {"resident_bytes", "1"}}).find("resident_bytes") != std::string::npos);
+  // pinned (acb.disable()): optional, false unless said.
+  CHECK_FALSE(std::get<ResidencyMessage>(validate_message({{"op", "residency"}, {"resident_bytes", 1}})).pinned);
+  CHECK(std::get<ResidencyMessage>(
+            validate_message({{"op", "residency"}, {"resident_bytes", 1}, {"pinned", true}})).pinned);
+  CHECK(std::get<ReleaseMessage>(validate_message({{"op", "release"}, {"resident_bytes", 1}, {"pinned", true}})).pinned);
+  CHECK(rejection({{"op", "residency"}, {"resident_bytes", 1}, {"pinned", 1}}).find("pinned") != std::string::npos);
   CHECK(rejection({{"op", "acquire"}, {"need_bytes", -3}}).find("need_bytes") != std::string::npos);
   CHECK(rejection({{"op", "release"}, {"resident_bytes", json::array()}}).find("resident_bytes") != std::string::npos);
   CHECK(std::holds_alternative<HeartbeatMessage>(validate_message({{"op", "heartbeat"}})));

@@ -462,6 +462,62 @@ TEST_CASE("out of memory while holding asks the broker for a larger need and the
   other.free(theirs, nullptr);
 }
 
+TEST_CASE("a growth need is what the arena holds plus the segment it must map, not the peak plus the request",
+          "[lease][oom]") {
+  Rig rig("lc-oom-need", 16 * kMiB);
+  Arena other(rig.device.driver, 0);
+  auto lease = rig.lease;
+  std::vector<void*> theirs;
+  rig.broker.set_handler([&other, &theirs, lease](FakeBroker& b, int conn, const nlohmann::json& m) {
+    if (m["op"] != "acquire") return;
+    if (*lease > 0) {  // a growth request: "evict" the other resident
+      for (void* p : theirs) other.free(p, nullptr);
+      theirs.clear();
+      other.empty_cache();
+    }
+    b.send(conn, {{"op", "grant"}, {"device", 0}, {"lease", ++*lease}});
+  });
+  LeaseController& controller = *rig.controller;
+  rig.arena.set_out_of_memory_handler([&controller](std::size_t bytes) { return controller.regrow(bytes); });
+  rig.gate.enter();
+  // A 10 MiB peak (declared at the next acquire), then only 2 MiB kept.
+  void* kept = rig.arena.malloc(2 * kMiB, nullptr);
+  void* wide = rig.arena.malloc(8 * kMiB, nullptr);
+  rig.arena.free(wide, nullptr);
+  rig.gate.exit();
+  rig.controller->yield_now();
+  REQUIRE(rig.arena.stats().reserved_bytes_peak == 10 * kMiB);
+  rig.run_op();  // acquires again, declaring the 10 MiB peak
+  REQUIRE(rig.broker.wait_for("acquire"));
+  REQUIRE(rig.broker.wait_for("acquire"));
+  // The other resident takes what the broker thinks it may (16 - 10 = 6 MiB).
+  // A 9 MiB + 1 request fits no cached block and needs a new 10 MiB segment;
+  // once the cached 8 MiB one is released, 2 + 10 = 12 MiB are needed in all,
+  // fitting 16 MiB, where the peak plus the request (19 MiB) would not.
+  for (int i = 0; i < 3; ++i) theirs.push_back(other.malloc(2 * kMiB, nullptr));
+  rig.gate.enter();
+  std::string error;
+  void* more = nullptr;
+  try {
+    more = rig.arena.malloc(9 * kMiB + 1, nullptr);
+  } catch (const std::exception& e) {
+    error = e.what();
+  }
+  rig.gate.exit();
+  INFO(error);
+  CHECK(error.empty());
+  CHECK(more != nullptr);
+  const auto growth = rig.broker.wait_for("acquire");
+  REQUIRE(growth);
+  CHECK((*growth)["need_bytes"].get<std::uint64_t>() == 2 * kMiB + 10 * kMiB);
+  CHECK(rig.controller->status().oom_regrows == 1);
+  rig.arena.set_out_of_memory_handler(nullptr);
+  rig.broker.set_handler(nullptr);
+  rig.arena.free(more, nullptr);
+  rig.arena.free(kept, nullptr);
+  for (void* p : theirs) other.free(p, nullptr);
+}
+
 TEST_CASE("regrow outside a held lease declines", "[lease][oom]") {
   Rig rig("lc-regrow-released");
   CHECK_FALSE(rig.controller->regrow(kMiB));
