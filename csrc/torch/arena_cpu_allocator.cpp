@@ -19,11 +19,15 @@ std::atomic<alloc::Arena*> g_arena{nullptr};
 void arena_delete(void* ptr) {
   if (ptr == nullptr) return;
   alloc::Arena* arena = g_arena.load(std::memory_order_acquire);
-  if (arena != nullptr) arena->free(ptr, nullptr);
+  if (arena != nullptr && arena->owns(ptr)) {
+    arena->free(ptr, nullptr);
+  } else {
+    c10::GetDefaultCPUAllocator()->raw_deleter()(ptr);  // allocated outside any operator (see allocate())
+  }
 }
 }  // namespace
 
-ArenaCpuAllocator::ArenaCpuAllocator(alloc::Arena& arena, Gate& gate) : arena_(arena), gate_(gate) {
+ArenaCpuAllocator::ArenaCpuAllocator(alloc::Arena& arena) : arena_(arena) {
   alloc::Arena* expected = nullptr;
   if (!g_arena.compare_exchange_strong(expected, &arena) && expected != &arena) {
     TORCH_CHECK(false, "acb: the emulated CPU allocator is already bound to another arena (device ",
@@ -33,24 +37,20 @@ ArenaCpuAllocator::ArenaCpuAllocator(alloc::Arena& arena, Gate& gate) : arena_(a
 
 c10::DataPtr ArenaCpuAllocator::allocate(std::size_t bytes) {
   if (bytes == 0) return {nullptr, nullptr, &arena_delete, c10::Device(c10::DeviceType::CPU)};
-  // Outside an operator the allocation holds the gate itself, like one: the
-  // lease is held and no offload runs while the arena picks (or creates) the
-  // block, so the block is resident when it is handed out and no segment is
-  // created on a device this process does not hold.
-  const bool outermost = current_op_depth() == 0;
-  if (outermost) gate_.enter();
+  // Outside any operator (a scalar the Python binding wraps into a tensor, a
+  // storage made from Python) the caller fills the memory itself after this
+  // returns, with no operator in flight: in the arena an offload could run
+  // between the two and the fill would land on memory being copied out or
+  // unmapped. Such memory comes from torch's own CPU allocator instead: it is
+  // not the brokered device's, so no offload ever touches it.
+  if (current_op_depth() == 0) return c10::GetDefaultCPUAllocator()->allocate(bytes);
   void* ptr = nullptr;
   try {
     ptr = arena_.malloc(bytes, nullptr);
   } catch (const alloc::OutOfMemory& e) {
-    if (outermost) gate_.exit();
     TORCH_CHECK_WITH(OutOfMemoryError, false, "acb: emulated device out of memory: allocating ", bytes,
                      " bytes failed: ", e.what());
-  } catch (...) {
-    if (outermost) gate_.exit();
-    throw;
   }
-  if (outermost) gate_.exit();
   return {ptr, ptr, &arena_delete, c10::Device(c10::DeviceType::CPU)};
 }
 

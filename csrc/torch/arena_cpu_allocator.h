@@ -6,13 +6,13 @@
 // the broker gives the device to another process. Tensors allocated before
 // installation keep their own deleters and memory.
 //
-// An allocation made outside any operator (e.g. a scalar wrapped into a
-// tensor by the Python binding) holds the gate while the arena allocates, so
-// it waits for the lease and never runs beside an offload: the block is
-// resident when it is handed out and no segment is created on a device the
-// process does not hold. (The arena marks every fresh block written.) The
-// caller's own write that follows, outside any operator, is not gated: see
-// docs/torch.md, "Hazards".
+// Only allocations made inside an operator (or acb.region()) come from the
+// arena: they run with the lease held, and the operator's writes are in it.
+// An allocation outside any operator (a scalar the Python binding wraps into
+// a tensor, a storage made from Python) is filled by its caller after it
+// returns, with no operator in flight, so an offload could land in between:
+// it comes from torch's default CPU allocator, which no offload touches.
+// (The arena marks every fresh block written.)
 //
 // Thread-safety: thread-safe (the arena locks).
 #pragma once
@@ -21,13 +21,12 @@
 #include <c10/core/CPUAllocator.h>
 
 #include "alloc/arena.h"
-#include "torch/gate.h"
 
 namespace acb::torch_hook {
 
 class ArenaCpuAllocator final : public c10::Allocator {
  public:
-  ArenaCpuAllocator(alloc::Arena& arena, Gate& gate);
+  explicit ArenaCpuAllocator(alloc::Arena& arena);
 
   c10::DataPtr allocate(std::size_t bytes) override;
   c10::DeleterFnPtr raw_deleter() const override;
@@ -39,7 +38,6 @@ class ArenaCpuAllocator final : public c10::Allocator {
 
  private:
   alloc::Arena& arena_;
-  Gate& gate_;
   c10::Allocator* previous_ = nullptr;
 };
 

@@ -164,7 +164,7 @@ void enable(const EnableOptions& options) {
     return controller->regrow(requested_bytes);
   });
   if (options.emulated) {
-    if (s.cpu_allocator == nullptr) s.cpu_allocator = new ArenaCpuAllocator(arena, gate);
+    if (s.cpu_allocator == nullptr) s.cpu_allocator = new ArenaCpuAllocator(arena);
     s.cpu_allocator->install();
   }
   activate_op_hook(gate, *s.tracker, options.emulated);
