@@ -9,7 +9,7 @@
 namespace acb::torch_hook {
 
 namespace {
-#if PY_VERSION_HEX < 0x030C0000
+#if PY_VERSION_HEX < 0x030D0000
 constexpr const char* kCapsuleName = "acb.previous_profile";
 
 /// The profile function a thread had before ours, owned by our profile object.
@@ -51,7 +51,7 @@ int other_python_threads() {
 }
 
 int attach_existing_python_threads() {
-#if PY_VERSION_HEX < 0x030C0000
+#if PY_VERSION_HEX < 0x030D0000
   PyThreadState* self = PyThreadState_Get();
   int count = 0;
   for (PyThreadState* t = PyInterpreterState_ThreadHead(self->interp); t != nullptr; t = PyThreadState_Next(t)) {

@@ -14,9 +14,11 @@
 //
 // Limits: a thread that stays inside C++ (one long call issuing many
 // operators) is attached only when it next returns to Python. Supported on
-// CPython before 3.12, whose thread-state layout and _PyEval_SetProfile this
-// was written against; elsewhere attach_existing_python_threads() reports
-// that it cannot (the caller then puts the process in a safe mode).
+// CPython 3.11 and 3.12, whose thread states carry c_profilefunc/c_profileobj
+// and whose cpython/ceval.h declares _PyEval_SetProfile (3.12's own
+// PyEval_SetProfileAllThreads is built on it; 3.13 moved it to the internal
+// headers); elsewhere attach_existing_python_threads() reports that it
+// cannot (the caller then puts the process in a safe mode).
 //
 // Thread-safety: call with the GIL held (thread states are then not created
 // or destroyed under the walk, as in CPython's own PyEval_SetProfileAllThreads).
