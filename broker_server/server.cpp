@@ -6,6 +6,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "broker_server/peer_credentials.h"
 #include "broker_server/replies.h"
 #include "common/frame.h"
 #include "common/token.h"
@@ -106,8 +107,10 @@ void Server::do_accept() {
       std::fprintf(stderr, "acb-broker: accept failed: %s\n", ec.message().c_str());
     } else {
       const ClientId id = next_id_++;
+      const auto uid = loopback_peer_uid(socket);
       auto session = std::make_shared<Session>(std::move(socket), *this, id);
       session->state().connected_us = now_us();
+      session->state().uid = uid;
       sessions_.emplace(id, session);
       session->start();
     }

@@ -52,7 +52,8 @@ struct PeerState {
   std::optional<TimeUs> waiting_since_us;  ///< an acquire is pending since
   std::uint64_t reported_resident_bytes = 0;
   std::string name;
-  TimeUs connected_us = 0;  ///< when the connection was accepted (server clock)
+  TimeUs connected_us = 0;            ///< when the connection was accepted (server clock)
+  std::optional<std::uint32_t> uid;  ///< the peer's uid (peer_credentials.h); nullopt: unknown
 };
 
 class Session : public std::enable_shared_from_this<Session> {
