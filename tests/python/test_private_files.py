@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from _cli_helpers import free_port, package_env, pid_alive, wait_until
+from conftest import read_line
 from acb import _broker
 from acb._wire import BrokerError, read_token
 
@@ -208,3 +209,23 @@ def test_the_broker_port_file_is_not_written_through_a_planted_temporary(broker_
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_the_broker_and_the_clients_agree_on_the_token_directory(broker_bin, tmp_path, monkeypatch):
+    # Without ACB_TOKEN_DIR both use $XDG_RUNTIME_DIR/acb (csrc/common/token.h, _wire.token_dir).
+    runtime = tmp_path / "run"
+    runtime.mkdir(mode=0o700)
+    env = {k: v for k, v in os.environ.items() if k not in ("ACB_TOKEN", "ACB_ADMIN_TOKEN", "ACB_TOKEN_DIR")}
+    env["XDG_RUNTIME_DIR"] = str(runtime)
+    proc = subprocess.Popen([broker_bin, "--port", "0", "--metrics-port", "0"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL)
+    try:
+        assert (read_line(proc.stdout, 20) or "").startswith("acb-broker listening on ")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    for name in ("ACB_TOKEN", "ACB_ADMIN_TOKEN", "ACB_TOKEN_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
+    assert read_token() == (runtime / "acb" / "token").read_text().strip()
+    assert read_token(admin=True) == (runtime / "acb" / "admin-token").read_text().strip()
