@@ -63,7 +63,8 @@ std::string unsafe_dir(const struct stat& st, uid_t uid) {
   if (!S_ISDIR(st.st_mode)) return "is not a directory";
   if (st.st_uid != uid) return owner_problem(st, uid);
   if ((st.st_mode & 077) != 0) {
-    return "has mode " + octal_mode(st.st_mode) + ", so other users can see or change it (it must be 0700: chmod 700 it)";
+    return "has mode " + octal_mode(st.st_mode) +
+           ", so other users can see or change it (it must be 0700: chmod 700 it)";
   }
   return "";
 }
