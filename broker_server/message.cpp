@@ -3,6 +3,7 @@
 #include <limits>
 
 #include "common/frame.h"
+#include "common/hex.h"
 
 namespace acb::broker {
 namespace {
@@ -80,6 +81,15 @@ class Reader {
     return *v;
   }
 
+  /// A nonce or proof of the handshake: exactly 64 lowercase hex digits.
+  wire::Bytes32 req_hex32(const char* key) const {
+    const auto text = opt_string(key);
+    if (!text) fail(key, "is missing (64 lowercase hex digits expected)");
+    const auto bytes = wire::parse_hex32(*text);
+    if (!bytes) fail(key, "must be 64 lowercase hex digits (32 bytes)");
+    return *bytes;
+  }
+
   std::optional<Priority> opt_priority(const char* key) const {
     auto text = opt_string(key);
     if (!text) return std::nullopt;
@@ -115,7 +125,14 @@ HelloMessage read_hello(const Reader& r) {
                                        v.get<std::uint64_t>(), std::numeric_limits<std::int64_t>::max()))
                                  : v.get<std::int64_t>());
   }
-  hello.token = r.req_string("token");
+  if (r.find("token")) {
+    // Refused before anything else: a token in clear is never accepted again.
+    throw ProtocolError(
+        "\"hello\" carries a token in clear, as protocol version 1 did; this broker speaks version " +
+        std::to_string(wire::kProtocolVersion) +
+        ", whose handshake proves the token without sending it: upgrade this client (docs/protocol.md)");
+  }
+  hello.client_nonce = r.req_hex32("client_nonce");
   hello.name = r.opt_string("name").value_or("");
   hello.pid = static_cast<int>(r.opt_int("pid", 0, std::numeric_limits<int>::max()).value_or(0));
   const std::string role = r.opt_string("role").value_or("client");
@@ -142,6 +159,7 @@ ClientMessage validate_message(const json& message) {
   const Reader r(message, op);
 
   if (op == "hello") return read_hello(r);
+  if (op == "auth") return AuthMessage{r.req_hex32("client_proof")};
   if (op == "acquire") return AcquireMessage{r.opt_bytes("need_bytes")};
   if (op == "release") return ReleaseMessage{r.opt_bytes("resident_bytes"), r.opt_bool("pinned").value_or(false)};
   if (op == "residency")
@@ -188,10 +206,10 @@ std::optional<Seq> seq_of(const ClientMessage& message) {
 }
 
 const char* op_name(const ClientMessage& message) {
-  static constexpr const char* kNames[] = {"hello",        "acquire",   "release",     "residency",
-                                           "heartbeat",    "status",    "set_priority", "set_quota",
-                                           "set_quantum",  "add_device", "drain_device", "remove_device",
-                                           "trace"};
+  static constexpr const char* kNames[] = {"hello",       "auth",       "acquire",      "release",
+                                           "residency",   "heartbeat",  "status",       "set_priority",
+                                           "set_quota",   "set_quantum", "add_device",  "drain_device",
+                                           "remove_device", "trace"};
   static_assert(std::size(kNames) == std::variant_size_v<ClientMessage>);
   return kNames[message.index()];
 }
@@ -199,7 +217,7 @@ const char* op_name(const ClientMessage& message) {
 std::optional<int> negotiate_version(const std::vector<std::int64_t>& client_versions) {
   std::optional<int> best;
   for (auto v : client_versions) {
-    if (v >= 1 && v <= acb::wire::kProtocolVersion && (!best || v > *best)) best = static_cast<int>(v);
+    if (v >= acb::wire::kOldestProtocolVersion && v <= acb::wire::kProtocolVersion && (!best || v > *best)) best = static_cast<int>(v);
   }
   return best;
 }

@@ -20,6 +20,7 @@
 #include <nlohmann/json.hpp>
 
 #include "broker_server/arbiter.h"
+#include "common/hex.h"
 
 namespace acb::broker {
 
@@ -32,9 +33,11 @@ class ProtocolError : public std::runtime_error {
 /// Request sequence number, echoed in the reply ("seq").
 using Seq = std::int64_t;
 
+/// The hello names the role and brings the client's nonce; the token itself
+/// never travels (docs/protocol.md, "Authentication and roles").
 struct HelloMessage {
   std::vector<std::int64_t> versions;
-  std::string token;
+  wire::Bytes32 client_nonce{};
   std::string name;
   int pid = 0;
   bool admin = false;  ///< role "admin"
@@ -43,6 +46,8 @@ struct HelloMessage {
   std::optional<DeviceId> device;  ///< nullopt: the broker places the client
   bool fixed = false;              ///< never move it off `device` (its process computes on that GPU)
 };
+/// The client's proof that it holds the role's token, answering "challenge".
+struct AuthMessage { wire::Bytes32 client_proof{}; };
 struct AcquireMessage { std::optional<std::uint64_t> need_bytes; };
 /// `pinned`: the resident bytes cannot be offloaded (a process that runs
 /// without acb's gate after acb.disable()); never asked to evict.
@@ -59,7 +64,7 @@ struct RemoveDeviceMessage { Seq seq = 0; DeviceId device = 0; };
 struct TraceMessage { Seq seq = 0; };
 
 using ClientMessage =
-    std::variant<HelloMessage, AcquireMessage, ReleaseMessage, ResidencyMessage, HeartbeatMessage,
+    std::variant<HelloMessage, AuthMessage, AcquireMessage, ReleaseMessage, ResidencyMessage, HeartbeatMessage,
                  StatusMessage, SetPriorityMessage, SetQuotaMessage, SetQuantumMessage,
                  AddDeviceMessage, DrainDeviceMessage, RemoveDeviceMessage, TraceMessage>;
 

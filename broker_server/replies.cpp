@@ -8,6 +8,10 @@ namespace acb::broker {
 
 using nlohmann::json;
 
+json challenge_message(const wire::Bytes32& broker_nonce, const wire::Bytes32& broker_proof) {
+  return {{"op", "challenge"}, {"broker_nonce", wire::to_hex(broker_nonce)}, {"broker_proof", wire::to_hex(broker_proof)}};
+}
+
 json welcome_message(const WelcomeInfo& info) {
   return {{"op", "welcome"},
           {"version", info.version},

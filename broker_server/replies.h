@@ -14,6 +14,7 @@
 
 #include "broker_server/arbiter.h"
 #include "broker_server/message.h"
+#include "common/hex.h"
 
 namespace acb::broker {
 
@@ -26,6 +27,8 @@ struct WelcomeInfo {
   std::uint64_t heartbeat_timeout_ms = 0;
 };
 
+/// The broker's half of the handshake: its nonce and its proof (common/handshake.h).
+nlohmann::json challenge_message(const wire::Bytes32& broker_nonce, const wire::Bytes32& broker_proof);
 nlohmann::json welcome_message(const WelcomeInfo& info);
 
 /// The frame for a decision addressed to its client. Disconnect becomes the

@@ -9,7 +9,7 @@
 #include "broker_server/peer_credentials.h"
 #include "broker_server/replies.h"
 #include "common/frame.h"
-#include "common/token.h"
+#include "common/handshake.h"
 
 namespace acb::broker {
 
@@ -151,7 +151,9 @@ void Server::close_silent_connections(TimeUs now) {
     if (!state.authenticated && !session->closing() && now - state.connected_us > limit_us) silent.push_back(session);
   }
   for (const auto& session : silent) {
-    protocol_error(*session, "no hello within " + std::to_string(config_.arbiter.heartbeat_timeout_ms) + " ms");
+    // Challenged but never answered counts as silent too: it holds a descriptor all the same.
+    protocol_error(*session, std::string(session->state().handshake ? "no auth" : "no hello") + " within " +
+                                 std::to_string(config_.arbiter.heartbeat_timeout_ms) + " ms");
   }
 }
 
@@ -195,15 +197,21 @@ void Server::on_frame(Session& session, std::string_view payload) {
   const TimeUs now = now_us();
   auto& state = session.state();
   if (!state.authenticated) {
-    if (const auto* hello = std::get_if<HelloMessage>(&message)) {
-      handle_hello(session, *hello, now);
+    const auto* hello = std::get_if<HelloMessage>(&message);
+    const auto* auth = std::get_if<AuthMessage>(&message);
+    if (hello && !state.handshake) {
+      handle_hello(session, *hello);
+    } else if (auth && state.handshake) {
+      handle_auth(session, *auth, now);
     } else {
-      protocol_error(session, std::string("the first frame must be \"hello\", not \"") + op_name(message) + "\"");
+      protocol_error(session, std::string(state.handshake ? "the frame after \"challenge\" must be \"auth\""
+                                                          : "the first frame must be \"hello\"") +
+                                  ", not \"" + op_name(message) + "\"");
     }
     return;
   }
-  if (std::holds_alternative<HelloMessage>(message)) {
-    protocol_error(session, "a second \"hello\" on one connection");
+  if (std::holds_alternative<HelloMessage>(message) || std::holds_alternative<AuthMessage>(message)) {
+    protocol_error(session, std::string("a second \"") + op_name(message) + "\" on one connection");
     return;
   }
   try {
@@ -219,26 +227,45 @@ void Server::on_frame(Session& session, std::string_view payload) {
   }
 }
 
-void Server::handle_hello(Session& session, const HelloMessage& hello, TimeUs now) {
+void Server::handle_hello(Session& session, const HelloMessage& hello) {
   const auto version = negotiate_version(hello.versions);
   if (!version) {
     protocol_error(session, "no common protocol version (this broker speaks " +
-                                std::to_string(wire::kProtocolVersion) + ")");
+                                std::to_string(wire::kProtocolVersion) +
+                                "; version 1 sent the token in clear and is refused: upgrade the client)");
     return;
   }
-  // Evaluate both comparisons always, so the time taken says nothing about which matched.
-  const bool is_admin_token = auth::tokens_equal(hello.token, tokens_.admin);
-  const bool is_client_token = auth::tokens_equal(hello.token, tokens_.client);
-  if (hello.admin ? !is_admin_token : !(is_client_token || is_admin_token)) {
+  auto& state = session.state();
+  try {
+    state.handshake.emplace(hello, *version, hello.admin ? tokens_.admin : tokens_.client);
+  } catch (const auth::HandshakeError& e) {
+    std::fprintf(stderr, "acb-broker: cannot authenticate %s: %s\n", session.peer().c_str(), e.what());
+    session.close_after_error(wire::encode_message(error_message(std::string("internal error: ") + e.what())));
+    return;
+  }
+  send(session, state.handshake->challenge());
+}
+
+void Server::handle_auth(Session& session, const AuthMessage& auth, TimeUs now) {
+  auto& state = session.state();
+  const Handshake handshake = std::move(*state.handshake);
+  state.handshake.reset();
+  const HelloMessage& hello = handshake.hello();
+  if (!handshake.accepts(auth)) {
+    // The same answer whatever was wrong (token, role, nonce): a prober learns nothing.
     ++metrics_.auth_failures_total;
     std::fprintf(stderr, "acb-broker: authentication failed from %s (role %s, name \"%s\"); closing that connection\n",
                  session.peer().c_str(), hello.admin ? "admin" : "client", hello.name.substr(0, 64).c_str());
     session.close_after_error(wire::encode_message(error_message("authentication failed")));
     return;
   }
+  admit(session, hello, handshake.version(), now);
+}
+
+void Server::admit(Session& session, const HelloMessage& hello, int version, TimeUs now) {
   auto& state = session.state();
   WelcomeInfo welcome;
-  welcome.version = *version;
+  welcome.version = version;
   welcome.client_id = session.id();
   welcome.heartbeat_timeout_ms = config_.arbiter.heartbeat_timeout_ms;
   welcome.heartbeat_interval_ms = heartbeat_interval_ms(config_.arbiter.heartbeat_timeout_ms);
@@ -306,8 +333,8 @@ void Server::handle(Session& session, const ClientMessage& message, TimeUs now) 
           }
         } else if constexpr (std::is_same_v<T, HeartbeatMessage>) {
           // on_frame already counted it.
-        } else if constexpr (std::is_same_v<T, HelloMessage>) {
-          // on_frame handles hello before dispatching.
+        } else if constexpr (std::is_same_v<T, HelloMessage> || std::is_same_v<T, AuthMessage>) {
+          // on_frame handles the handshake before dispatching.
         } else {
           handle_request(session, message, m.seq, now);
         }

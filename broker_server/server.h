@@ -1,7 +1,8 @@
 // Server: the broker's I/O around the Arbiter, on one io_context thread.
 //
 // It accepts connections (one Session each), validates every frame
-// (message.h), authenticates the hello, feeds the arbiter its events and
+// (message.h), authenticates the connection (hello, challenge, auth:
+// handshake.h), feeds the arbiter its events and
 // turns the arbiter's decisions into frames (replies.h). A steady_timer
 // calls Arbiter::on_tick every kTick for quantum expiry, revoke deadlines
 // and heartbeat timeouts, implements --idle-exit-s, and closes connections
@@ -81,7 +82,10 @@ class Server final : public SessionHost {
   void close_silent_connections(TimeUs now);
   TimeUs now_us() const;
 
-  void handle_hello(Session& session, const HelloMessage& hello, TimeUs now);
+  /// hello -> challenge; auth -> admit or close (broker_server/handshake.h).
+  void handle_hello(Session& session, const HelloMessage& hello);
+  void handle_auth(Session& session, const AuthMessage& auth, TimeUs now);
+  void admit(Session& session, const HelloMessage& hello, int version, TimeUs now);
   void handle(Session& session, const ClientMessage& message, TimeUs now);
   void handle_request(Session& session, const ClientMessage& message, Seq seq, TimeUs now);
   void apply(const Decisions& decisions, TimeUs now);

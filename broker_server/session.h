@@ -26,6 +26,7 @@
 #include <boost/asio/steady_timer.hpp>
 
 #include "broker_server/arbiter.h"
+#include "broker_server/handshake.h"
 #include "common/frame.h"
 
 namespace acb::broker {
@@ -54,6 +55,7 @@ struct PeerState {
   std::string name;
   TimeUs connected_us = 0;            ///< when the connection was accepted (server clock)
   std::optional<std::uint32_t> uid;  ///< the peer's uid (peer_credentials.h); nullopt: unknown
+  std::optional<Handshake> handshake;  ///< challenged, waiting for "auth"
 };
 
 class Session : public std::enable_shared_from_this<Session> {

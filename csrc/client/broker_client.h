@@ -1,6 +1,7 @@
 // BrokerClient: the broker connection that lives in each user process.
 //
-// It connects with a token, says hello, and then owns a background I/O thread
+// It connects, proves the token and checks that the peer proves it too
+// (client/handshake.h), and then owns a background I/O thread
 // that reads the broker's frames (grants, revokes, evicts) and sends
 // heartbeats, so a revoke is heard while the user's threads compute and
 // whatever the GIL does. acquire() blocks the calling thread until the
@@ -32,7 +33,7 @@ struct ClientOptions {
   std::uint64_t need_bytes = 0;        ///< declared device memory need
   int device = -1;                     ///< pin to a device; -1 lets the broker place
   bool fixed = false;                  ///< with device: never be moved off it (a process bound to its GPU)
-  bool admin = false;                  ///< present the admin token
+  bool admin = false;                  ///< role admin: prove the admin token instead of the client token
   std::chrono::milliseconds connect_timeout{5000};
 };
 

@@ -1,5 +1,7 @@
 #include "client/messages.h"
 
+#include "common/frame.h"
+
 namespace acb::client::messages {
 namespace {
 
@@ -30,12 +32,30 @@ int device_member(const nlohmann::json& message, const char* name) {
   return value.get<int>();
 }
 
+wire::Bytes32 hex32_member(const nlohmann::json& message, const char* name) {
+  const auto& value = member(message, name);
+  const auto bytes = value.is_string() ? wire::parse_hex32(value.get<std::string>()) : std::nullopt;
+  if (!bytes) {
+    throw BrokerError("protocol error: '" + message.value("op", std::string("?")) + "." + name +
+                      "' is not 64 lowercase hex digits: " + value.dump().substr(0, 80));
+  }
+  return *bytes;
+}
+
+// The first reply of the broker: an error ends the connection there.
+void throw_if_refused(const nlohmann::json& message) {
+  if (message.value("op", std::string()) == "error") {
+    throw BrokerError("the acb broker refused the connection: " +
+                      message.value("reason", std::string("no reason given")));
+  }
+}
+
 }  // namespace
 
-nlohmann::json hello(const ClientOptions& options, const std::string& token, long pid) {
+nlohmann::json hello(const ClientOptions& options, const wire::Bytes32& client_nonce, long pid) {
   nlohmann::json m{{"op", "hello"},
-                   {"versions", {1}},
-                   {"token", token},
+                   {"versions", {wire::kProtocolVersion}},
+                   {"client_nonce", wire::to_hex(client_nonce)},
                    {"name", options.name},
                    {"pid", pid},
                    {"role", options.admin ? "admin" : "client"},
@@ -44,6 +64,19 @@ nlohmann::json hello(const ClientOptions& options, const std::string& token, lon
                    {"device", options.device}};
   if (options.fixed && options.device >= 0) m["fixed"] = true;
   return m;
+}
+
+Challenge parse_challenge(const nlohmann::json& message) {
+  throw_if_refused(message);
+  const std::string op = message.value("op", std::string());
+  if (op != "challenge") {
+    throw BrokerError("protocol error: expected 'challenge' from the acb broker, got '" + op.substr(0, 64) + "'");
+  }
+  return Challenge{hex32_member(message, "broker_nonce"), hex32_member(message, "broker_proof")};
+}
+
+nlohmann::json auth(const wire::Bytes32& client_proof) {
+  return {{"op", "auth"}, {"client_proof", wire::to_hex(client_proof)}};
 }
 
 nlohmann::json acquire(std::optional<std::uint64_t> need_bytes) {
@@ -68,11 +101,8 @@ nlohmann::json residency(std::uint64_t resident_bytes, bool pinned) {
 nlohmann::json heartbeat() { return {{"op", "heartbeat"}}; }
 
 Welcome parse_welcome(const nlohmann::json& message) {
+  throw_if_refused(message);
   const std::string op = message.value("op", std::string());
-  if (op == "error") {
-    throw BrokerError("the acb broker refused the connection: " +
-                      message.value("reason", std::string("no reason given")));
-  }
   if (op != "welcome") throw BrokerError("protocol error: expected 'welcome' from the acb broker, got '" + op + "'");
   Welcome w;
   w.client_id = unsigned_member(message, "client_id");

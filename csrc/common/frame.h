@@ -20,8 +20,12 @@ namespace acb::wire {
 inline constexpr std::uint32_t kMaxFrameBytes = 1u << 20;
 /// Size of the length prefix, in bytes.
 inline constexpr std::size_t kHeaderBytes = 4;
-/// The protocol versions this build speaks, newest last.
-inline constexpr int kProtocolVersion = 1;
+/// The protocol versions this build speaks: kOldestProtocolVersion to
+/// kProtocolVersion. Version 1 sent the token in clear in hello and is
+/// refused, since accepting it would keep the token leaking to whoever holds
+/// the broker's port (docs/protocol.md, "Authentication and roles").
+inline constexpr int kProtocolVersion = 2;
+inline constexpr int kOldestProtocolVersion = 2;
 
 /// Returns header + payload. Throws std::length_error when the payload is
 /// larger than max_payload_bytes.

@@ -13,10 +13,10 @@ import socket
 import struct
 from typing import Any, Optional
 
-from . import _private_files
+from . import _handshake, _private_files
 
 MAX_FRAME_BYTES = 1 << 20
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 
 
 class BrokerError(RuntimeError):
@@ -70,7 +70,13 @@ def encode(message: dict) -> bytes:
 
 
 class Connection:
-    """One authenticated connection to the broker. Not thread-safe."""
+    """One connection to the broker, authenticated both ways. Not thread-safe.
+
+    The hello carries a fresh nonce, never the token; the broker's challenge
+    must prove that it holds the token of `role` before this side sends its
+    own proof (acb._handshake). A peer that cannot is not the broker:
+    BrokerError naming the address, and nothing derived from the token has
+    been sent to it."""
 
     def __init__(self, host: str, port: int, *, name: str = "acb-cli", role: str = "client",
                  token: Optional[str] = None, priority: str = "training", need_bytes: int = 0,
@@ -83,15 +89,36 @@ class Connection:
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._buffer = b""
         self.pending: list = []
-        self.send({"op": "hello", "versions": [PROTOCOL_VERSION],
-                   "token": token if token is not None else read_token(admin=(role == "admin")),
-                   "name": name, "pid": os.getpid(), "role": role, "priority": priority,
-                   "need_bytes": need_bytes, "device": device})
+        try:
+            if token is None:
+                token = read_token(admin=(role == "admin"))
+            self.welcome = self._authenticate(f"{host}:{port}", token, role,
+                                              {"name": name, "pid": os.getpid(), "role": role, "priority": priority,
+                                               "need_bytes": need_bytes, "device": device})
+        except BaseException:
+            self.close()
+            raise
+
+    def _authenticate(self, address: str, token: str, role: str, hello: dict) -> dict:
+        """hello -> challenge (checked) -> auth -> welcome; returns the welcome."""
+        client_nonce = _handshake.fresh_nonce()
+        self.send({"op": "hello", "versions": [PROTOCOL_VERSION], "client_nonce": client_nonce.hex(), **hello})
+        challenge = self.recv()
+        if challenge.get("op") == "error":
+            raise BrokerError(f"broker refused the connection: {challenge.get('reason', challenge)}")
+        broker_nonce = _handshake.parse_hex32(challenge.get("broker_nonce"))
+        proof = _handshake.parse_hex32(challenge.get("broker_proof"))
+        if (challenge.get("op") != "challenge" or broker_nonce is None or proof is None or
+                not _handshake.proofs_equal(proof, _handshake.broker_proof(token, role, client_nonce, broker_nonce))):
+            raise BrokerError(f"the process at {address} is not the acb broker: it could not prove it holds the "
+                              f"{role} token, so nothing derived from the token was sent to it; another program "
+                              f"may hold the broker's port while the broker is down, or the broker uses other "
+                              f"tokens than this process (ACB_TOKEN_DIR, ACB_TOKEN, ACB_ADMIN_TOKEN)")
+        self.send({"op": "auth", "client_proof": _handshake.client_proof(token, role, broker_nonce, client_nonce).hex()})
         welcome = self.recv()
         if welcome.get("op") != "welcome":
-            self.close()
             raise BrokerError(f"broker refused the connection: {welcome.get('reason', welcome)}")
-        self.welcome = welcome
+        return welcome
 
     def send(self, message: dict) -> None:
         self.sock.sendall(encode(message))

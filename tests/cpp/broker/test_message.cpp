@@ -21,17 +21,18 @@ std::string rejection(const json& message) {
 }  // namespace
 
 TEST_CASE("hello: members, defaults and roles") {
-  auto m = validate_message(json::parse(R"({"op":"hello","versions":[1],"token":"t"})"));
+  auto m = validate_message(json::parse(R"({"op":"hello","versions":[2],"client_nonce":"00000000000000000000000000000000000000000000000000000000000000ab"})"));
   const auto& h = std::get<HelloMessage>(m);
-  CHECK(h.versions == std::vector<std::int64_t>{1});
-  CHECK(h.token == "t");
+  CHECK(h.versions == std::vector<std::int64_t>{2});
+  CHECK(h.client_nonce[31] == 0xab);
+  CHECK(h.client_nonce[0] == 0);
   CHECK_FALSE(h.admin);
   CHECK(h.priority == Priority::training);
   CHECK(h.need_bytes == 0);
   CHECK_FALSE(h.device);
 
   auto full = validate_message(json::parse(
-      R"({"op":"hello","versions":[1,2],"token":"t","name":"n","pid":7,"role":"admin","priority":"inference","need_bytes":1024,"device":2,"extra":"ignored"})"));
+      R"({"op":"hello","versions":[2,3],"client_nonce":"00000000000000000000000000000000000000000000000000000000000000ab","name":"n","pid":7,"role":"admin","priority":"inference","need_bytes":1024,"device":2,"extra":"ignored"})"));
   const auto& f = std::get<HelloMessage>(full);
   CHECK(f.admin);
   CHECK(f.name == "n");
@@ -41,30 +42,55 @@ TEST_CASE("hello: members, defaults and roles") {
   CHECK(f.device == 2);
   CHECK_FALSE(f.fixed);
   CHECK(std::get<HelloMessage>(validate_message(
-                  json::parse(R"({"op":"hello","versions":[1],"token":"t","device":1,"fixed":true})")))
+                  json::parse(R"({"op":"hello","versions":[2],"client_nonce":"00000000000000000000000000000000000000000000000000000000000000ab","device":1,"fixed":true})")))
             .fixed);
   CHECK_FALSE(std::get<HelloMessage>(validate_message(
-                  json::parse(R"({"op":"hello","versions":[1],"token":"t","device":-1})")))
+                  json::parse(R"({"op":"hello","versions":[2],"client_nonce":"00000000000000000000000000000000000000000000000000000000000000ab","device":-1})")))
                   .device);
   CHECK(std::string(op_name(full)) == "hello");
   CHECK_FALSE(seq_of(full));
 }
 
 TEST_CASE("hello: wrong or missing members are named") {
-  CHECK(rejection(json::parse(R"({"op":"hello","token":"t"})")).find("versions") != std::string::npos);
-  CHECK(rejection(json::parse(R"({"op":"hello","versions":1,"token":"t"})")).find("versions") != std::string::npos);
-  CHECK(rejection(json::parse(R"({"op":"hello","versions":["1"],"token":"t"})")).find("versions") != std::string::npos);
-  CHECK(rejection(json::parse(R"({"op":"hello","versions":[1]})")).find("token") != std::string::npos);
-  CHECK(rejection(json::parse(R"({"op":"hello","versions":[1],"token":5})")).find("token") != std::string::npos);
-  CHECK(rejection(json::parse(R"({"op":"hello","versions":[1],"token":"t","role":"root"})")).find("role") != std::string::npos);
-  CHECK(rejection(json::parse(R"({"op":"hello","versions":[1],"token":"t","priority":"urgent"})")).find("priority") != std::string::npos);
-  CHECK(rejection(json::parse(R"({"op":"hello","versions":[1],"token":"t","need_bytes":-1})")).find("need_bytes") != std::string::npos);
-  CHECK(rejection(json::parse(R"({"op":"hello","versions":[1],"token":"t","need_bytes":1.5})")).find("need_bytes") != std::string::npos);
-  CHECK(rejection(json::parse(R"({"op":"hello","versions":[1],"token":"t","pid":true})")).find("pid") != std::string::npos);
-  CHECK(rejection(json::parse(R"({"op":"hello","versions":[1],"token":"t","device":-2})")).find("device") != std::string::npos);
-  CHECK(rejection(json::parse(R"({"op":"hello","versions":[1],"token":"t","device":4294967296})")).find("device") != std::string::npos);
-  CHECK(rejection(json::parse(R"({"op":"hello","versions":[1],"token":"t","device":0,"fixed":1})")).find("fixed") != std::string::npos);
-  CHECK(rejection(json::parse(R"({"op":"hello","versions":[1],"token":"t","fixed":true})")).find("fixed") != std::string::npos);
+  CHECK(rejection(json::parse(R"({"op":"hello","client_nonce":"00000000000000000000000000000000000000000000000000000000000000ab"})")).find("versions") != std::string::npos);
+  CHECK(rejection(json::parse(R"({"op":"hello","versions":1,"client_nonce":"00000000000000000000000000000000000000000000000000000000000000ab"})")).find("versions") != std::string::npos);
+  CHECK(rejection(json::parse(R"({"op":"hello","versions":["1"],"client_nonce":"00000000000000000000000000000000000000000000000000000000000000ab"})")).find("versions") != std::string::npos);
+  CHECK(rejection(json::parse(R"({"op":"hello","versions":[2]})")).find("client_nonce") != std::string::npos);
+  CHECK(rejection(json::parse(R"({"op":"hello","versions":[2],"client_nonce":5})")).find("client_nonce") != std::string::npos);
+  CHECK(rejection(json::parse(R"({"op":"hello","versions":[2],"client_nonce":"abc"})")).find("64 lowercase hex") !=
+        std::string::npos);
+  CHECK(rejection({{"op", "hello"}, {"versions", {2}}, {"client_nonce", std::string(64, 'A')}}).find("client_nonce") !=
+        std::string::npos);
+  CHECK(rejection(json::parse(R"({"op":"hello","versions":[2],"client_nonce":"00000000000000000000000000000000000000000000000000000000000000ab","role":"root"})")).find("role") != std::string::npos);
+  CHECK(rejection(json::parse(R"({"op":"hello","versions":[2],"client_nonce":"00000000000000000000000000000000000000000000000000000000000000ab","priority":"urgent"})")).find("priority") != std::string::npos);
+  CHECK(rejection(json::parse(R"({"op":"hello","versions":[2],"client_nonce":"00000000000000000000000000000000000000000000000000000000000000ab","need_bytes":-1})")).find("need_bytes") != std::string::npos);
+  CHECK(rejection(json::parse(R"({"op":"hello","versions":[2],"client_nonce":"00000000000000000000000000000000000000000000000000000000000000ab","need_bytes":1.5})")).find("need_bytes") != std::string::npos);
+  CHECK(rejection(json::parse(R"({"op":"hello","versions":[2],"client_nonce":"00000000000000000000000000000000000000000000000000000000000000ab","pid":true})")).find("pid") != std::string::npos);
+  CHECK(rejection(json::parse(R"({"op":"hello","versions":[2],"client_nonce":"00000000000000000000000000000000000000000000000000000000000000ab","device":-2})")).find("device") != std::string::npos);
+  CHECK(rejection(json::parse(R"({"op":"hello","versions":[2],"client_nonce":"00000000000000000000000000000000000000000000000000000000000000ab","device":4294967296})")).find("device") != std::string::npos);
+  CHECK(rejection(json::parse(R"({"op":"hello","versions":[2],"client_nonce":"00000000000000000000000000000000000000000000000000000000000000ab","device":0,"fixed":1})")).find("fixed") != std::string::npos);
+  CHECK(rejection(json::parse(R"({"op":"hello","versions":[2],"client_nonce":"00000000000000000000000000000000000000000000000000000000000000ab","fixed":true})")).find("fixed") != std::string::npos);
+}
+
+TEST_CASE("hello: a token in clear (protocol version 1) is refused, whatever else it says") {
+  const auto v1 = rejection(json::parse(R"({"op":"hello","versions":[1],"token":"t"})"));
+  CHECK(v1.find("token in clear") != std::string::npos);
+  CHECK(v1.find("version 1") != std::string::npos);
+  CHECK(v1.find("upgrade") != std::string::npos);
+  CHECK(rejection(json::parse(R"({"op":"hello","versions":[2],)" + std::string(R"("client_nonce":")") +
+                              std::string(64, '0') + R"(","token":"t"})"))
+            .find("token in clear") != std::string::npos);
+}
+
+TEST_CASE("auth: the client's proof as 64 lowercase hex digits") {
+  const std::string hex = std::string(62, '0') + "7f";
+  const auto m = validate_message({{"op", "auth"}, {"client_proof", hex}});
+  CHECK(std::get<AuthMessage>(m).client_proof[31] == 0x7f);
+  CHECK(std::string(op_name(m)) == "auth");
+  CHECK_FALSE(seq_of(m));
+  CHECK(rejection({{"op", "auth"}}).find("client_proof") != std::string::npos);
+  CHECK(rejection({{"op", "auth"}, {"client_proof", 1}}).find("client_proof") != std::string::npos);
+  CHECK(rejection({{"op", "auth"}, {"client_proof", hex + "0"}}).find("client_proof") != std::string::npos);
 }
 
 TEST_CASE("lease ops: optional and required byte counts") {
@@ -130,9 +156,10 @@ TEST_CASE("unknown ops and non-messages are protocol errors") {
   CHECK(rejection({{"name", "x"}}).find("\"op\"") != std::string::npos);
 }
 
-TEST_CASE("version negotiation picks the highest common version") {
-  CHECK(negotiate_version({1}) == 1);
-  CHECK(negotiate_version({3, 1, 2}) == 1);
+TEST_CASE("version negotiation picks the highest common version; version 1 is no longer spoken") {
+  CHECK(negotiate_version({2}) == 2);
+  CHECK(negotiate_version({3, 1, 2}) == 2);
+  CHECK_FALSE(negotiate_version({1}));
   CHECK_FALSE(negotiate_version({}));
-  CHECK_FALSE(negotiate_version({0, 2, -1}));
+  CHECK_FALSE(negotiate_version({0, 3, -1}));
 }

@@ -20,6 +20,7 @@
 #include "acb_catch.hpp"
 #include "broker_server/server.h"
 #include "common/frame.h"
+#include "common/handshake.h"
 
 using namespace acb::broker;
 using nlohmann::json;
@@ -115,8 +116,31 @@ class TestClient {
     REQUIRE((*m)["op"] == op);
     return *m;
   }
+  /// Sends hello and returns the challenge, checked against `token`:
+  /// `broker_proved` says whether the broker's proof verifies with it.
+  json challenge(const std::string& name, const std::string& token, const std::string& role, bool& broker_proved) {
+    nonce_ = acb::auth::fresh_nonce();
+    role_ = role == "admin" ? acb::auth::Role::admin : acb::auth::Role::client;
+    send({{"op", "hello"}, {"versions", {acb::wire::kProtocolVersion}}, {"client_nonce", acb::wire::to_hex(nonce_)},
+          {"name", name}, {"pid", 1}, {"role", role}});
+    auto c = expect("challenge");
+    broker_nonce_ = *acb::wire::parse_hex32(c["broker_nonce"].get<std::string>());
+    const auto proof = acb::wire::parse_hex32(c["broker_proof"].get<std::string>());
+    REQUIRE(proof);
+    broker_proved = acb::auth::proofs_equal(*proof, acb::auth::broker_proof(token, role_, nonce_, broker_nonce_));
+    return c;
+  }
+  /// Answers the challenge with a proof made from `token`.
+  void auth(const std::string& token) {
+    send({{"op", "auth"},
+          {"client_proof", acb::wire::to_hex(acb::auth::client_proof(token, role_, broker_nonce_, nonce_))}});
+  }
+  /// The whole handshake with the right token: the broker proves it, then welcomes.
   json hello(const std::string& name, const std::string& token = kTokens.client, const std::string& role = "client") {
-    send({{"op", "hello"}, {"versions", {1}}, {"token", token}, {"name", name}, {"pid", 1}, {"role", role}});
+    bool proved = false;
+    challenge(name, token, role, proved);
+    CHECK(proved);
+    auth(token);
     return expect("welcome");
   }
   /// After an error the broker closes: returns the error's reason.
@@ -129,6 +153,9 @@ class TestClient {
  private:
   int fd_;
   acb::wire::FrameParser parser_;
+  acb::auth::Nonce nonce_{};
+  acb::auth::Nonce broker_nonce_{};
+  acb::auth::Role role_ = acb::auth::Role::client;
 };
 
 }  // namespace
@@ -171,14 +198,40 @@ TEST_CASE("leases pass from holder to waiter on release and on disconnect") {
 TEST_CASE("authentication: wrong tokens and the admin role") {
   RunningServer server;
   {
+    // A client without the token: the broker's proof does not verify with
+    // its guess, and its own proof is refused.
     TestClient bad(server.port());
-    bad.send({{"op", "hello"}, {"versions", {1}}, {"token", "nope"}});
+    bool proved = true;
+    bad.challenge("bad", "nope", "client", proved);
+    CHECK_FALSE(proved);
+    bad.auth("nope");
     CHECK(bad.expect_error_then_close() == "authentication failed");
   }
   {
+    // Role admin is proven with the admin token only.
     TestClient fake_admin(server.port());
-    fake_admin.send({{"op", "hello"}, {"versions", {1}}, {"token", kTokens.client}, {"role", "admin"}});
+    bool proved = true;
+    fake_admin.challenge("fake", kTokens.client, "admin", proved);
+    CHECK_FALSE(proved);  // the broker proved the admin token, not the client one
+    fake_admin.auth(kTokens.client);
     CHECK(fake_admin.expect_error_then_close() == "authentication failed");
+  }
+  {
+    // And role client with the client token only: the admin token proves nothing else.
+    TestClient admin_as_client(server.port());
+    bool proved = true;
+    admin_as_client.challenge("x", kTokens.admin, "client", proved);
+    CHECK_FALSE(proved);
+    admin_as_client.auth(kTokens.admin);
+    CHECK(admin_as_client.expect_error_then_close() == "authentication failed");
+  }
+  {
+    // Protocol version 1 sent the token in clear: refused even with the right token.
+    TestClient v1(server.port());
+    v1.send({{"op", "hello"}, {"versions", {1}}, {"token", kTokens.client}});
+    const auto reason = v1.expect_error_then_close();
+    CHECK(reason.find("token in clear") != std::string::npos);
+    CHECK(reason.find("upgrade") != std::string::npos);
   }
   TestClient client(server.port());
   client.hello("c");
@@ -203,6 +256,21 @@ TEST_CASE("authentication: wrong tokens and the admin role") {
   const auto status = admin.expect("status");
   CHECK(status["quantum_ms"] == 5);
   CHECK(status["devices"].size() == 2);
+}
+
+TEST_CASE("a connection that got a challenge and never answers is closed like one without hello") {
+  auto config = RunningServer::make_config();
+  config.arbiter.heartbeat_timeout_ms = 100;  // checked every Server::kHelloCheckTicks ticks (0.5 s)
+  RunningServer server(config);
+  TestClient silent(server.port());
+  bool proved = false;
+  silent.challenge("silent", kTokens.client, "client", proved);
+  CHECK(proved);
+  const auto error = silent.recv(3000);  // bounded: a second check at most after the timeout
+  REQUIRE(error);
+  CHECK((*error)["op"] == "error");
+  CHECK((*error)["reason"] == "no auth within 100 ms");
+  CHECK_FALSE(silent.recv());
 }
 
 TEST_CASE("protocol errors close only the connection that made them") {
@@ -230,8 +298,26 @@ TEST_CASE("protocol errors close only the connection that made them") {
   SECTION("a second hello") {
     TestClient bad(server.port());
     bad.hello("twice");
-    bad.send({{"op", "hello"}, {"versions", {1}}, {"token", kTokens.client}});
+    bad.send({{"op", "hello"}, {"versions", {2}}, {"client_nonce", std::string(64, '0')}});
     CHECK(bad.expect_error_then_close().find("second") != std::string::npos);
+  }
+  SECTION("a second auth") {
+    TestClient bad(server.port());
+    bad.hello("twice");
+    bad.auth(kTokens.client);
+    CHECK(bad.expect_error_then_close().find("second \"auth\"") != std::string::npos);
+  }
+  SECTION("auth before hello") {
+    TestClient bad(server.port());
+    bad.send({{"op", "auth"}, {"client_proof", std::string(64, '0')}});
+    CHECK(bad.expect_error_then_close().find("first frame must be \"hello\"") != std::string::npos);
+  }
+  SECTION("anything but auth after the challenge") {
+    TestClient bad(server.port());
+    bool proved = false;
+    bad.challenge("eager", kTokens.client, "client", proved);
+    bad.send({{"op", "acquire"}});
+    CHECK(bad.expect_error_then_close().find("must be \"auth\", not \"acquire\"") != std::string::npos);
   }
   SECTION("unknown op and wrong member type") {
     TestClient bad(server.port());

@@ -10,7 +10,7 @@
 
 namespace acb::test {
 
-FakeBroker::FakeBroker(Options options) : options_(std::move(options)) {
+FakeBroker::FakeBroker(Options options) : options_(std::move(options)), impostor_(options_.impostor) {
   listen_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
@@ -75,6 +75,11 @@ void FakeBroker::close(int connection) {
   if (c.fd >= 0) ::shutdown(c.fd, SHUT_RDWR);
 }
 
+void FakeBroker::set_impostor(bool impostor) {
+  std::lock_guard lock(mutex_);
+  impostor_ = impostor;
+}
+
 std::optional<nlohmann::json> FakeBroker::wait_for(const std::string& op, std::chrono::milliseconds timeout) {
   std::unique_lock lock(mutex_);
   std::optional<nlohmann::json> found;
@@ -108,30 +113,78 @@ void FakeBroker::on_frame(int index, const nlohmann::json& message) {
     auto& c = conns_[static_cast<std::size_t>(index)];
     if (!c.greeted) {
       hellos_.push_back(message);
-      c.greeted = true;
     } else {
       received_.push_back(message);
       ++counts_[message.value("op", std::string())];
-      handler = handler_;
+      if (c.authenticated) handler = handler_;
     }
   }
   changed_.notify_all();
-  if (message["op"] == "hello") {
-    if (message.value("token", std::string()) != options_.token) {
+  if (on_handshake(index, message)) return;
+  if (handler) handler(*this, index, message);
+}
+
+bool FakeBroker::on_handshake(int index, const nlohmann::json& message) {
+  const std::string op = message.value("op", std::string());
+  bool impostor = false;
+  Conn c;
+  {
+    std::lock_guard lock(mutex_);
+    auto& conn = conns_[static_cast<std::size_t>(index)];
+    if (conn.authenticated) return false;
+    impostor = impostor_;
+    if (!conn.greeted) {
+      conn.greeted = true;
+      conn.admin = message.value("role", std::string()) == "admin";
+      const auto nonce = wire::parse_hex32(message.value("client_nonce", std::string()));
+      if (nonce) conn.client_nonce = *nonce;
+      conn.broker_nonce = auth::fresh_nonce();
+    }
+    c.admin = conn.admin;
+    c.client_nonce = conn.client_nonce;
+    c.broker_nonce = conn.broker_nonce;
+  }
+  const auth::Role role = c.admin ? auth::Role::admin : auth::Role::client;
+  if (op == "hello") {
+    const std::string proving_token = impostor ? options_.token + "-not-it" : options_.token;
+    send(index, {{"op", "challenge"},
+                 {"broker_nonce", wire::to_hex(c.broker_nonce)},
+                 {"broker_proof", wire::to_hex(auth::broker_proof(proving_token, role, c.client_nonce, c.broker_nonce))}});
+    if (impostor) {
+      // A squatter pushes on as if the handshake had succeeded.
+      send_welcome(index, kImpostorClientId);
+      send(index, {{"op", "grant"}, {"device", 0}, {"lease", 1}, {"quantum_ms", 50}});
+    }
+    return true;
+  }
+  if (op == "auth") {
+    const auto proof = wire::parse_hex32(message.value("client_proof", std::string()));
+    if (impostor || !proof ||
+        !auth::proofs_equal(*proof, auth::client_proof(options_.token, role, c.broker_nonce, c.client_nonce))) {
       send(index, {{"op", "error"}, {"reason", "authentication failed"}});
       close(index);
-      return;
+      return true;
     }
-    send(index, {{"op", "welcome"},
-                 {"version", 1},
-                 {"client_id", 100 + index},
-                 {"device", 0},
-                 {"device_capacity_bytes", options_.capacity_bytes},
-                 {"heartbeat_interval_ms", options_.heartbeat_interval_ms},
-                 {"heartbeat_timeout_ms", options_.heartbeat_interval_ms * 5}});
-    return;
+    {
+      std::lock_guard lock(mutex_);
+      conns_[static_cast<std::size_t>(index)].authenticated = true;
+    }
+    send_welcome(index, 100 + static_cast<std::uint64_t>(index));
+    return true;
   }
-  if (handler) handler(*this, index, message);
+  send(index, {{"op", "error"}, {"reason", "the handshake comes first"}});
+  close(index);
+  return true;
+}
+
+void FakeBroker::send_welcome(int index, std::uint64_t client_id) {
+  send(index, {{"op", "welcome"},
+               {"version", wire::kProtocolVersion},
+               {"client_id", client_id},
+               {"device", 0},
+               {"device_capacity_bytes", options_.capacity_bytes},
+               {"heartbeat_interval_ms", options_.heartbeat_interval_ms},
+               {"heartbeat_timeout_ms", options_.heartbeat_interval_ms * 5}});
 }
 
 void FakeBroker::run() {
@@ -148,7 +201,9 @@ void FakeBroker::run() {
       const int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
       if (fd >= 0) {
         std::lock_guard lock(mutex_);
-        conns_.push_back(Conn{fd, false, wire::FrameParser{}});
+        Conn c;
+        c.fd = fd;
+        conns_.push_back(std::move(c));
       }
     }
     for (std::size_t i = 2; i < fds.size(); ++i) {

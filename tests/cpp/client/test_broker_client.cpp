@@ -8,6 +8,7 @@
 
 #include "acb_catch.hpp"
 #include "client/broker_client.h"
+#include "common/hex.h"
 #include "fake_broker.h"
 
 using acb::client::BrokerClient;
@@ -61,7 +62,7 @@ TEST_CASE("hello carries the options and welcome is parsed", "[client]") {
   CHECK(h["need_bytes"] == 123456);
   CHECK(h["device"] == 0);
   CHECK(h["role"] == "client");
-  CHECK(h["versions"] == nlohmann::json::array({1}));
+  CHECK(h["versions"] == nlohmann::json::array({2}));
   CHECK(h["pid"].get<long>() > 0);
   CHECK_FALSE(h.contains("fixed"));
 
@@ -73,7 +74,45 @@ TEST_CASE("hello carries the options and welcome is parsed", "[client]") {
   CHECK(both[1]["device"] == 0);
 }
 
-TEST_CASE("a wrong token is a BrokerError naming the reason", "[client]") {
+TEST_CASE("the token never travels: hello brings a nonce, auth a proof made after the broker's", "[client][auth]") {
+  FakeBroker broker;
+  BrokerClient client(options_for(broker));
+  const auto hellos = broker.hellos();
+  REQUIRE(hellos.size() == 1);
+  CHECK_FALSE(hellos[0].contains("token"));
+  CHECK(hellos[0].dump().find("test-token") == std::string::npos);
+  const auto nonce = acb::wire::parse_hex32(hellos[0].value("client_nonce", std::string()));
+  REQUIRE(nonce);
+  const auto auth = broker.wait_for("auth");
+  REQUIRE(auth);
+  CHECK(auth->dump().find("test-token") == std::string::npos);
+  CHECK(acb::wire::parse_hex32(auth->value("client_proof", std::string())));
+  // A second connection draws a fresh nonce: nothing from the first can be replayed.
+  BrokerClient second(options_for(broker));
+  CHECK(broker.hellos()[1]["client_nonce"] != hellos[0]["client_nonce"]);
+}
+
+TEST_CASE("a peer that cannot prove the token is not the broker: nothing is sent to it, nothing it says is used",
+          "[client][auth]") {
+  // What holds the port here knows no token: its challenge carries a forged
+  // proof, and it sends a welcome and a grant straight after.
+  FakeBroker impostor({.token = "test-token", .heartbeat_interval_ms = 0, .capacity_bytes = 1 << 20, .impostor = true});
+  try {
+    BrokerClient client(options_for(impostor));
+    FAIL("trusted a peer that could not prove the token (client_id " + std::to_string(client.welcome().client_id) + ")");
+  } catch (const BrokerError& e) {
+    CHECK(holds_message(e.what(), "the process at 127.0.0.1:" + std::to_string(impostor.port()) +
+                                      " is not the acb broker: it could not prove it holds the client token"));
+  }
+  // The client closed the connection; whatever it sent before arrived before the close.
+  REQUIRE(impostor.wait_count("<closed>", 1));
+  CHECK_FALSE(impostor.wait_count("auth", 1, 0ms));
+  const auto hellos = impostor.hellos();
+  REQUIRE(hellos.size() == 1);
+  CHECK(hellos[0].dump().find("test-token") == std::string::npos);
+}
+
+TEST_CASE("a wrong token is a BrokerError: the broker's proof does not verify with it", "[client][auth]") {
   FakeBroker broker;
   auto o = options_for(broker);
   o.token = "wrong";
@@ -81,8 +120,11 @@ TEST_CASE("a wrong token is a BrokerError naming the reason", "[client]") {
     BrokerClient client(o);
     FAIL("connected with a wrong token");
   } catch (const BrokerError& e) {
-    CHECK(holds_message(e.what(), "authentication failed"));
+    CHECK(holds_message(e.what(), "could not prove it holds the client token"));
+    CHECK(holds_message(e.what(), "ACB_TOKEN_DIR"));
   }
+  REQUIRE(broker.wait_count("<closed>", 1));
+  CHECK_FALSE(broker.wait_count("auth", 1, 0ms));
 }
 
 TEST_CASE("no broker listening is a BrokerError naming the address", "[client]") {

@@ -44,6 +44,11 @@ TEST_CASE("the proofs are fixed byte strings another implementation can recomput
   message += std::string(32, '\x22') + std::string(32, '\x11');
   CHECK(acb::auth::client_proof("tok", Role::admin, broker_nonce, client_nonce) ==
         acb::auth::hmac_sha256("tok", message));
+  // The same values as tests/python/test_broker_auth.py: both implementations agree.
+  CHECK(acb::wire::to_hex(acb::auth::broker_proof("tok", Role::client, client_nonce, broker_nonce)) ==
+        "065baf965e8eb898b74268fae7e91f5ac95282705d3f7a9c9a96f96b64148120");
+  CHECK(acb::wire::to_hex(acb::auth::client_proof("tok", Role::admin, broker_nonce, client_nonce)) ==
+        "b7476fac22915ed280e92ae0f100175c72122bf3a825d136f9d9bd88f8c453ef");
 }
 
 TEST_CASE("proofs differ by direction and by role, and a wrong token does not verify", "[handshake]") {

@@ -8,6 +8,7 @@
 // Every wait is bounded; assertions run on the main thread only.
 #include <algorithm>
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -313,6 +314,36 @@ TEST_CASE("a lost broker ends the lease; the next op reconnects, reports residen
   CHECK(s.client_id == 101);  // the new connection's id
   CHECK(has_pattern(rig.device.driver, p, kMiB, 61));
   rig.arena.free(p, nullptr);
+}
+
+TEST_CASE("reconnecting, a peer that cannot prove the token is not trusted; the op keeps trying until the broker is back",
+          "[lease][reconnect][auth]") {
+  // Between losing the broker and its restart, a program without the token
+  // holds the port: it sends a forged challenge, a welcome and a grant.
+  std::function<void()> before_attempt = [] {};
+  Rig rig("lc-squat", 64 * kMiB, 10ms, [&](ControllerOptions& o) { o.before_reconnect = [&] { before_attempt(); }; });
+  rig.run_op();
+  REQUIRE(rig.broker.wait_for("acquire"));
+  rig.broker.close(0);
+  REQUIRE(wait_until([&] { return rig.gate.state() == LeaseState::released; }));
+
+  rig.broker.set_impostor(true);
+  int attempts = 0;
+  before_attempt = [&] {
+    // Two attempts meet the squatter; the third finds the broker back.
+    if (++attempts == 3) rig.broker.set_impostor(false);
+  };
+  rig.run_op();  // blocks until a real broker grants (retries 50 + 100 ms apart)
+  CHECK(attempts == 3);
+  REQUIRE(rig.broker.hellos().size() == 4);  // first connection, two squatted ones, the real one
+  const auto s = rig.controller->status();
+  CHECK(s.lease_state == "holding");
+  CHECK(s.reconnects == 1);
+  CHECK(s.client_id == 103);  // the real broker's welcome, never the squatter's
+  CHECK(s.client_id != FakeBroker::kImpostorClientId);
+  // Proofs went only to connections that proved the token first: the first and the last.
+  CHECK(rig.broker.wait_count("auth", 2));
+  CHECK_FALSE(rig.broker.wait_count("auth", 3, 0ms));
 }
 
 TEST_CASE("without a broker to reconnect to, the op fails after the reconnect timeout", "[lease][reconnect]") {
