@@ -52,17 +52,31 @@ def _admin_token_readable() -> bool:
         return False
 
 
+def _unreachable(e: BrokerError) -> bool:
+    return isinstance(e.__cause__, (ConnectionRefusedError, socket.timeout, TimeoutError))
+
+
 def connect(args: argparse.Namespace, admin: Optional[bool] = None) -> Connection:
-    """A connection as admin (admin=True), as a client (False), or for looking only (None):
-    admin when the admin token is readable, since an admin connection is not a job the
-    broker must place on a device (a client one is refused while every device drains)."""
+    """A connection as admin (admin=True), as a client (False), or for looking only (None).
+
+    Looking only needs no more than the client token, so that is what it proves.
+    Only when the broker refuses that connection (a client connection is placed
+    on a device like a job, which fails while every device drains) or the client
+    token is unreadable does it look as admin instead, when the admin token is
+    readable: an admin connection is placed nowhere."""
     host, port = _address(args)
-    if admin is None:
-        admin = _admin_token_readable()
     try:
-        return Connection(host, port, name="acb-cli", role="admin" if admin else "client")
+        try:
+            return Connection(host, port, name="acb-cli", role="admin" if admin else "client")
+        except BrokerError as e:
+            if admin is not None or _unreachable(e) or not _admin_token_readable():
+                raise
+            try:
+                return Connection(host, port, name="acb-cli", role="admin")
+            except BrokerError:
+                raise e from None
     except BrokerError as e:
-        if isinstance(e.__cause__, (ConnectionRefusedError, socket.timeout, TimeoutError)):
+        if _unreachable(e):
             raise CommandError(f"no acb broker at {host}:{port}; start one with `acb broker`") from None
         raise CommandError(str(e)) from None
 

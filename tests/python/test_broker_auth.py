@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import struct
 import threading
@@ -16,6 +17,7 @@ import threading
 import pytest
 
 from acb import _handshake, _wire
+from _cli_helpers import package_env, run_cli
 from conftest import wait_for_stderr
 from _raw_wire import frame, handshake, raw_connect, read_until_closed
 
@@ -159,3 +161,28 @@ def test_role_admin_needs_the_admin_token(broker):
     with broker.admin() as admin:
         assert admin.welcome["device"] == -1
         admin.request({"op": "set_quantum", "quantum_ms": 7})
+
+
+def test_acb_status_needs_only_the_client_token(broker, broker_bin, tmp_path):
+    # Only the client token readable: the admin token file is absent. (As root,
+    # mode 0 would not stop reading it, so the file is removed instead.)
+    only_client = tmp_path / "tokens"
+    only_client.mkdir(mode=0o700)
+    shutil.copy(broker.token_dir / "token", only_client / "token")
+    env = package_env(broker_bin, {"ACB_TOKEN_DIR": str(only_client)})
+    address = f"{broker.host}:{broker.port}"
+    result = run_cli(["status", "--json", "--broker", address], env)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["devices"]
+    # A wrong admin token beside the right client token does not matter to status:
+    # it proves the client token and never touches the admin one.
+    (only_client / "admin-token").write_text("f" * 64 + "\n")
+    (only_client / "admin-token").chmod(0o600)  # private, so readable as a token file
+    result = run_cli(["status", "--json", "--broker", address], env)
+    assert result.returncode == 0, result.stderr
+    assert "authentication failed" not in broker.stderr_text()
+    # An admin operation still needs the admin token, and says so in one line.
+    (only_client / "admin-token").unlink()
+    result = run_cli(["drain", "0", "--broker", address], env)
+    assert result.returncode == 1
+    assert "admin-token" in result.stderr and result.stderr.count("\n") == 1
