@@ -104,11 +104,4 @@ std::string load_or_create_token(TokenKind kind) {
   return created ? token : read_token(kind);
 }
 
-bool tokens_equal(std::string_view a, std::string_view b) {
-  unsigned char diff = a.size() == b.size() ? 0 : 1;
-  const std::size_t n = a.size() < b.size() ? a.size() : b.size();
-  for (std::size_t i = 0; i < n; ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i]);
-  return diff == 0;
-}
-
 }  // namespace acb::auth

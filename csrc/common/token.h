@@ -13,7 +13,6 @@
 
 #include <stdexcept>
 #include <string>
-#include <string_view>
 
 namespace acb::auth {
 
@@ -40,7 +39,5 @@ std::string read_token(TokenKind kind);
 /// into place first.
 std::string load_or_create_token(TokenKind kind);
 
-/// Constant-time comparison, so that the time to reject says nothing about the prefix.
-bool tokens_equal(std::string_view a, std::string_view b);
 
 }  // namespace acb::auth
