@@ -20,7 +20,7 @@ class Reader {
     return &*it;
   }
 
-  [[noreturn]] void fail(const char* key, const char* expected) const {
+  [[noreturn]] void fail(const char* key, const std::string& expected) const {
     throw ProtocolError("\"" + op_ + "\": member \"" + key + "\" " + expected);
   }
 
@@ -71,7 +71,11 @@ class Reader {
     const json* v = find(key);
     if (!v) return std::nullopt;
     if (!v->is_string()) fail(key, "must be a string");
-    return v->get<std::string>();
+    const auto& text = v->get_ref<const std::string&>();
+    if (text.size() > kMaxStringBytes)
+      fail(key, ("is " + std::to_string(text.size()) + " bytes, longer than the limit of " +
+                 std::to_string(kMaxStringBytes) + " bytes (docs/protocol.md, \"Limits\")"));
+    return text;
   }
 
   std::string req_string(const char* key) const {

@@ -10,6 +10,7 @@
 // Thread-safety: pure functions.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <stdexcept>
@@ -28,6 +29,12 @@ class ProtocolError : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
 };
+
+/// The longest string member of any message (hello's name and token,
+/// add_device's name, ...), in bytes of UTF-8. Longer is a protocol error
+/// naming the member: a name is stored and echoed in every status and trace,
+/// so its size multiplies the cost of each request that reports it.
+inline constexpr std::size_t kMaxStringBytes = 256;
 
 /// Request sequence number, echoed in the reply ("seq").
 using Seq = std::int64_t;
