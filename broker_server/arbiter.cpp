@@ -115,7 +115,13 @@ Placement Arbiter::on_hello(ClientId client, const HelloInfo& info, TimeUs now) 
   c.pid = info.pid;
   c.priority = info.priority;
   c.device = *device;
-  c.need_bytes = info.need_bytes;
+  // A need no device here can hold is refused, not stored: stored, it would
+  // weigh on every later placement (policy_placement.h) for nothing.
+  const std::uint64_t capacity = s.devices.at(*device).capacity_bytes;
+  if (info.need_bytes > capacity)
+    c.refused_need = over_capacity(info.need_bytes, *device, capacity);
+  else
+    c.need_bytes = info.need_bytes;
   c.fixed = info.fixed && info.pinned_device.has_value();
   c.last_heard_us = now;
   s.clients.emplace(client, std::move(c));
@@ -146,6 +152,12 @@ Decisions Arbiter::on_acquire(ClientId client, std::optional<std::uint64_t> need
     s.schedule_all(now, out);
     return out;
   }
+  if (!need_bytes && !c->refused_need.empty()) {
+    s.reject(*c, c->refused_need, out);  // the need of its hello, which was never stored
+    return out;
+  }
+  c->refused_need.clear();
+  const std::uint64_t stored_need = c->need_bytes;
   const std::uint64_t need = need_bytes.value_or(c->need_bytes);
   c->need_bytes = need;
   if (c->state == ClientState::idle) s.enqueue(*c, now);
@@ -154,6 +166,7 @@ Decisions Arbiter::on_acquire(ClientId client, std::optional<std::uint64_t> need
   std::string why = refusal(*c, s.devices.at(c->device), need);
   if (!why.empty()) {
     s.dequeue(*c);
+    c->need_bytes = stored_need;  // a refused need is not kept to weigh on placement
     s.reject(*c, std::move(why), out);
   }
   s.schedule_all(now, out);

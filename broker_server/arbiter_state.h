@@ -60,6 +60,9 @@ struct ClientRec {
   bool pinned = false;  ///< its resident bytes cannot be offloaded: never asked to evict
   TimeUs revoke_deadline_us = 0;  ///< kNoRevokeDeadline after a share revoke
   std::optional<std::uint64_t> slice;  ///< index of its open LeaseSlice
+  /// Why a need declared at hello was refused (larger than the device): its
+  /// next acquire without a need is rejected with it. Never stored as need_bytes.
+  std::string refused_need;
   std::uint64_t grants = 0, waited_us_total = 0, preemptions = 0;
 
   bool holds() const { return state == ClientState::holding || state == ClientState::revoked; }
