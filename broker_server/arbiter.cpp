@@ -111,7 +111,7 @@ Placement Arbiter::on_hello(ClientId client, const HelloInfo& info, TimeUs now) 
   }
   ClientRec c;
   c.id = client;
-  c.name = info.name;
+  c.name = SharedName(info.name);
   c.pid = info.pid;
   c.priority = info.priority;
   c.device = *device;

@@ -35,6 +35,8 @@
 #include <variant>
 #include <vector>
 
+#include "broker_server/shared_name.h"
+
 namespace acb::broker {
 
 using ClientId = std::uint64_t;
@@ -105,7 +107,7 @@ enum class ClientState { idle, waiting, holding, revoked };
 const char* to_string(ClientState s);
 
 struct ClientSnapshot {
-  ClientId client_id; std::string name; int pid; Priority priority; DeviceId device;
+  ClientId client_id; SharedName name; int pid; Priority priority; DeviceId device;
   ClientState state; std::uint64_t resident_bytes; std::uint64_t need_bytes;
   std::uint64_t quota_bytes; std::uint64_t grants; std::uint64_t waited_us_total;
   std::uint64_t preemptions;
@@ -114,10 +116,19 @@ struct DeviceSnapshot {
   DeviceId device; std::string name; std::uint64_t capacity_bytes; std::uint64_t resident_bytes;
   std::optional<ClientId> holder; std::vector<ClientId> queue; bool draining;
 };
-struct Snapshot { std::vector<DeviceSnapshot> devices; std::vector<ClientSnapshot> clients; };
+/// `clients` is every client, or one page of them in id order (snapshot with
+/// a limit); the totals always count every client.
+struct Snapshot {
+  std::vector<DeviceSnapshot> devices;
+  std::vector<ClientSnapshot> clients;
+  std::size_t clients_total = 0;
+  std::size_t clients_by_state[4] = {};  ///< indexed by ClientState
+  std::optional<ClientId> next_after;     ///< the page's last id, when more clients follow
+};
 
-/// One lease in the timeline; end_us is nullopt while held.
-struct LeaseSlice { DeviceId device; ClientId client; std::string name; TimeUs start_us; std::optional<TimeUs> end_us; };
+/// One lease in the timeline; end_us is nullopt while held. `name` is the
+/// client's own stored name (shared, never a copy per lease).
+struct LeaseSlice { DeviceId device; ClientId client; SharedName name; TimeUs start_us; std::optional<TimeUs> end_us; };
 
 /// Counters the metrics endpoint exports.
 struct ArbiterCounters {
@@ -166,6 +177,10 @@ class Arbiter {
   std::optional<DeviceId> device_of(ClientId client) const;
   std::uint64_t capacity_of(DeviceId device) const;
   Snapshot snapshot(TimeUs now) const;
+  /// At most `max_clients` clients, those with an id above `after` (nullopt:
+  /// from the first); its cost is that of the page plus a count of every
+  /// client, not a copy of every name.
+  Snapshot snapshot(TimeUs now, std::optional<ClientId> after, std::size_t max_clients) const;
   /// The last `max_slices` leases (bounded history), oldest first.
   std::vector<LeaseSlice> timeline(std::size_t max_slices = 10000) const;
   const ArbiterCounters& counters() const;

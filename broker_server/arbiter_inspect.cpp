@@ -29,15 +29,29 @@ const ArbiterCounters& Arbiter::counters() const { return state_->counters; }
 const ArbiterConfig& Arbiter::config() const { return state_->config; }
 
 Snapshot Arbiter::snapshot(TimeUs now) const {
+  return snapshot(now, std::nullopt, state_->clients.size());
+}
+
+Snapshot Arbiter::snapshot(TimeUs now, std::optional<ClientId> after,
+                           std::size_t max_clients) const {
   const State& s = *state_;
   Snapshot snap;
   for (const auto& [id, d] : s.devices)
     snap.devices.push_back({id, d.name, d.capacity_bytes, s.device_bytes(d), d.holder,
                             s.ordered_queue(d, now), d.draining});
-  for (const auto& [id, c] : s.clients)
-    snap.clients.push_back({id, c.name, c.pid, c.priority, c.device, c.state, c.resident_bytes,
-                            c.need_bytes, c.quota_bytes, c.grants, c.waited_us_total,
-                            c.preemptions});
+  snap.clients_total = s.clients.size();
+  for (const auto& [id, c] : s.clients) ++snap.clients_by_state[static_cast<int>(c.state)];
+  for (auto it = after ? s.clients.upper_bound(*after) : s.clients.begin(); it != s.clients.end();
+       ++it) {
+    if (snap.clients.size() == max_clients) {
+      if (!snap.clients.empty()) snap.next_after = snap.clients.back().client_id;
+      break;
+    }
+    const ClientRec& c = it->second;
+    snap.clients.push_back({it->first, c.name, c.pid, c.priority, c.device, c.state,
+                            c.resident_bytes, c.need_bytes, c.quota_bytes, c.grants,
+                            c.waited_us_total, c.preemptions});
+  }
   return snap;
 }
 

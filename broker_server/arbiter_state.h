@@ -30,7 +30,7 @@ inline constexpr TimeUs kNoRevokeDeadline = ~TimeUs{0};
 
 struct ClientRec {
   ClientId id = 0;
-  std::string name;
+  SharedName name;  ///< stored once; its lease slices share it
   int pid = 0;
   Priority priority = Priority::training;
   DeviceId device = 0;

@@ -151,7 +151,11 @@ ClientMessage validate_message(const json& message) {
   if (op == "residency")
     return ResidencyMessage{r.req_bytes("resident_bytes"), r.opt_bool("pinned").value_or(false)};
   if (op == "heartbeat") return HeartbeatMessage{};
-  if (op == "status") return StatusMessage{r.seq()};
+  if (op == "status") {
+    StatusMessage m{r.seq(), std::nullopt};
+    if (r.find("after")) m.after = r.client_id("after");
+    return m;
+  }
   if (op == "set_priority") {
     SetPriorityMessage m{r.seq(), Priority::training, std::nullopt};
     auto p = r.opt_priority("priority");

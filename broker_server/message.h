@@ -56,7 +56,8 @@ struct AcquireMessage { std::optional<std::uint64_t> need_bytes; };
 struct ReleaseMessage { std::optional<std::uint64_t> resident_bytes; bool pinned = false; };
 struct ResidencyMessage { std::uint64_t resident_bytes = 0; bool pinned = false; };
 struct HeartbeatMessage {};
-struct StatusMessage { Seq seq = 0; };
+/// `after`: the page of clients after this id (the previous reply's next_after).
+struct StatusMessage { Seq seq = 0; std::optional<ClientId> after; };
 struct SetPriorityMessage { Seq seq = 0; Priority priority = Priority::training; std::optional<ClientId> client_id; };
 struct SetQuotaMessage { Seq seq = 0; ClientId client_id = 0; std::uint64_t quota_bytes = 0; };
 struct SetQuantumMessage { Seq seq = 0; std::uint64_t quantum_ms = 0; };

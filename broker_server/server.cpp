@@ -325,8 +325,8 @@ void Server::handle_request(Session& session, const ClientMessage& message, Seq 
   }
   // Bad arguments of a request (unknown client or device) fail that request only.
   try {
-    if (std::holds_alternative<StatusMessage>(message)) {
-      send(session, status_message(seq, arbiter_.snapshot(now), quantum_ms_));
+    if (const auto* st = std::get_if<StatusMessage>(&message)) {
+      send(session, status_message(seq, arbiter_.snapshot(now, st->after, kStatusMaxClients), quantum_ms_));
     } else if (const auto* sp = std::get_if<SetPriorityMessage>(&message)) {
       if (sp->client_id && *sp->client_id != session.id() && !state.admin) {
         request_error(session, seq, "\"set_priority\" of another client requires the admin role");
@@ -355,7 +355,8 @@ void Server::handle_request(Session& session, const ClientMessage& message, Seq 
       quantum_ms_ = squ->quantum_ms;
       send(session, ok_message(seq));
     } else if (const auto* add = std::get_if<AddDeviceMessage>(&message)) {
-      const std::string name = add->name.empty() ? std::to_string(arbiter_.snapshot(now).devices.size()) : add->name;
+      const std::string name =
+          add->name.empty() ? std::to_string(arbiter_.snapshot(now, std::nullopt, 0).devices.size()) : add->name;
       const DeviceId device = arbiter_.add_device(name, arbiter_capacity(add->capacity_bytes));
       auto reply = ok_message(seq);
       reply["device"] = device;
@@ -367,18 +368,7 @@ void Server::handle_request(Session& session, const ClientMessage& message, Seq 
       apply(arbiter_.remove_device(rm->device, now), now);
       send(session, ok_message(seq));
     } else if (std::holds_alternative<TraceMessage>(message)) {
-      // The newest slices that fit in one frame.
-      for (std::size_t max_slices = 10000;; max_slices /= 2) {
-        std::string frame;
-        try {
-          frame = wire::encode_message(trace_message(seq, arbiter_.timeline(max_slices)));
-        } catch (const std::length_error&) {
-          if (max_slices > 1) continue;
-          throw;
-        }
-        session.send_frame(std::move(frame));
-        break;
-      }
+      send(session, trace_message(seq, arbiter_.timeline()));
     }
   } catch (const std::exception& e) {
     request_error(session, seq, e.what());
@@ -450,7 +440,7 @@ void Server::reload() {
     quantum_ms_ = next.arbiter.quantum_ms;
   }
   std::set<std::string> known;
-  for (const auto& d : arbiter_.snapshot(now).devices) known.insert(d.name);
+  for (const auto& d : arbiter_.snapshot(now, std::nullopt, 0).devices) known.insert(d.name);
   int added = 0;
   for (const auto& d : next.devices) {
     if (known.insert(d.name).second) {
@@ -476,7 +466,8 @@ void Server::reload() {
 
 std::string Server::render_metrics() const {
   const TimeUs now = now_us();
-  return render_prometheus(metrics_, arbiter_.counters(), arbiter_.snapshot(now), authenticated_);
+  // Devices only: the metrics list no client, so they copy none.
+  return render_prometheus(metrics_, arbiter_.counters(), arbiter_.snapshot(now, std::nullopt, 0), authenticated_);
 }
 
 }  // namespace acb::broker
