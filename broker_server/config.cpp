@@ -1,11 +1,11 @@
 #include "broker_server/config.h"
 
+#include "broker_server/config_file.h"
+
 #include <cctype>
 #include <cmath>
 #include <cstdlib>
-#include <fstream>
 #include <limits>
-#include <sstream>
 
 namespace acb::broker {
 namespace {
@@ -70,6 +70,13 @@ std::uint64_t member_unsigned(const json& merged, const char* key, std::uint64_t
   return value;
 }
 
+std::uint64_t member_bounded(const json& merged, const Bounded& bounds, std::uint64_t fallback) {
+  const std::uint64_t value = member_unsigned(merged, bounds.key, fallback);
+  if (const std::string why = out_of_bounds(bounds, value); !why.empty())
+    throw ConfigError(std::string("config member \"") + bounds.key + "\" " + why);
+  return value;
+}
+
 std::string member_string(const json& merged, const char* key, std::string fallback) {
   auto it = merged.find(key);
   if (it == merged.end() || it->is_null()) return fallback;
@@ -99,6 +106,12 @@ DeviceSpec device_from_json(const json& entry) {
 }
 
 }  // namespace
+
+std::string out_of_bounds(const Bounded& bounds, std::uint64_t value) {
+  if (value >= bounds.min && value <= bounds.max) return {};
+  return "is " + std::to_string(value) + ", outside its bounds [" +
+         std::to_string(bounds.min) + ", " + std::to_string(bounds.max) + "]";
+}
 
 std::uint64_t parse_capacity(std::string_view text) {
   const std::string original(text);
@@ -209,16 +222,14 @@ BrokerConfig config_from_json(const json& merged) {
   c.host = member_string(merged, "host", c.host);
   c.port = static_cast<std::uint16_t>(member_unsigned(merged, "port", c.port, 65535));
   c.metrics_port = static_cast<std::uint16_t>(member_unsigned(merged, "metrics_port", c.metrics_port, 65535));
-  c.arbiter.quantum_ms = member_unsigned(merged, "quantum_ms", defaults.quantum_ms);
-  c.arbiter.heartbeat_timeout_ms = member_unsigned(merged, "heartbeat_timeout_ms", defaults.heartbeat_timeout_ms);
-  c.arbiter.preempt_deadline_ms = member_unsigned(merged, "preempt_deadline_ms", defaults.preempt_deadline_ms);
-  c.arbiter.quantum_deadline_ms = member_unsigned(merged, "quantum_deadline_ms", defaults.quantum_deadline_ms);
-  c.arbiter.revoke_grace_ms = member_unsigned(merged, "revoke_grace_ms", defaults.revoke_grace_ms);
-  c.arbiter.aging_ms = member_unsigned(merged, "aging_ms", defaults.aging_ms);
-  if (c.arbiter.quantum_ms == 0) throw ConfigError("quantum_ms must be positive");
-  if (c.arbiter.heartbeat_timeout_ms == 0) throw ConfigError("heartbeat_timeout_ms must be positive");
-  c.idle_exit_s = member_unsigned(merged, "idle_exit_s", 0);
-  c.busy_poll_us = member_unsigned(merged, "busy_poll_us", c.busy_poll_us, 1000000);
+  c.arbiter.quantum_ms = member_bounded(merged, kQuantumMs, defaults.quantum_ms);
+  c.arbiter.heartbeat_timeout_ms = member_bounded(merged, kHeartbeatTimeoutMs, defaults.heartbeat_timeout_ms);
+  c.arbiter.preempt_deadline_ms = member_bounded(merged, kPreemptDeadlineMs, defaults.preempt_deadline_ms);
+  c.arbiter.quantum_deadline_ms = member_bounded(merged, kQuantumDeadlineMs, defaults.quantum_deadline_ms);
+  c.arbiter.revoke_grace_ms = member_bounded(merged, kRevokeGraceMs, defaults.revoke_grace_ms);
+  c.arbiter.aging_ms = member_bounded(merged, kAgingMs, defaults.aging_ms);
+  c.idle_exit_s = member_bounded(merged, kIdleExitS, 0);
+  c.busy_poll_us = member_bounded(merged, kBusyPollUs, c.busy_poll_us);
   c.port_file = member_string(merged, "port_file", "");
   const std::string level = member_string(merged, "log_level", "info");
   if (level != "info" && level != "debug") throw ConfigError("log_level must be \"info\" or \"debug\"");
@@ -248,11 +259,8 @@ DeviceSpec default_device() {
 BrokerConfig load_config(const CommandLine& command_line, const DeviceDetector& detect) {
   json merged = json::object();
   if (!command_line.config_file.empty()) {
-    std::ifstream in(command_line.config_file);
-    if (!in) throw ConfigError("cannot read config file " + command_line.config_file);
-    std::stringstream text;
-    text << in.rdbuf();
-    merged = json::parse(text.str(), nullptr, /*allow_exceptions=*/false, /*ignore_comments=*/true);
+    merged = json::parse(read_config_file(command_line.config_file), nullptr, /*allow_exceptions=*/false,
+                         /*ignore_comments=*/true);
     if (merged.is_discarded() || !merged.is_object()) {
       throw ConfigError("config file " + command_line.config_file + " is not a JSON object");
     }

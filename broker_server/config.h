@@ -39,6 +39,27 @@ inline std::uint64_t arbiter_capacity(std::uint64_t bytes) { return bytes == 0 ?
 /// Capacity as clients and operators see it (kUnknownCapacityBytes -> 0).
 inline std::uint64_t reported_capacity(std::uint64_t bytes) { return bytes >= kUnknownCapacityBytes ? 0 : bytes; }
 
+/// A number the operator sets (file, flag or admin op) and the closed range it
+/// must lie in. The ranges keep every duration far from overflowing when
+/// turned into microseconds, and out of the values that make no sense (a zero
+/// quantum, a heartbeat timeout of a year).
+struct Bounded {
+  const char* key;
+  std::uint64_t min;
+  std::uint64_t max;
+};
+inline constexpr Bounded kQuantumMs{"quantum_ms", 1, 3'600'000};
+inline constexpr Bounded kHeartbeatTimeoutMs{"heartbeat_timeout_ms", 10, 3'600'000};
+inline constexpr Bounded kPreemptDeadlineMs{"preempt_deadline_ms", 1, 600'000};
+inline constexpr Bounded kQuantumDeadlineMs{"quantum_deadline_ms", 1, 600'000};
+inline constexpr Bounded kRevokeGraceMs{"revoke_grace_ms", 0, 600'000};
+inline constexpr Bounded kAgingMs{"aging_ms", 0, 86'400'000};  ///< 0: no aging
+inline constexpr Bounded kIdleExitS{"idle_exit_s", 0, 31'536'000};  ///< 0: never
+inline constexpr Bounded kBusyPollUs{"busy_poll_us", 0, 1'000'000};
+
+/// "is 0, outside its bounds [1, 3600000]" (the caller names the key); empty when within them.
+std::string out_of_bounds(const Bounded& bounds, std::uint64_t value);
+
 struct DeviceSpec {
   std::string name;
   std::uint64_t capacity_bytes = 0;  ///< 0 = unknown: memory-aware placement is off

@@ -2,6 +2,7 @@
 
 #include <limits>
 
+#include "broker_server/config.h"
 #include "common/frame.h"
 
 namespace acb::broker {
@@ -167,7 +168,8 @@ ClientMessage validate_message(const json& message) {
   if (op == "set_quota") return SetQuotaMessage{r.seq(), r.client_id("client_id"), r.req_bytes("quota_bytes")};
   if (op == "set_quantum") {
     const auto quantum_ms = r.req_bytes("quantum_ms");
-    if (quantum_ms == 0) r.fail("quantum_ms", "must be positive");
+    if (const std::string why = out_of_bounds(kQuantumMs, quantum_ms); !why.empty())
+      r.fail("quantum_ms", why);
     return SetQuantumMessage{r.seq(), quantum_ms};
   }
   if (op == "add_device") {
