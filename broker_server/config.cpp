@@ -1,6 +1,7 @@
 #include "broker_server/config.h"
 
 #include "broker_server/config_file.h"
+#include "broker_server/config_priority.h"
 
 #include <cctype>
 #include <cmath>
@@ -211,7 +212,7 @@ BrokerConfig config_from_json(const json& merged) {
   static const char* kKnown[] = {"host", "port", "metrics_port", "devices", "quantum_ms",
                                  "heartbeat_timeout_ms", "preempt_deadline_ms", "quantum_deadline_ms",
                                  "revoke_grace_ms", "aging_ms", "idle_exit_s", "busy_poll_us", "port_file",
-                                 "log_level"};
+                                 "log_level", "priority_classes"};
   for (const auto& [key, value] : merged.items()) {
     bool known = false;
     for (const char* k : kKnown) known = known || key == k;
@@ -234,6 +235,7 @@ BrokerConfig config_from_json(const json& merged) {
   const std::string level = member_string(merged, "log_level", "info");
   if (level != "info" && level != "debug") throw ConfigError("log_level must be \"info\" or \"debug\"");
   c.debug = level == "debug";
+  if (auto it = merged.find("priority_classes"); it != merged.end()) c.priority = priority_rules_from_json(*it);
   if (auto it = merged.find("devices"); it != merged.end() && !it->is_null()) {
     if (!it->is_array()) throw ConfigError("config member \"devices\" must be an array");
     for (const auto& entry : *it) c.devices.push_back(device_from_json(entry));

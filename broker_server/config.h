@@ -21,6 +21,7 @@
 #include <nlohmann/json.hpp>
 
 #include "broker_server/arbiter.h"
+#include "broker_server/policy_priority.h"
 
 namespace acb::broker {
 
@@ -75,6 +76,7 @@ struct BrokerConfig {
   std::uint64_t busy_poll_us = 50;     ///< keep polling this long after an event before blocking (0 = never)
   std::string port_file;               ///< where to write {"host","port","metrics_port","pid"}
   bool debug = false;                  ///< --log-level debug: one log line per message
+  policy::PriorityRules priority;      ///< "priority_classes": who may claim which class
 };
 
 /// The parsed command line: the flags as a JSON object, and --config.

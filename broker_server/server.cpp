@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "broker_server/peer_credentials.h"
+#include "broker_server/priority_claim.h"
 #include "broker_server/replies.h"
 #include "common/frame.h"
 #include "common/token.h"
@@ -243,6 +244,12 @@ void Server::handle_hello(Session& session, const HelloMessage& hello, TimeUs no
   welcome.heartbeat_timeout_ms = config_.arbiter.heartbeat_timeout_ms;
   welcome.heartbeat_interval_ms = heartbeat_interval_ms(config_.arbiter.heartbeat_timeout_ms);
   if (!hello.admin) {
+    if (const std::string why = priority_claim_refusal(config_.priority, state.uid, hello.priority); !why.empty()) {
+      std::fprintf(stderr, "acb-broker: refusing client %llu from %s: %s\n",
+                   static_cast<unsigned long long>(session.id()), session.peer().c_str(), why.c_str());
+      session.close_after_error(wire::encode_message(error_message(why)));
+      return;
+    }
     HelloInfo info;
     info.name = hello.name;
     info.pid = hello.pid;
@@ -334,6 +341,12 @@ void Server::handle_request(Session& session, const ClientMessage& message, Seq 
       }
       if (!sp->client_id && !state.in_arbiter) {
         request_error(session, seq, "\"set_priority\" on an admin connection needs \"client_id\"");
+        return;
+      }
+      // The admin role is the operator's: it may set any class; a client only what its uid may claim.
+      if (const std::string why = state.admin ? "" : priority_claim_refusal(config_.priority, state.uid, sp->priority);
+          !why.empty()) {
+        request_error(session, seq, why);
         return;
       }
       const ClientId target = sp->client_id.value_or(session.id());
@@ -456,6 +469,7 @@ void Server::reload() {
                              a.preempt_deadline_ms != b.preempt_deadline_ms ||
                              a.quantum_deadline_ms != b.quantum_deadline_ms || a.revoke_grace_ms != b.revoke_grace_ms ||
                              a.aging_ms != b.aging_ms;
+  config_.priority = next.priority;  // applies to claims from now on; granted classes stay
   config_.idle_exit_s = next.idle_exit_s;
   config_.debug = next.debug;
   config_.arbiter.quantum_ms = quantum_ms_;
