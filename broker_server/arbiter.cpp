@@ -57,9 +57,7 @@ const char* to_string(ClientState s) {
   return "unknown";
 }
 
-Arbiter::Arbiter(ArbiterConfig config) : state_(std::make_shared<State>()) {
-  state_->config = config;
-}
+Arbiter::Arbiter(ArbiterConfig config) : state_(std::make_shared<State>(config)) {}
 
 namespace {
 
@@ -122,6 +120,7 @@ Placement Arbiter::on_hello(ClientId client, const HelloInfo& info, TimeUs now) 
     c.refused_need = over_capacity(info.need_bytes, *device, capacity);
   else
     c.need_bytes = info.need_bytes;
+  c.uid = info.uid;
   c.fixed = info.fixed && info.pinned_device.has_value();
   c.last_heard_us = now;
   s.clients.emplace(client, std::move(c));
@@ -180,8 +179,10 @@ Decisions Arbiter::on_release(ClientId client, std::optional<std::uint64_t> resi
   ClientRec* c = s.find_client(client);
   if (!c) return out;
   s.touch(*c, now);
-  if (c->holds())
+  if (c->holds()) {
+    (void)s.count_overdue(*c, now);  // released, but late: still an offence
     s.end_lease(*c, now);
+  }
   else if (c->state == ClientState::waiting)
     s.dequeue(*c);
   if (resident_bytes) s.apply_residency(*c, *resident_bytes, now, out, pinned);
@@ -219,7 +220,15 @@ Decisions Arbiter::on_tick(TimeUs now) {
   State& s = *state_;
   Decisions out;
   std::vector<std::pair<ClientId, std::string>> dead;
-  for (const auto& [id, c] : s.clients) {
+  for (auto& [id, c] : s.clients) {
+    if (const std::size_t offences = s.count_overdue(c, now); offences != 0) {
+      if (offences >= s.offences.max_offences()) {
+        dead.emplace_back(id, "missed " + std::to_string(offences) + " revoke deadlines within " +
+                                  std::to_string(s.config.revoke_offence_window_ms) +
+                                  " ms (revoke_offences_max): release the lease when revoked");
+        continue;
+      }
+    }
     const std::uint64_t timeout_us = s.config.heartbeat_timeout_ms * 1000;
     if (timeout_us != 0 && now >= c.last_heard_us + timeout_us) {
       dead.emplace_back(

@@ -20,6 +20,10 @@
 //  - a client that disconnects or misses heartbeats loses its lease and its
 //    residency at once; one that ignores a revoke past deadline + grace, or
 //    an evict past quantum_deadline + grace, is disconnected;
+//  - a missed revoke deadline is an offence of the client's user: for a
+//    penalty period that user's waits go behind their class, and a repeated
+//    offender is disconnected at the deadline (policy_penalty.h);
+//  - a declared need larger than the device is refused and never stored;
 //  - a holder that asks for a larger need (growth) gets a fresh Grant with the
 //    same lease once the residents have made room.
 //
@@ -64,6 +68,12 @@ struct ArbiterConfig {
   std::uint64_t aging_ms = 5000;             ///< wait after which a waiter counts one class higher
   std::uint64_t heartbeat_timeout_ms = 5000; ///< silence after which a client is dead
   std::size_t timeline_capacity = 10000;     ///< lease slices kept for `acb trace` (oldest dropped)
+  /// Revoke offences (policy_penalty.h): after a missed revoke deadline the
+  /// offender's waits go behind its class for revoke_penalty_ms; with
+  /// revoke_offences_max offences within revoke_offence_window_ms it is disconnected.
+  std::uint64_t revoke_penalty_ms = 60000;
+  std::uint64_t revoke_offences_max = 3;
+  std::uint64_t revoke_offence_window_ms = 600000;
 };
 
 /// A request the arbiter cannot carry out (unknown device or client, bad
@@ -95,6 +105,9 @@ struct HelloInfo {
   /// Stays on pinned_device: a drain never moves it (its acquires are
   /// rejected there instead); without it a pinned client may be moved.
   bool fixed = false;
+  /// The user behind the connection (nullopt: unknown); revoke offences are
+  /// counted per uid when it is known, else per client.
+  std::optional<std::uint32_t> uid;
 };
 
 /// Result of on_hello: the device the client was placed on, or why not.

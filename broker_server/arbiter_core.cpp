@@ -50,25 +50,22 @@ std::uint64_t Arbiter::State::device_bytes(const DeviceRec& d,
   return total;
 }
 
-namespace {
-std::vector<policy::Waiter> waiters_of(const DeviceRec& d,
-                                       const std::map<ClientId, ClientRec>& clients) {
+std::vector<policy::Waiter> Arbiter::State::waiters_of(const DeviceRec& d, TimeUs now) const {
   std::vector<policy::Waiter> waiters;
   waiters.reserve(d.queue.size());
   for (ClientId id : d.queue) {
     const ClientRec& c = clients.at(id);
-    waiters.push_back({id, c.priority, c.wait_since_us, c.wait_seq});
+    waiters.push_back({id, c.priority, c.wait_since_us, c.wait_seq, offences.penalized(offender(c), now)});
   }
   return waiters;
 }
-}  // namespace
 
 std::vector<ClientId> Arbiter::State::ordered_queue(const DeviceRec& d, TimeUs now) const {
-  return policy::order_waiters(waiters_of(d, clients), now, config.aging_ms);
+  return policy::order_waiters(waiters_of(d, now), now, config.aging_ms);
 }
 
 std::optional<ClientId> Arbiter::State::queue_head(const DeviceRec& d, TimeUs now) const {
-  return policy::first_waiter(waiters_of(d, clients), now, config.aging_ms);
+  return policy::first_waiter(waiters_of(d, now), now, config.aging_ms);
 }
 
 int Arbiter::State::waiter_class(const ClientRec& c, TimeUs now) const {

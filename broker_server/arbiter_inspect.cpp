@@ -71,6 +71,10 @@ std::optional<TimeUs> Arbiter::next_wakeup(TimeUs now) const {
     if (c.evict_deadline_us != 0) consider(c.evict_deadline_us);
     if (c.revoked_with_deadline())
       consider(c.revoke_deadline_us + s.config.revoke_grace_ms * 1000);
+    // A deadline whose offence would reach revoke_offences_max disconnects there.
+    if (c.revoked_with_deadline() && c.overdue_lease != c.lease &&
+        s.offences.recent(s.offender(c), c.revoke_deadline_us) + 1 >= s.offences.max_offences())
+      consider(c.revoke_deadline_us + 1);
     if (c.state == ClientState::waiting)
       if (auto t = policy::next_aging_step(c.priority, c.wait_since_us, now, s.config.aging_ms))
         consider(*t);

@@ -22,6 +22,8 @@
 #include <vector>
 
 #include "broker_server/arbiter.h"
+#include "broker_server/policy_penalty.h"
+#include "broker_server/policy_queue.h"
 
 namespace acb::broker {
 
@@ -60,6 +62,8 @@ struct ClientRec {
   bool pinned = false;  ///< its resident bytes cannot be offloaded: never asked to evict
   TimeUs revoke_deadline_us = 0;  ///< kNoRevokeDeadline after a share revoke
   std::optional<std::uint64_t> slice;  ///< index of its open LeaseSlice
+  std::optional<std::uint32_t> uid;    ///< HelloInfo::uid: who answers for its revoke offences
+  std::uint64_t overdue_lease = 0;     ///< the lease whose missed revoke deadline was counted
   /// Why a need declared at hello was refused (larger than the device): its
   /// next acquire without a need is rejected with it. Never stored as need_bytes.
   std::string refused_need;
@@ -97,6 +101,21 @@ struct Arbiter::State {
   std::deque<LeaseSlice> slices;
   std::uint64_t first_slice = 0;  ///< global index of slices.front()
   ArbiterCounters counters;
+  policy::RevokeOffences offences;
+
+  explicit State(const ArbiterConfig& c)
+      : config(c),
+        offences(c.revoke_penalty_ms * 1000, c.revoke_offence_window_ms * 1000, c.revoke_offences_max) {}
+  policy::OffenderKey offender(const ClientRec& c) const { return policy::offender_key(c.uid, c.id); }
+  /// Counts the missed revoke deadline of `c`'s lease once, dated at the
+  /// deadline (however late it is noticed); returns the offender's offences
+  /// within the window, or 0 when there is nothing new to count. A release
+  /// at the deadline itself is in time.
+  std::size_t count_overdue(ClientRec& c, TimeUs now) {
+    if (!c.revoked_with_deadline() || now <= c.revoke_deadline_us || c.overdue_lease == c.lease) return 0;
+    c.overdue_lease = c.lease;
+    return offences.record(offender(c), c.revoke_deadline_us);
+  }
 
   ClientRec* find_client(ClientId id);
   DeviceRec& device(DeviceId id, const char* call);
@@ -106,6 +125,7 @@ struct Arbiter::State {
   std::uint64_t reserved_bytes(const ClientRec& c) const;
   std::uint64_t device_bytes(const DeviceRec& d,
                              std::optional<ClientId> except = std::nullopt) const;
+  std::vector<policy::Waiter> waiters_of(const DeviceRec& d, TimeUs now) const;
   std::vector<ClientId> ordered_queue(const DeviceRec& d, TimeUs now) const;
   /// The waiter granted next on `d`, as policy_queue.h orders them.
   std::optional<ClientId> queue_head(const DeviceRec& d, TimeUs now) const;

@@ -32,6 +32,9 @@ constexpr Flag kFlags[] = {
     {"aging-ms", "aging_ms", Flag::number},
     {"idle-exit-s", "idle_exit_s", Flag::number},
     {"busy-poll-us", "busy_poll_us", Flag::number},
+    {"revoke-penalty-ms", "revoke_penalty_ms", Flag::number},
+    {"revoke-offences-max", "revoke_offences_max", Flag::number},
+    {"revoke-offence-window-ms", "revoke_offence_window_ms", Flag::number},
     {"port-file", "port_file", Flag::text},
     {"log-level", "log_level", Flag::level},
 };
@@ -212,7 +215,8 @@ BrokerConfig config_from_json(const json& merged) {
   static const char* kKnown[] = {"host", "port", "metrics_port", "devices", "quantum_ms",
                                  "heartbeat_timeout_ms", "preempt_deadline_ms", "quantum_deadline_ms",
                                  "revoke_grace_ms", "aging_ms", "idle_exit_s", "busy_poll_us", "port_file",
-                                 "log_level", "priority_classes"};
+                                 "log_level", "priority_classes", "revoke_penalty_ms", "revoke_offences_max",
+                                 "revoke_offence_window_ms"};
   for (const auto& [key, value] : merged.items()) {
     bool known = false;
     for (const char* k : kKnown) known = known || key == k;
@@ -229,6 +233,10 @@ BrokerConfig config_from_json(const json& merged) {
   c.arbiter.quantum_deadline_ms = member_bounded(merged, kQuantumDeadlineMs, defaults.quantum_deadline_ms);
   c.arbiter.revoke_grace_ms = member_bounded(merged, kRevokeGraceMs, defaults.revoke_grace_ms);
   c.arbiter.aging_ms = member_bounded(merged, kAgingMs, defaults.aging_ms);
+  c.arbiter.revoke_penalty_ms = member_bounded(merged, kRevokePenaltyMs, defaults.revoke_penalty_ms);
+  c.arbiter.revoke_offences_max = member_bounded(merged, kRevokeOffencesMax, defaults.revoke_offences_max);
+  c.arbiter.revoke_offence_window_ms =
+      member_bounded(merged, kRevokeOffenceWindowMs, defaults.revoke_offence_window_ms);
   c.idle_exit_s = member_bounded(merged, kIdleExitS, 0);
   c.busy_poll_us = member_bounded(merged, kBusyPollUs, c.busy_poll_us);
   c.port_file = member_string(merged, "port_file", "");
@@ -289,6 +297,7 @@ const char* usage() {
          "                  [--heartbeat-timeout-ms N] [--preempt-deadline-ms N]\n"
          "                  [--quantum-deadline-ms N] [--revoke-grace-ms N] [--aging-ms N]\n"
          "                  [--idle-exit-s N] [--busy-poll-us N] [--port-file FILE] [--log-level info|debug]\n"
+         "                  [--revoke-penalty-ms N] [--revoke-offences-max N] [--revoke-offence-window-ms N]\n"
          "Capacities: 80GiB, 512MiB, 1.5GB or plain bytes. Port 0 picks a free port.\n"
          "Flags win over the --config file; SIGHUP re-reads the file. See docs/operations.md.\n";
 }

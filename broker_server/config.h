@@ -57,6 +57,9 @@ inline constexpr Bounded kRevokeGraceMs{"revoke_grace_ms", 0, 600'000};
 inline constexpr Bounded kAgingMs{"aging_ms", 0, 86'400'000};  ///< 0: no aging
 inline constexpr Bounded kIdleExitS{"idle_exit_s", 0, 31'536'000};  ///< 0: never
 inline constexpr Bounded kBusyPollUs{"busy_poll_us", 0, 1'000'000};
+inline constexpr Bounded kRevokePenaltyMs{"revoke_penalty_ms", 0, 86'400'000};  ///< 0: no penalty
+inline constexpr Bounded kRevokeOffencesMax{"revoke_offences_max", 1, 1000};
+inline constexpr Bounded kRevokeOffenceWindowMs{"revoke_offence_window_ms", 0, 86'400'000};  ///< 0: never disconnected for it
 
 /// "is 0, outside its bounds [1, 3600000]" (the caller names the key); empty when within them.
 std::string out_of_bounds(const Bounded& bounds, std::uint64_t value);

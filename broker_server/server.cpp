@@ -257,6 +257,7 @@ void Server::handle_hello(Session& session, const HelloMessage& hello, TimeUs no
     info.need_bytes = hello.need_bytes;
     info.pinned_device = hello.device;
     info.fixed = hello.fixed;
+    info.uid = state.uid;
     Placement placement;
     try {
       placement = arbiter_.on_hello(session.id(), info, now);
@@ -468,7 +469,9 @@ void Server::reload() {
                              a.heartbeat_timeout_ms != b.heartbeat_timeout_ms ||
                              a.preempt_deadline_ms != b.preempt_deadline_ms ||
                              a.quantum_deadline_ms != b.quantum_deadline_ms || a.revoke_grace_ms != b.revoke_grace_ms ||
-                             a.aging_ms != b.aging_ms;
+                             a.aging_ms != b.aging_ms || a.revoke_penalty_ms != b.revoke_penalty_ms ||
+                             a.revoke_offences_max != b.revoke_offences_max ||
+                             a.revoke_offence_window_ms != b.revoke_offence_window_ms;
   config_.priority = next.priority;  // applies to claims from now on; granted classes stay
   config_.idle_exit_s = next.idle_exit_s;
   config_.debug = next.debug;

@@ -124,7 +124,8 @@ TEST_CASE("without devices, one device \"0\" sized by ACB_EMULATED_DEVICE") {
 
 TEST_CASE("durations are bounded: out of range names the key, its bounds and the value") {
   for (const Bounded& b : {kQuantumMs, kHeartbeatTimeoutMs, kPreemptDeadlineMs, kQuantumDeadlineMs, kRevokeGraceMs,
-                           kAgingMs, kIdleExitS, kBusyPollUs}) {
+                           kAgingMs, kIdleExitS, kBusyPollUs, kRevokePenaltyMs, kRevokeOffencesMax,
+                           kRevokeOffenceWindowMs}) {
     INFO(b.key);
     CHECK_NOTHROW(config_from_json({{b.key, b.max}}));
     CHECK_NOTHROW(config_from_json({{b.key, b.min}}));
