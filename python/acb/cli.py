@@ -128,11 +128,13 @@ def _status_without_self(status: dict, own_id: int) -> dict:
     clients = status.get("clients", [])
     own = [c for c in clients if c.get("client_id") == own_id]
     out = {**status, "clients": [c for c in clients if c.get("client_id") != own_id]}
-    if own and "clients_total" in status:
-        out["clients_total"] = status["clients_total"] - 1
+    if "clients_total" in status:
+        # Counted even when it is not on the listed page; a fresh connection is idle.
+        state = own[0].get("state") if own else "idle"
+        out["clients_total"] = max(0, status["clients_total"] - 1)
         by_state = dict(status.get("clients_by_state", {}))
-        if by_state.get(own[0].get("state"), 0) > 0:
-            by_state[own[0]["state"]] -= 1
+        if by_state.get(state, 0) > 0:
+            by_state[state] -= 1
         out["clients_by_state"] = by_state
     return out
 

@@ -88,6 +88,16 @@ def test_render_status_says_how_many_clients_the_broker_left_out():
     assert "next_after" in lines[-1]
 
 
+def test_the_commands_own_connection_is_not_counted_even_off_the_page():
+    from acb.cli import _status_without_self
+    status = {"clients": [{"client_id": 1, "state": "holding"}], "clients_total": 300,
+              "clients_by_state": {"holding": 1, "idle": 299}}
+    assert _status_without_self(status, 1)["clients_total"] == 299
+    off_page = _status_without_self(status, 300)
+    assert off_page["clients_total"] == 299 and off_page["clients_by_state"] == {"holding": 1, "idle": 298}
+    assert len(off_page["clients"]) == 1
+
+
 def test_options_environment_overrides_and_type_errors(monkeypatch):
     monkeypatch.delenv("ACB_EMBEDDED_IDLE_EXIT_S", raising=False)
     assert options.get("embedded_idle_exit_s") == 30
