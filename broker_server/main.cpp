@@ -7,8 +7,6 @@
 
 #include <cstdio>
 #include <cstdlib>
-#include <filesystem>
-#include <fstream>
 #include <iostream>
 
 #include <boost/asio/io_context.hpp>
@@ -19,6 +17,7 @@
 #include "broker_server/device_probe.h"
 #include "broker_server/event_loop.h"
 #include "broker_server/server.h"
+#include "common/private_files.h"
 #include "common/token.h"
 
 namespace {
@@ -35,18 +34,15 @@ void raise_fd_limit() {
   }
 }
 
-// Written to a temporary file and renamed, so a reader never sees half of it.
+// Written to a new file with an unpredictable name and renamed into place
+// (private_files.h), so a reader never sees half of it and nothing planted at
+// a predictable name redirects the write. Not secret: readable by all.
 void write_port_file(const std::string& path, const BrokerConfig& config, std::uint16_t port,
                      std::uint16_t metrics_port) {
   const nlohmann::json info = {
       {"host", config.host}, {"port", port}, {"metrics_port", metrics_port}, {"pid", static_cast<int>(getpid())}};
-  const std::string tmp = path + ".tmp" + std::to_string(getpid());
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    out << info.dump() << '\n';
-    if (!out) throw std::runtime_error("cannot write the port file " + tmp);
-  }
-  std::filesystem::rename(tmp, path);
+  acb::files::publish_file(path, info.dump() + "\n", acb::files::Access::world_read, acb::files::Publish::replace,
+                           {"port file", "choose another --port-file"});
 }
 
 void wait_for_signal(boost::asio::signal_set& signals, acb::broker::Server& server) {

@@ -1,15 +1,12 @@
 #include "token.h"
 
-#include <fcntl.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
-#include <cerrno>
 #include <cstdlib>
-#include <cstring>
-#include <fstream>
+#include <optional>
 #include <random>
-#include <sstream>
+
+#include "private_files.h"
 
 namespace acb::auth {
 namespace {
@@ -38,17 +35,33 @@ std::string random_hex(std::size_t bytes) {
   return out;
 }
 
-void ensure_private_dir(const std::string& dir) {
-  if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
-    throw TokenError("cannot create token directory " + dir + ": " + std::strerror(errno));
+// The fixes named in errors: the directory is the user's to remove or replace,
+// a bad file is remade by the broker's next start.
+constexpr files::Purpose kDirPurpose{"token directory",
+                                     "remove it, or set ACB_TOKEN_DIR to a private directory (mode 0700, yours)"};
+constexpr files::Purpose kFilePurpose{"token file",
+                                      "remove it (the broker makes a new one at its next start), or set ACB_TOKEN / "
+                                      "ACB_ADMIN_TOKEN"};
+
+std::string missing_token(TokenKind kind, const std::string& path) {
+  return "cannot read the acb " + std::string(kind == TokenKind::admin ? "admin " : "") + "token from " + path +
+         " (set " + env_name(kind) + " or start the broker once to create it)";
+}
+
+// The token in its file, checked to be private; std::nullopt when there is none.
+std::optional<std::string> token_from_file(TokenKind kind) {
+  const std::string path = token_path(kind);
+  std::optional<std::string> content;
+  try {
+    if (!files::check_private_dir(token_dir(), kDirPurpose)) return std::nullopt;
+    content = files::read_private_file(path, files::Access::owner_only, kFilePurpose);
+  } catch (const files::PrivateFileError& e) {
+    throw TokenError(e.what());
   }
-  struct stat st {};
-  if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
-    throw TokenError("token directory " + dir + " is not a directory");
-  }
-  if (st.st_uid != ::getuid()) {
-    throw TokenError("token directory " + dir + " belongs to another user");
-  }
+  if (!content) return std::nullopt;
+  auto token = trim(*content);
+  if (token.empty()) throw TokenError("token file " + path + " is empty: " + std::string(kFilePurpose.fix));
+  return token;
 }
 
 }  // namespace
@@ -67,46 +80,28 @@ std::string token_path(TokenKind kind) {
 
 std::string read_token(TokenKind kind) {
   if (auto env = from_env(kind); !env.empty()) return env;
-  const std::string path = token_path(kind);
-  std::ifstream in(path);
-  if (!in) {
-    throw TokenError("cannot read the acb " + std::string(kind == TokenKind::admin ? "admin " : "") +
-                     "token from " + path + " (set " + env_name(kind) +
-                     " or start the broker once to create it)");
-  }
-  std::stringstream ss;
-  ss << in.rdbuf();
-  auto token = trim(ss.str());
-  if (token.empty()) throw TokenError("token file " + path + " is empty");
-  return token;
+  if (auto token = token_from_file(kind)) return *token;
+  throw TokenError(missing_token(kind, token_path(kind)));
 }
 
 std::string load_or_create_token(TokenKind kind) {
   if (auto env = from_env(kind); !env.empty()) return env;
-  ensure_private_dir(token_dir());
-  const std::string path = token_path(kind);
-  // Write a private temporary file, then link() it into place: link fails with
-  // EEXIST when another broker won the race, and a reader never sees a
-  // half-written token.
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-  if (fd < 0) throw TokenError("cannot create token file " + tmp + ": " + std::strerror(errno));
+  try {
+    files::ensure_private_dir(token_dir(), kDirPurpose);
+  } catch (const files::PrivateFileError& e) {
+    throw TokenError(e.what());
+  }
+  if (auto token = token_from_file(kind)) return *token;
+  // Linked into place: when another broker won the race, its token is the one.
   const std::string token = random_hex(32);
-  const std::string line = token + "\n";
-  const bool written = ::write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size());
-  ::close(fd);
-  if (!written) {
-    ::unlink(tmp.c_str());
-    throw TokenError("cannot write token file " + tmp + ": " + std::strerror(errno));
+  bool created = false;
+  try {
+    created = files::publish_file(token_path(kind), token + "\n", files::Access::owner_only,
+                                  files::Publish::keep_existing, kFilePurpose);
+  } catch (const files::PrivateFileError& e) {
+    throw TokenError(e.what());
   }
-  const int linked = ::link(tmp.c_str(), path.c_str());
-  const int link_errno = errno;
-  ::unlink(tmp.c_str());
-  if (linked == 0) return token;
-  if (link_errno != EEXIST) {
-    throw TokenError("cannot create token file " + path + ": " + std::strerror(link_errno));
-  }
-  return read_token(kind);
+  return created ? token : read_token(kind);
 }
 
 bool tokens_equal(std::string_view a, std::string_view b) {

@@ -10,6 +10,10 @@ answering. The embedded broker is detached (its own session, output to
 <token_dir>/broker.log) and exits by itself after ACB_EMBEDDED_IDLE_EXIT_S
 seconds without clients, so nothing is left behind for long.
 
+The directory may be a predictable path in /tmp, so it, the lock, the log and
+the port file go through acb._private_files: a directory or file another user
+planted, or a symlink, is a BrokerError naming the path, never used.
+
 Nothing here runs at import time.
 """
 
@@ -25,11 +29,16 @@ import time
 from pathlib import Path
 from typing import List, Optional, Tuple
 
-from . import options
-from ._wire import BrokerError, token_dir
+from . import _private_files, options
+from ._private_files import WORLD_READ, PrivateFileError
+from ._wire import TOKEN_DIR_FIX, BrokerError, token_dir
 
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 _PROBE_TIMEOUT_S = 0.5
+_LOG_TAIL_BYTES = 4096
+# A bad lock, log or port file can only be one we left or one planted before the
+# directory was private; either way it is safe to remove.
+_FILE_FIX = "remove it, or set ACB_TOKEN_DIR to a private directory"
 
 
 def parse_address(text: str) -> Tuple[str, int]:
@@ -74,12 +83,43 @@ def broker_binary() -> str:
 
 
 def _private_dir() -> Path:
-    path = Path(token_dir())
+    path = token_dir()
     try:
-        path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    except OSError as e:
-        raise BrokerError(f"cannot create the acb directory {path}: {e.strerror}") from e
-    return path
+        _private_files.ensure_private_dir(path, "token directory", TOKEN_DIR_FIX)
+    except PrivateFileError as e:
+        raise BrokerError(str(e)) from e
+    return Path(path)
+
+
+def _open_private(path: Path, flags: int, what: str) -> int:
+    """A descriptor on one of the embedded broker's files in the private directory, checked
+    to be ours (not a symlink, nobody else may write it)."""
+    try:
+        return _private_files.open_private(str(path), flags, what, _FILE_FIX, WORLD_READ)
+    except PrivateFileError as e:
+        raise BrokerError(str(e)) from e
+
+
+def _read_port_file(port_file: Path) -> Optional[dict]:
+    """The broker's port file, or None while it is not there (it is renamed into place whole)."""
+    try:
+        text = _private_files.read_private_file(str(port_file), "port file", _FILE_FIX, WORLD_READ)
+    except PrivateFileError as e:
+        raise BrokerError(str(e)) from e
+    try:
+        return json.loads(text) if text is not None else None
+    except ValueError:
+        return None
+
+
+def _log_tail(log: Path) -> List[str]:
+    try:
+        fd = _open_private(log, os.O_RDONLY, "broker log")
+    except (BrokerError, FileNotFoundError):
+        return []
+    with os.fdopen(fd, "rb") as f:
+        f.seek(max(0, os.fstat(f.fileno()).st_size - _LOG_TAIL_BYTES))
+        return f.read().decode(errors="replace").strip().splitlines()[-5:]
 
 
 def broker_command(binary: str, host: str, port: int, port_file: Path) -> List[str]:
@@ -94,33 +134,32 @@ def broker_command(binary: str, host: str, port: int, port_file: Path) -> List[s
 def _wait_started(proc: subprocess.Popen, host: str, port: int, port_file: Path, log: Path, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if port_file.exists():
-            try:
-                info = json.loads(port_file.read_text())
-                if info.get("pid") == proc.pid and answers(host, port):
-                    return
-            except (OSError, ValueError):
-                pass  # being renamed into place
+        try:
+            info = _read_port_file(port_file)
+        except BrokerError:
+            proc.kill()  # its port file is not to be trusted, so neither is what listens
+            raise
+        if info is not None and info.get("pid") == proc.pid and answers(host, port):
+            return
         rc = proc.poll()
         if rc is not None:
-            tail = log.read_text(errors="replace").strip().splitlines()[-5:] if log.exists() else []
             raise BrokerError(f"the embedded acb broker exited with status {rc} at start; "
-                              f"{log} ends with: " + " | ".join(tail))
+                              f"{log} ends with: " + " | ".join(_log_tail(log)))
         time.sleep(0.05)  # the broker is another process; its port file is the condition we poll
     proc.kill()
     raise BrokerError(f"the embedded acb broker did not listen on {host}:{port} within {timeout_s:g} s (log: {log})")
 
 
-def _lock(path: Path, timeout_s: float):
-    f = open(path, "a+")
+def _lock(path: Path, timeout_s: float) -> int:
+    fd = _open_private(path, os.O_RDWR | os.O_CREAT, "lock file")
     deadline = time.monotonic() + timeout_s
     while True:
         try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return f
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
         except OSError as e:
             if e.errno not in (errno.EAGAIN, errno.EACCES) or time.monotonic() >= deadline:
-                f.close()
+                os.close(fd)
                 raise BrokerError(f"could not lock {path} within {timeout_s:g} s "
                                   "(another process is starting the embedded broker)") from e
             time.sleep(0.02)
@@ -150,7 +189,7 @@ def ensure_broker(address: Optional[str] = None) -> Tuple[str, int]:
             port_file.unlink()
         except FileNotFoundError:
             pass
-        with open(log, "ab") as out:
+        with os.fdopen(_open_private(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, "broker log"), "ab") as out:
             proc = subprocess.Popen(broker_command(broker_binary(), host, port, port_file),
                                     stdin=subprocess.DEVNULL, stdout=out, stderr=out,
                                     start_new_session=True, close_fds=True)
@@ -159,7 +198,7 @@ def ensure_broker(address: Optional[str] = None) -> Tuple[str, int]:
         return host, port
     finally:
         fcntl.flock(lock, fcntl.LOCK_UN)
-        lock.close()
+        os.close(lock)
 
 
 # Popen objects of brokers this process started: kept so that Python reaps

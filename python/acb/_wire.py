@@ -13,6 +13,8 @@ import socket
 import struct
 from typing import Any, Optional
 
+from . import _private_files
+
 MAX_FRAME_BYTES = 1 << 20
 PROTOCOL_VERSION = 1
 
@@ -21,8 +23,14 @@ class BrokerError(RuntimeError):
     """The broker refused a request, closed the connection, or could not be reached."""
 
 
+# What to do about a token directory or token file that is not private; the same
+# words as csrc/common/token.cpp.
+TOKEN_DIR_FIX = "remove it, or set ACB_TOKEN_DIR to a private directory (mode 0700, yours)"
+TOKEN_FILE_FIX = "remove it (the broker makes a new one at its next start), or set ACB_TOKEN / ACB_ADMIN_TOKEN"
+
+
 def token_dir() -> str:
-    """Where the token files live (the same rule as csrc/common/token.h)."""
+    """Where the token files live (the same rule as csrc/common/token.h, nowhere else)."""
     if os.environ.get("ACB_TOKEN_DIR"):
         return os.environ["ACB_TOKEN_DIR"]
     if os.environ.get("XDG_RUNTIME_DIR"):
@@ -31,19 +39,26 @@ def token_dir() -> str:
 
 
 def read_token(admin: bool = False) -> str:
-    """The client (or admin) token: ACB_TOKEN / ACB_ADMIN_TOKEN, else its file."""
-    env = os.environ.get("ACB_ADMIN_TOKEN" if admin else "ACB_TOKEN")
+    """The client (or admin) token: ACB_TOKEN / ACB_ADMIN_TOKEN, else its file, checked to be
+    private (acb._private_files): a planted or readable-by-others file is a BrokerError."""
+    env_name = "ACB_ADMIN_TOKEN" if admin else "ACB_TOKEN"
+    env = os.environ.get(env_name)
     if env:
         return env
-    path = os.path.join(token_dir(), "admin-token" if admin else "token")
+    directory = token_dir()
+    path = os.path.join(directory, "admin-token" if admin else "token")
     try:
-        with open(path, encoding="ascii") as f:
-            token = f.read().strip()
-    except OSError as e:
-        raise BrokerError(f"cannot read the acb token from {path}: {e.strerror} "
-                          f"(start a broker once, or set {'ACB_ADMIN_TOKEN' if admin else 'ACB_TOKEN'})") from e
+        text = None
+        if _private_files.check_private_dir(directory, "token directory", TOKEN_DIR_FIX):
+            text = _private_files.read_private_file(path, "token file", TOKEN_FILE_FIX)
+    except _private_files.PrivateFileError as e:
+        raise BrokerError(str(e)) from e
+    if text is None:
+        raise BrokerError(f"cannot read the acb token from {path}: No such file or directory "
+                          f"(start a broker once, or set {env_name})")
+    token = text.strip()
     if not token:
-        raise BrokerError(f"token file {path} is empty")
+        raise BrokerError(f"token file {path} is empty: {TOKEN_FILE_FIX}")
     return token
 
 
