@@ -221,8 +221,8 @@ Decisions Arbiter::on_tick(TimeUs now) {
   Decisions out;
   std::vector<std::pair<ClientId, std::string>> dead;
   for (auto& [id, c] : s.clients) {
-    if (const std::size_t offences = s.count_overdue(c, now); offences != 0) {
-      if (offences >= s.offences.max_offences()) {
+    if (s.deciding_offence(c)) {
+      if (const std::size_t offences = s.count_overdue(c, now); offences >= s.offences.max_offences()) {
         dead.emplace_back(id, "missed " + std::to_string(offences) + " revoke deadlines within " +
                                   std::to_string(s.config.revoke_offence_window_ms) +
                                   " ms (revoke_offences_max): release the lease when revoked");

@@ -72,14 +72,24 @@ std::optional<TimeUs> Arbiter::next_wakeup(TimeUs now) const {
     if (c.revoked_with_deadline())
       consider(c.revoke_deadline_us + s.config.revoke_grace_ms * 1000);
     // A deadline whose offence would reach revoke_offences_max disconnects there.
-    if (c.revoked_with_deadline() && c.overdue_lease != c.lease &&
-        s.offences.recent(s.offender(c), c.revoke_deadline_us) + 1 >= s.offences.max_offences())
-      consider(c.revoke_deadline_us + 1);
+    if (s.deciding_offence(c)) consider(c.revoke_deadline_us + 1);
     if (c.state == ClientState::waiting)
       if (auto t = policy::next_aging_step(c.priority, c.wait_since_us, now, s.config.aging_ms))
         consider(*t);
+    // A waiter's penalty ending changes the queue's order (and may end a
+    // hold); one that ended since the last scheduling is due now.
+    if (c.state == ClientState::waiting)
+      if (auto end = s.offences.last_penalty_end(s.offender(c)); end && *end > s.last_schedule_us) consider(*end);
   }
   for (const auto& [id, d] : s.devices) {
+    // A penalised head held off a free device (penalty_hold_until) until a
+    // quantum after it fell free: due then, or now if that passed since the
+    // last scheduling.
+    if (!d.holder && !d.queue.empty() && !d.draining) {
+      const TimeUs until = d.free_since_us + s.config.quantum_ms * 1000;
+      if (until > s.last_schedule_us && s.penalized(s.clients.at(*s.queue_head(d, now)), s.last_schedule_us))
+        consider(until);
+    }
     if (!d.holder || d.queue.empty()) continue;
     const ClientRec& h = s.clients.at(*d.holder);
     if (h.state == ClientState::holding) {

@@ -27,9 +27,16 @@ std::size_t RevokeOffences::recent(OffenderKey offender, TimeUs at) const {
   }));
 }
 
-bool RevokeOffences::penalized(OffenderKey offender, TimeUs now) const {
+std::optional<TimeUs> RevokeOffences::penalty_end(OffenderKey offender, TimeUs now) const {
+  const auto end = last_penalty_end(offender);
+  if (!end || now >= *end) return std::nullopt;
+  return end;
+}
+
+std::optional<TimeUs> RevokeOffences::last_penalty_end(OffenderKey offender) const {
   auto it = times_.find(offender);
-  return it != times_.end() && now - std::min(now, it->second.back()) < penalty_us_;
+  if (it == times_.end()) return std::nullopt;
+  return it->second.back() + penalty_us_;
 }
 
 void RevokeOffences::forget_stale(TimeUs now) {

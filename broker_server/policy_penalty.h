@@ -5,7 +5,8 @@
 // the user (uid) when the broker knows it, so that a job cannot shed its
 // record by reconnecting or by running as many processes; else the client
 // alone. For `penalty_us` after an offence, the offender's waits go behind
-// every waiter of their class (policy_queue.h), and an offender with
+// every waiter of their class (policy_queue.h) and a free device goes to it
+// only after a quantum nobody else wanted it (the arbiter), and an offender with
 // `max_offences` offences within `window_us` is disconnected
 // (docs/scheduling.md, "Revoke offences").
 //
@@ -40,7 +41,11 @@ class RevokeOffences {
   /// The offender's offences within the window before `at`.
   std::size_t recent(OffenderKey offender, TimeUs at) const;
   /// True within penalty_us of the offender's last offence.
-  bool penalized(OffenderKey offender, TimeUs now) const;
+  bool penalized(OffenderKey offender, TimeUs now) const { return penalty_end(offender, now).has_value(); }
+  /// When the offender's penalty ends; nullopt when it is not penalised at `now`.
+  std::optional<TimeUs> penalty_end(OffenderKey offender, TimeUs now) const;
+  /// When the offender's latest penalty ends or ended; nullopt when it has none on record.
+  std::optional<TimeUs> last_penalty_end(OffenderKey offender) const;
   std::size_t max_offences() const { return max_offences_; }
   std::size_t offenders() const { return times_.size(); }
 
