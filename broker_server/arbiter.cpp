@@ -57,9 +57,7 @@ const char* to_string(ClientState s) {
   return "unknown";
 }
 
-Arbiter::Arbiter(ArbiterConfig config) : state_(std::make_shared<State>()) {
-  state_->config = config;
-}
+Arbiter::Arbiter(ArbiterConfig config) : state_(std::make_shared<State>(config)) {}
 
 namespace {
 
@@ -111,11 +109,18 @@ Placement Arbiter::on_hello(ClientId client, const HelloInfo& info, TimeUs now) 
   }
   ClientRec c;
   c.id = client;
-  c.name = info.name;
+  c.name = SharedName(info.name);
   c.pid = info.pid;
   c.priority = info.priority;
   c.device = *device;
-  c.need_bytes = info.need_bytes;
+  // A need no device here can hold is refused, not stored: stored, it would
+  // weigh on every later placement (policy_placement.h) for nothing.
+  const std::uint64_t capacity = s.devices.at(*device).capacity_bytes;
+  if (info.need_bytes > capacity)
+    c.refused_need = over_capacity(info.need_bytes, *device, capacity);
+  else
+    c.need_bytes = info.need_bytes;
+  c.uid = info.uid;
   c.fixed = info.fixed && info.pinned_device.has_value();
   c.last_heard_us = now;
   s.clients.emplace(client, std::move(c));
@@ -146,6 +151,12 @@ Decisions Arbiter::on_acquire(ClientId client, std::optional<std::uint64_t> need
     s.schedule_all(now, out);
     return out;
   }
+  if (!need_bytes && !c->refused_need.empty()) {
+    s.reject(*c, c->refused_need, out);  // the need of its hello, which was never stored
+    return out;
+  }
+  c->refused_need.clear();
+  const std::uint64_t stored_need = c->need_bytes;
   const std::uint64_t need = need_bytes.value_or(c->need_bytes);
   c->need_bytes = need;
   if (c->state == ClientState::idle) s.enqueue(*c, now);
@@ -154,6 +165,7 @@ Decisions Arbiter::on_acquire(ClientId client, std::optional<std::uint64_t> need
   std::string why = refusal(*c, s.devices.at(c->device), need);
   if (!why.empty()) {
     s.dequeue(*c);
+    c->need_bytes = stored_need;  // a refused need is not kept to weigh on placement
     s.reject(*c, std::move(why), out);
   }
   s.schedule_all(now, out);
@@ -167,8 +179,10 @@ Decisions Arbiter::on_release(ClientId client, std::optional<std::uint64_t> resi
   ClientRec* c = s.find_client(client);
   if (!c) return out;
   s.touch(*c, now);
-  if (c->holds())
+  if (c->holds()) {
+    (void)s.count_overdue(*c, now);  // released, but late: still an offence
     s.end_lease(*c, now);
+  }
   else if (c->state == ClientState::waiting)
     s.dequeue(*c);
   if (resident_bytes) s.apply_residency(*c, *resident_bytes, now, out, pinned);
@@ -206,7 +220,15 @@ Decisions Arbiter::on_tick(TimeUs now) {
   State& s = *state_;
   Decisions out;
   std::vector<std::pair<ClientId, std::string>> dead;
-  for (const auto& [id, c] : s.clients) {
+  for (auto& [id, c] : s.clients) {
+    if (s.deciding_offence(c)) {
+      if (const std::size_t offences = s.count_overdue(c, now); offences >= s.offences.max_offences()) {
+        dead.emplace_back(id, "missed " + std::to_string(offences) + " revoke deadlines within " +
+                                  std::to_string(s.config.revoke_offence_window_ms) +
+                                  " ms (revoke_offences_max): release the lease when revoked");
+        continue;
+      }
+    }
     const std::uint64_t timeout_us = s.config.heartbeat_timeout_ms * 1000;
     if (timeout_us != 0 && now >= c.last_heard_us + timeout_us) {
       dead.emplace_back(

@@ -20,6 +20,10 @@
 //  - a client that disconnects or misses heartbeats loses its lease and its
 //    residency at once; one that ignores a revoke past deadline + grace, or
 //    an evict past quantum_deadline + grace, is disconnected;
+//  - a missed revoke deadline is an offence of the client's user: for a
+//    penalty period that user's waits go behind their class, and a repeated
+//    offender is disconnected at the deadline (policy_penalty.h);
+//  - a declared need larger than the device is refused and never stored;
 //  - a holder that asks for a larger need (growth) gets a fresh Grant with the
 //    same lease once the residents have made room.
 //
@@ -34,6 +38,8 @@
 #include <string>
 #include <variant>
 #include <vector>
+
+#include "broker_server/shared_name.h"
 
 namespace acb::broker {
 
@@ -62,6 +68,12 @@ struct ArbiterConfig {
   std::uint64_t aging_ms = 5000;             ///< wait after which a waiter counts one class higher
   std::uint64_t heartbeat_timeout_ms = 5000; ///< silence after which a client is dead
   std::size_t timeline_capacity = 10000;     ///< lease slices kept for `acb trace` (oldest dropped)
+  /// Revoke offences (policy_penalty.h): after a missed revoke deadline the
+  /// offender's waits go behind its class for revoke_penalty_ms; with
+  /// revoke_offences_max offences within revoke_offence_window_ms it is disconnected.
+  std::uint64_t revoke_penalty_ms = 60000;
+  std::uint64_t revoke_offences_max = 3;
+  std::uint64_t revoke_offence_window_ms = 600000;
 };
 
 /// A request the arbiter cannot carry out (unknown device or client, bad
@@ -93,6 +105,9 @@ struct HelloInfo {
   /// Stays on pinned_device: a drain never moves it (its acquires are
   /// rejected there instead); without it a pinned client may be moved.
   bool fixed = false;
+  /// The user behind the connection (nullopt: unknown); revoke offences are
+  /// counted per uid when it is known, else per client.
+  std::optional<std::uint32_t> uid;
 };
 
 /// Result of on_hello: the device the client was placed on, or why not.
@@ -105,7 +120,7 @@ enum class ClientState { idle, waiting, holding, revoked };
 const char* to_string(ClientState s);
 
 struct ClientSnapshot {
-  ClientId client_id; std::string name; int pid; Priority priority; DeviceId device;
+  ClientId client_id; SharedName name; int pid; Priority priority; DeviceId device;
   ClientState state; std::uint64_t resident_bytes; std::uint64_t need_bytes;
   std::uint64_t quota_bytes; std::uint64_t grants; std::uint64_t waited_us_total;
   std::uint64_t preemptions;
@@ -114,10 +129,19 @@ struct DeviceSnapshot {
   DeviceId device; std::string name; std::uint64_t capacity_bytes; std::uint64_t resident_bytes;
   std::optional<ClientId> holder; std::vector<ClientId> queue; bool draining;
 };
-struct Snapshot { std::vector<DeviceSnapshot> devices; std::vector<ClientSnapshot> clients; };
+/// `clients` is every client, or one page of them in id order (snapshot with
+/// a limit); the totals always count every client.
+struct Snapshot {
+  std::vector<DeviceSnapshot> devices;
+  std::vector<ClientSnapshot> clients;
+  std::size_t clients_total = 0;
+  std::size_t clients_by_state[4] = {};  ///< indexed by ClientState
+  std::optional<ClientId> next_after;     ///< the page's last id, when more clients follow
+};
 
-/// One lease in the timeline; end_us is nullopt while held.
-struct LeaseSlice { DeviceId device; ClientId client; std::string name; TimeUs start_us; std::optional<TimeUs> end_us; };
+/// One lease in the timeline; end_us is nullopt while held. `name` is the
+/// client's own stored name (shared, never a copy per lease).
+struct LeaseSlice { DeviceId device; ClientId client; SharedName name; TimeUs start_us; std::optional<TimeUs> end_us; };
 
 /// Counters the metrics endpoint exports.
 struct ArbiterCounters {
@@ -166,6 +190,10 @@ class Arbiter {
   std::optional<DeviceId> device_of(ClientId client) const;
   std::uint64_t capacity_of(DeviceId device) const;
   Snapshot snapshot(TimeUs now) const;
+  /// At most `max_clients` clients, those with an id above `after` (nullopt:
+  /// from the first); its cost is that of the page plus a count of every
+  /// client, not a copy of every name.
+  Snapshot snapshot(TimeUs now, std::optional<ClientId> after, std::size_t max_clients) const;
   /// The last `max_slices` leases (bounded history), oldest first.
   std::vector<LeaseSlice> timeline(std::size_t max_slices = 10000) const;
   const ArbiterCounters& counters() const;

@@ -50,25 +50,22 @@ std::uint64_t Arbiter::State::device_bytes(const DeviceRec& d,
   return total;
 }
 
-namespace {
-std::vector<policy::Waiter> waiters_of(const DeviceRec& d,
-                                       const std::map<ClientId, ClientRec>& clients) {
+std::vector<policy::Waiter> Arbiter::State::waiters_of(const DeviceRec& d, TimeUs now) const {
   std::vector<policy::Waiter> waiters;
   waiters.reserve(d.queue.size());
   for (ClientId id : d.queue) {
     const ClientRec& c = clients.at(id);
-    waiters.push_back({id, c.priority, c.wait_since_us, c.wait_seq});
+    waiters.push_back({id, c.priority, c.wait_since_us, c.wait_seq, penalized(c, now)});
   }
   return waiters;
 }
-}  // namespace
 
 std::vector<ClientId> Arbiter::State::ordered_queue(const DeviceRec& d, TimeUs now) const {
-  return policy::order_waiters(waiters_of(d, clients), now, config.aging_ms);
+  return policy::order_waiters(waiters_of(d, now), now, config.aging_ms);
 }
 
 std::optional<ClientId> Arbiter::State::queue_head(const DeviceRec& d, TimeUs now) const {
-  return policy::first_waiter(waiters_of(d, clients), now, config.aging_ms);
+  return policy::first_waiter(waiters_of(d, now), now, config.aging_ms);
 }
 
 int Arbiter::State::waiter_class(const ClientRec& c, TimeUs now) const {
@@ -137,7 +134,10 @@ void Arbiter::State::reject(ClientRec& c, std::string reason, Decisions& out) {
 
 void Arbiter::State::end_lease(ClientRec& c, TimeUs now) {
   DeviceRec& d = devices.at(c.device);
-  if (d.holder == c.id) d.holder.reset();
+  if (d.holder == c.id) {
+    d.holder.reset();
+    d.free_since_us = now;
+  }
   close_slice(c, now);
   c.state = ClientState::idle;
   c.growth_need_bytes.reset();
@@ -241,6 +241,11 @@ void Arbiter::State::schedule(DeviceRec& d, TimeUs now, Decisions& out) {
   }
   if (d.draining || d.queue.empty()) return;
   ClientRec& head = clients.at(*queue_head(d, now));
+  // A revoke offender goes behind every waiter of its class, and also behind
+  // those that come back within a quantum of the device falling free: else
+  // it takes the idle device between a punctual client's leases and holds it
+  // until its deadline again (docs/scheduling.md, "Revoke offences").
+  if (penalty_hold_until(d, head, now)) return;
   if (!make_room(d, head, head.need_bytes, now, out)) return;
   const int cls = waiter_class(head, now);
   dequeue(head);
@@ -261,6 +266,7 @@ void Arbiter::State::schedule(DeviceRec& d, TimeUs now, Decisions& out) {
 }
 
 void Arbiter::State::schedule_all(TimeUs now, Decisions& out) {
+  last_schedule_us = std::max(last_schedule_us, now);
   for (auto& [id, d] : devices) schedule(d, now, out);
   reap_devices();
 }
@@ -313,6 +319,7 @@ void Arbiter::State::leave_draining(ClientRec& c, TimeUs now, Decisions& out) {
 
 void Arbiter::State::forget_client(ClientId id, TimeUs now) {
   ClientRec& c = clients.at(id);
+  (void)count_overdue(c, now);  // leaving past its revoke deadline (disconnected, or closed): an offence
   if (c.holds()) end_lease(c, now);
   if (c.state == ClientState::waiting) dequeue(c);
   devices.at(c.device).members.erase(id);

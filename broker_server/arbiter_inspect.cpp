@@ -29,15 +29,29 @@ const ArbiterCounters& Arbiter::counters() const { return state_->counters; }
 const ArbiterConfig& Arbiter::config() const { return state_->config; }
 
 Snapshot Arbiter::snapshot(TimeUs now) const {
+  return snapshot(now, std::nullopt, state_->clients.size());
+}
+
+Snapshot Arbiter::snapshot(TimeUs now, std::optional<ClientId> after,
+                           std::size_t max_clients) const {
   const State& s = *state_;
   Snapshot snap;
   for (const auto& [id, d] : s.devices)
     snap.devices.push_back({id, d.name, d.capacity_bytes, s.device_bytes(d), d.holder,
                             s.ordered_queue(d, now), d.draining});
-  for (const auto& [id, c] : s.clients)
-    snap.clients.push_back({id, c.name, c.pid, c.priority, c.device, c.state, c.resident_bytes,
-                            c.need_bytes, c.quota_bytes, c.grants, c.waited_us_total,
-                            c.preemptions});
+  snap.clients_total = s.clients.size();
+  for (const auto& [id, c] : s.clients) ++snap.clients_by_state[static_cast<int>(c.state)];
+  for (auto it = after ? s.clients.upper_bound(*after) : s.clients.begin(); it != s.clients.end();
+       ++it) {
+    if (snap.clients.size() == max_clients) {
+      if (!snap.clients.empty()) snap.next_after = snap.clients.back().client_id;
+      break;
+    }
+    const ClientRec& c = it->second;
+    snap.clients.push_back({it->first, c.name, c.pid, c.priority, c.device, c.state,
+                            c.resident_bytes, c.need_bytes, c.quota_bytes, c.grants,
+                            c.waited_us_total, c.preemptions});
+  }
   return snap;
 }
 
@@ -57,11 +71,25 @@ std::optional<TimeUs> Arbiter::next_wakeup(TimeUs now) const {
     if (c.evict_deadline_us != 0) consider(c.evict_deadline_us);
     if (c.revoked_with_deadline())
       consider(c.revoke_deadline_us + s.config.revoke_grace_ms * 1000);
+    // A deadline whose offence would reach revoke_offences_max disconnects there.
+    if (s.deciding_offence(c)) consider(c.revoke_deadline_us + 1);
     if (c.state == ClientState::waiting)
       if (auto t = policy::next_aging_step(c.priority, c.wait_since_us, now, s.config.aging_ms))
         consider(*t);
+    // A waiter's penalty ending changes the queue's order (and may end a
+    // hold); one that ended since the last scheduling is due now.
+    if (c.state == ClientState::waiting)
+      if (auto end = s.offences.last_penalty_end(s.offender(c)); end && *end > s.last_schedule_us) consider(*end);
   }
   for (const auto& [id, d] : s.devices) {
+    // A penalised head held off a free device (penalty_hold_until) until a
+    // quantum after it fell free: due then, or now if that passed since the
+    // last scheduling.
+    if (!d.holder && !d.queue.empty() && !d.draining) {
+      const TimeUs until = d.free_since_us + s.config.quantum_ms * 1000;
+      if (until > s.last_schedule_us && s.penalized(s.clients.at(*s.queue_head(d, now)), s.last_schedule_us))
+        consider(until);
+    }
     if (!d.holder || d.queue.empty()) continue;
     const ClientRec& h = s.clients.at(*d.holder);
     if (h.state == ClientState::holding) {

@@ -14,6 +14,7 @@
 // Thread-safety: none (see arbiter.h).
 #pragma once
 
+#include <algorithm>
 #include <deque>
 #include <map>
 #include <optional>
@@ -22,6 +23,8 @@
 #include <vector>
 
 #include "broker_server/arbiter.h"
+#include "broker_server/policy_penalty.h"
+#include "broker_server/policy_queue.h"
 
 namespace acb::broker {
 
@@ -30,7 +33,7 @@ inline constexpr TimeUs kNoRevokeDeadline = ~TimeUs{0};
 
 struct ClientRec {
   ClientId id = 0;
-  std::string name;
+  SharedName name;  ///< stored once; its lease slices share it
   int pid = 0;
   Priority priority = Priority::training;
   DeviceId device = 0;
@@ -60,6 +63,11 @@ struct ClientRec {
   bool pinned = false;  ///< its resident bytes cannot be offloaded: never asked to evict
   TimeUs revoke_deadline_us = 0;  ///< kNoRevokeDeadline after a share revoke
   std::optional<std::uint64_t> slice;  ///< index of its open LeaseSlice
+  std::optional<std::uint32_t> uid;    ///< HelloInfo::uid: who answers for its revoke offences
+  std::uint64_t overdue_lease = 0;     ///< the lease whose missed revoke deadline was counted
+  /// Why a need declared at hello was refused (larger than the device): its
+  /// next acquire without a need is rejected with it. Never stored as need_bytes.
+  std::string refused_need;
   std::uint64_t grants = 0, waited_us_total = 0, preemptions = 0;
 
   bool holds() const { return state == ClientState::holding || state == ClientState::revoked; }
@@ -82,6 +90,7 @@ struct DeviceRec {
   std::optional<ClientId> holder;
   std::vector<ClientId> queue;  ///< waiting clients, arrival order
   std::set<ClientId> members;   ///< clients placed here
+  TimeUs free_since_us = 0;     ///< when the last lease here ended
 };
 
 struct Arbiter::State {
@@ -94,6 +103,39 @@ struct Arbiter::State {
   std::deque<LeaseSlice> slices;
   std::uint64_t first_slice = 0;  ///< global index of slices.front()
   ArbiterCounters counters;
+  policy::RevokeOffences offences;
+  TimeUs last_schedule_us = 0;  ///< the last schedule_all: what changed since is due at the next tick
+
+  explicit State(const ArbiterConfig& c)
+      : config(c),
+        offences(c.revoke_penalty_ms * 1000, c.revoke_offence_window_ms * 1000, c.revoke_offences_max) {}
+  policy::OffenderKey offender(const ClientRec& c) const { return policy::offender_key(c.uid, c.id); }
+  bool penalized(const ClientRec& c, TimeUs now) const { return offences.penalized(offender(c), now); }
+  /// A penalised head waits for the device to have been free a quantum
+  /// (nobody else came back for it): until then; nullopt when `head` may be
+  /// granted now.
+  std::optional<TimeUs> penalty_hold_until(const DeviceRec& d, const ClientRec& head, TimeUs now) const {
+    const TimeUs until = d.free_since_us + config.quantum_ms * 1000;
+    if (now >= until || !penalized(head, now)) return std::nullopt;
+    return until;
+  }
+  /// Counts the missed revoke deadline of `c`'s lease once, dated at the
+  /// deadline (however late it is noticed); returns the offender's offences
+  /// within the window, or 0 when there is nothing new to count. A release
+  /// at the deadline itself is in time.
+  /// Counting the offence is a decision only when it reaches
+  /// revoke_offences_max (a disconnect); the others are counted when the
+  /// holder releases or leaves, so that no tick changes the queue order at a
+  /// time next_wakeup did not name.
+  bool deciding_offence(const ClientRec& c) const {
+    return c.revoked_with_deadline() && c.overdue_lease != c.lease &&
+           offences.recent(offender(c), c.revoke_deadline_us) + 1 >= offences.max_offences();
+  }
+  std::size_t count_overdue(ClientRec& c, TimeUs now) {
+    if (!c.revoked_with_deadline() || now <= c.revoke_deadline_us || c.overdue_lease == c.lease) return 0;
+    c.overdue_lease = c.lease;
+    return offences.record(offender(c), c.revoke_deadline_us);
+  }
 
   ClientRec* find_client(ClientId id);
   DeviceRec& device(DeviceId id, const char* call);
@@ -103,6 +145,7 @@ struct Arbiter::State {
   std::uint64_t reserved_bytes(const ClientRec& c) const;
   std::uint64_t device_bytes(const DeviceRec& d,
                              std::optional<ClientId> except = std::nullopt) const;
+  std::vector<policy::Waiter> waiters_of(const DeviceRec& d, TimeUs now) const;
   std::vector<ClientId> ordered_queue(const DeviceRec& d, TimeUs now) const;
   /// The waiter granted next on `d`, as policy_queue.h orders them.
   std::optional<ClientId> queue_head(const DeviceRec& d, TimeUs now) const;

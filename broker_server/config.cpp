@@ -1,11 +1,12 @@
 #include "broker_server/config.h"
 
+#include "broker_server/config_file.h"
+#include "broker_server/config_priority.h"
+
 #include <cctype>
 #include <cmath>
 #include <cstdlib>
-#include <fstream>
 #include <limits>
-#include <sstream>
 
 namespace acb::broker {
 namespace {
@@ -31,6 +32,9 @@ constexpr Flag kFlags[] = {
     {"aging-ms", "aging_ms", Flag::number},
     {"idle-exit-s", "idle_exit_s", Flag::number},
     {"busy-poll-us", "busy_poll_us", Flag::number},
+    {"revoke-penalty-ms", "revoke_penalty_ms", Flag::number},
+    {"revoke-offences-max", "revoke_offences_max", Flag::number},
+    {"revoke-offence-window-ms", "revoke_offence_window_ms", Flag::number},
     {"port-file", "port_file", Flag::text},
     {"log-level", "log_level", Flag::level},
 };
@@ -70,6 +74,13 @@ std::uint64_t member_unsigned(const json& merged, const char* key, std::uint64_t
   return value;
 }
 
+std::uint64_t member_bounded(const json& merged, const Bounded& bounds, std::uint64_t fallback) {
+  const std::uint64_t value = member_unsigned(merged, bounds.key, fallback);
+  if (const std::string why = out_of_bounds(bounds, value); !why.empty())
+    throw ConfigError(std::string("config member \"") + bounds.key + "\" " + why);
+  return value;
+}
+
 std::string member_string(const json& merged, const char* key, std::string fallback) {
   auto it = merged.find(key);
   if (it == merged.end() || it->is_null()) return fallback;
@@ -99,6 +110,12 @@ DeviceSpec device_from_json(const json& entry) {
 }
 
 }  // namespace
+
+std::string out_of_bounds(const Bounded& bounds, std::uint64_t value) {
+  if (value >= bounds.min && value <= bounds.max) return {};
+  return "is " + std::to_string(value) + ", outside its bounds [" +
+         std::to_string(bounds.min) + ", " + std::to_string(bounds.max) + "]";
+}
 
 std::uint64_t parse_capacity(std::string_view text) {
   const std::string original(text);
@@ -198,7 +215,8 @@ BrokerConfig config_from_json(const json& merged) {
   static const char* kKnown[] = {"host", "port", "metrics_port", "devices", "quantum_ms",
                                  "heartbeat_timeout_ms", "preempt_deadline_ms", "quantum_deadline_ms",
                                  "revoke_grace_ms", "aging_ms", "idle_exit_s", "busy_poll_us", "port_file",
-                                 "log_level"};
+                                 "log_level", "priority_classes", "revoke_penalty_ms", "revoke_offences_max",
+                                 "revoke_offence_window_ms"};
   for (const auto& [key, value] : merged.items()) {
     bool known = false;
     for (const char* k : kKnown) known = known || key == k;
@@ -209,20 +227,23 @@ BrokerConfig config_from_json(const json& merged) {
   c.host = member_string(merged, "host", c.host);
   c.port = static_cast<std::uint16_t>(member_unsigned(merged, "port", c.port, 65535));
   c.metrics_port = static_cast<std::uint16_t>(member_unsigned(merged, "metrics_port", c.metrics_port, 65535));
-  c.arbiter.quantum_ms = member_unsigned(merged, "quantum_ms", defaults.quantum_ms);
-  c.arbiter.heartbeat_timeout_ms = member_unsigned(merged, "heartbeat_timeout_ms", defaults.heartbeat_timeout_ms);
-  c.arbiter.preempt_deadline_ms = member_unsigned(merged, "preempt_deadline_ms", defaults.preempt_deadline_ms);
-  c.arbiter.quantum_deadline_ms = member_unsigned(merged, "quantum_deadline_ms", defaults.quantum_deadline_ms);
-  c.arbiter.revoke_grace_ms = member_unsigned(merged, "revoke_grace_ms", defaults.revoke_grace_ms);
-  c.arbiter.aging_ms = member_unsigned(merged, "aging_ms", defaults.aging_ms);
-  if (c.arbiter.quantum_ms == 0) throw ConfigError("quantum_ms must be positive");
-  if (c.arbiter.heartbeat_timeout_ms == 0) throw ConfigError("heartbeat_timeout_ms must be positive");
-  c.idle_exit_s = member_unsigned(merged, "idle_exit_s", 0);
-  c.busy_poll_us = member_unsigned(merged, "busy_poll_us", c.busy_poll_us, 1000000);
+  c.arbiter.quantum_ms = member_bounded(merged, kQuantumMs, defaults.quantum_ms);
+  c.arbiter.heartbeat_timeout_ms = member_bounded(merged, kHeartbeatTimeoutMs, defaults.heartbeat_timeout_ms);
+  c.arbiter.preempt_deadline_ms = member_bounded(merged, kPreemptDeadlineMs, defaults.preempt_deadline_ms);
+  c.arbiter.quantum_deadline_ms = member_bounded(merged, kQuantumDeadlineMs, defaults.quantum_deadline_ms);
+  c.arbiter.revoke_grace_ms = member_bounded(merged, kRevokeGraceMs, defaults.revoke_grace_ms);
+  c.arbiter.aging_ms = member_bounded(merged, kAgingMs, defaults.aging_ms);
+  c.arbiter.revoke_penalty_ms = member_bounded(merged, kRevokePenaltyMs, defaults.revoke_penalty_ms);
+  c.arbiter.revoke_offences_max = member_bounded(merged, kRevokeOffencesMax, defaults.revoke_offences_max);
+  c.arbiter.revoke_offence_window_ms =
+      member_bounded(merged, kRevokeOffenceWindowMs, defaults.revoke_offence_window_ms);
+  c.idle_exit_s = member_bounded(merged, kIdleExitS, 0);
+  c.busy_poll_us = member_bounded(merged, kBusyPollUs, c.busy_poll_us);
   c.port_file = member_string(merged, "port_file", "");
   const std::string level = member_string(merged, "log_level", "info");
   if (level != "info" && level != "debug") throw ConfigError("log_level must be \"info\" or \"debug\"");
   c.debug = level == "debug";
+  if (auto it = merged.find("priority_classes"); it != merged.end()) c.priority = priority_rules_from_json(*it);
   if (auto it = merged.find("devices"); it != merged.end() && !it->is_null()) {
     if (!it->is_array()) throw ConfigError("config member \"devices\" must be an array");
     for (const auto& entry : *it) c.devices.push_back(device_from_json(entry));
@@ -248,11 +269,8 @@ DeviceSpec default_device() {
 BrokerConfig load_config(const CommandLine& command_line, const DeviceDetector& detect) {
   json merged = json::object();
   if (!command_line.config_file.empty()) {
-    std::ifstream in(command_line.config_file);
-    if (!in) throw ConfigError("cannot read config file " + command_line.config_file);
-    std::stringstream text;
-    text << in.rdbuf();
-    merged = json::parse(text.str(), nullptr, /*allow_exceptions=*/false, /*ignore_comments=*/true);
+    merged = json::parse(read_config_file(command_line.config_file), nullptr, /*allow_exceptions=*/false,
+                         /*ignore_comments=*/true);
     if (merged.is_discarded() || !merged.is_object()) {
       throw ConfigError("config file " + command_line.config_file + " is not a JSON object");
     }
@@ -279,6 +297,7 @@ const char* usage() {
          "                  [--heartbeat-timeout-ms N] [--preempt-deadline-ms N]\n"
          "                  [--quantum-deadline-ms N] [--revoke-grace-ms N] [--aging-ms N]\n"
          "                  [--idle-exit-s N] [--busy-poll-us N] [--port-file FILE] [--log-level info|debug]\n"
+         "                  [--revoke-penalty-ms N] [--revoke-offences-max N] [--revoke-offence-window-ms N]\n"
          "Capacities: 80GiB, 512MiB, 1.5GB or plain bytes. Port 0 picks a free port.\n"
          "Flags win over the --config file; SIGHUP re-reads the file. See docs/operations.md.\n";
 }

@@ -21,6 +21,7 @@
 #include <nlohmann/json.hpp>
 
 #include "broker_server/arbiter.h"
+#include "broker_server/policy_priority.h"
 
 namespace acb::broker {
 
@@ -39,6 +40,30 @@ inline std::uint64_t arbiter_capacity(std::uint64_t bytes) { return bytes == 0 ?
 /// Capacity as clients and operators see it (kUnknownCapacityBytes -> 0).
 inline std::uint64_t reported_capacity(std::uint64_t bytes) { return bytes >= kUnknownCapacityBytes ? 0 : bytes; }
 
+/// A number the operator sets (file, flag or admin op) and the closed range it
+/// must lie in. The ranges keep every duration far from overflowing when
+/// turned into microseconds, and out of the values that make no sense (a zero
+/// quantum, a heartbeat timeout of a year).
+struct Bounded {
+  const char* key;
+  std::uint64_t min;
+  std::uint64_t max;
+};
+inline constexpr Bounded kQuantumMs{"quantum_ms", 1, 3'600'000};
+inline constexpr Bounded kHeartbeatTimeoutMs{"heartbeat_timeout_ms", 10, 3'600'000};
+inline constexpr Bounded kPreemptDeadlineMs{"preempt_deadline_ms", 1, 600'000};
+inline constexpr Bounded kQuantumDeadlineMs{"quantum_deadline_ms", 1, 600'000};
+inline constexpr Bounded kRevokeGraceMs{"revoke_grace_ms", 0, 600'000};
+inline constexpr Bounded kAgingMs{"aging_ms", 0, 86'400'000};  ///< 0: no aging
+inline constexpr Bounded kIdleExitS{"idle_exit_s", 0, 31'536'000};  ///< 0: never
+inline constexpr Bounded kBusyPollUs{"busy_poll_us", 0, 1'000'000};
+inline constexpr Bounded kRevokePenaltyMs{"revoke_penalty_ms", 0, 86'400'000};  ///< 0: no penalty
+inline constexpr Bounded kRevokeOffencesMax{"revoke_offences_max", 1, 1000};
+inline constexpr Bounded kRevokeOffenceWindowMs{"revoke_offence_window_ms", 0, 86'400'000};  ///< 0: never disconnected for it
+
+/// "is 0, outside its bounds [1, 3600000]" (the caller names the key); empty when within them.
+std::string out_of_bounds(const Bounded& bounds, std::uint64_t value);
+
 struct DeviceSpec {
   std::string name;
   std::uint64_t capacity_bytes = 0;  ///< 0 = unknown: memory-aware placement is off
@@ -54,6 +79,7 @@ struct BrokerConfig {
   std::uint64_t busy_poll_us = 50;     ///< keep polling this long after an event before blocking (0 = never)
   std::string port_file;               ///< where to write {"host","port","metrics_port","pid"}
   bool debug = false;                  ///< --log-level debug: one log line per message
+  policy::PriorityRules priority;      ///< "priority_classes": who may claim which class
 };
 
 /// The parsed command line: the flags as a JSON object, and --config.

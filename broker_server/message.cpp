@@ -2,6 +2,7 @@
 
 #include <limits>
 
+#include "broker_server/config.h"
 #include "common/frame.h"
 #include "common/hex.h"
 
@@ -21,7 +22,7 @@ class Reader {
     return &*it;
   }
 
-  [[noreturn]] void fail(const char* key, const char* expected) const {
+  [[noreturn]] void fail(const char* key, const std::string& expected) const {
     throw ProtocolError("\"" + op_ + "\": member \"" + key + "\" " + expected);
   }
 
@@ -72,7 +73,11 @@ class Reader {
     const json* v = find(key);
     if (!v) return std::nullopt;
     if (!v->is_string()) fail(key, "must be a string");
-    return v->get<std::string>();
+    const auto& text = v->get_ref<const std::string&>();
+    if (text.size() > kMaxStringBytes)
+      fail(key, ("is " + std::to_string(text.size()) + " bytes, longer than the limit of " +
+                 std::to_string(kMaxStringBytes) + " bytes (docs/protocol.md, \"Limits\")"));
+    return text;
   }
 
   std::string req_string(const char* key) const {
@@ -165,7 +170,11 @@ ClientMessage validate_message(const json& message) {
   if (op == "residency")
     return ResidencyMessage{r.req_bytes("resident_bytes"), r.opt_bool("pinned").value_or(false)};
   if (op == "heartbeat") return HeartbeatMessage{};
-  if (op == "status") return StatusMessage{r.seq()};
+  if (op == "status") {
+    StatusMessage m{r.seq(), std::nullopt};
+    if (r.find("after")) m.after = r.client_id("after");
+    return m;
+  }
   if (op == "set_priority") {
     SetPriorityMessage m{r.seq(), Priority::training, std::nullopt};
     auto p = r.opt_priority("priority");
@@ -177,7 +186,8 @@ ClientMessage validate_message(const json& message) {
   if (op == "set_quota") return SetQuotaMessage{r.seq(), r.client_id("client_id"), r.req_bytes("quota_bytes")};
   if (op == "set_quantum") {
     const auto quantum_ms = r.req_bytes("quantum_ms");
-    if (quantum_ms == 0) r.fail("quantum_ms", "must be positive");
+    if (const std::string why = out_of_bounds(kQuantumMs, quantum_ms); !why.empty())
+      r.fail("quantum_ms", why);
     return SetQuantumMessage{r.seq(), quantum_ms};
   }
   if (op == "add_device") {

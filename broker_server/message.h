@@ -10,6 +10,7 @@
 // Thread-safety: pure functions.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <stdexcept>
@@ -29,6 +30,12 @@ class ProtocolError : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
 };
+
+/// The longest string member of any message (hello's name and token,
+/// add_device's name, ...), in bytes of UTF-8. Longer is a protocol error
+/// naming the member: a name is stored and echoed in every status and trace,
+/// so its size multiplies the cost of each request that reports it.
+inline constexpr std::size_t kMaxStringBytes = 256;
 
 /// Request sequence number, echoed in the reply ("seq").
 using Seq = std::int64_t;
@@ -54,7 +61,8 @@ struct AcquireMessage { std::optional<std::uint64_t> need_bytes; };
 struct ReleaseMessage { std::optional<std::uint64_t> resident_bytes; bool pinned = false; };
 struct ResidencyMessage { std::uint64_t resident_bytes = 0; bool pinned = false; };
 struct HeartbeatMessage {};
-struct StatusMessage { Seq seq = 0; };
+/// `after`: the page of clients after this id (the previous reply's next_after).
+struct StatusMessage { Seq seq = 0; std::optional<ClientId> after; };
 struct SetPriorityMessage { Seq seq = 0; Priority priority = Priority::training; std::optional<ClientId> client_id; };
 struct SetQuotaMessage { Seq seq = 0; ClientId client_id = 0; std::uint64_t quota_bytes = 0; };
 struct SetQuantumMessage { Seq seq = 0; std::uint64_t quantum_ms = 0; };

@@ -27,10 +27,10 @@ std::optional<TimeUs> next_aging_step(Priority p, TimeUs wait_since_us, TimeUs n
 }
 
 namespace {
-using Key = std::tuple<int, TimeUs, std::uint64_t, ClientId>;
+using Key = std::tuple<int, bool, TimeUs, std::uint64_t, ClientId>;
 Key key_of(const Waiter& w, TimeUs now_us, std::uint64_t aging_ms) {
-  return {effective_class(w.priority, w.wait_since_us, now_us, aging_ms), w.wait_since_us, w.seq,
-          w.client};
+  return {effective_class(w.priority, w.wait_since_us, now_us, aging_ms), w.penalized,
+          w.wait_since_us, w.seq, w.client};
 }
 }  // namespace
 
@@ -42,7 +42,7 @@ std::vector<ClientId> order_waiters(std::vector<Waiter> waiters, TimeUs now_us,
   std::sort(keys.begin(), keys.end());
   std::vector<ClientId> out;
   out.reserve(keys.size());
-  for (const Key& k : keys) out.push_back(std::get<3>(k));
+  for (const Key& k : keys) out.push_back(std::get<4>(k));
   return out;
 }
 
@@ -54,7 +54,7 @@ std::optional<ClientId> first_waiter(const std::vector<Waiter>& waiters, TimeUs 
     if (!best || k < *best) best = k;
   }
   if (!best) return std::nullopt;
-  return std::get<3>(*best);
+  return std::get<4>(*best);
 }
 
 }  // namespace acb::broker::policy

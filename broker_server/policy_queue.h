@@ -35,6 +35,8 @@ struct Waiter {
   Priority priority;
   TimeUs wait_since_us;
   std::uint64_t seq;  ///< enqueue order; breaks ties between equal times
+  /// A revoke offender (policy_penalty.h): behind every waiter of its effective class.
+  bool penalized = false;
 };
 
 /// The waiters in grant order at `now_us`.

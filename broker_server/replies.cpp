@@ -70,7 +70,7 @@ json status_message(Seq seq, const Snapshot& snapshot, std::uint64_t quantum_ms)
   json clients = json::array();
   for (const auto& c : snapshot.clients) {
     clients.push_back({{"client_id", c.client_id},
-                       {"name", c.name},
+                       {"name", c.name.str()},
                        {"pid", c.pid},
                        {"priority", to_string(c.priority)},
                        {"device", c.device},
@@ -82,19 +82,38 @@ json status_message(Seq seq, const Snapshot& snapshot, std::uint64_t quantum_ms)
                        {"waited_us_total", c.waited_us_total},
                        {"preemptions", c.preemptions}});
   }
-  return {{"op", "status"}, {"seq", seq}, {"quantum_ms", quantum_ms}, {"devices", devices}, {"clients", clients}};
+  json by_state = json::object();
+  for (ClientState st : {ClientState::idle, ClientState::waiting, ClientState::holding, ClientState::revoked})
+    by_state[to_string(st)] = snapshot.clients_by_state[static_cast<int>(st)];
+  json reply = {{"op", "status"},
+                {"seq", seq},
+                {"quantum_ms", quantum_ms},
+                {"devices", devices},
+                {"clients", clients},
+                {"clients_total", snapshot.clients_total},
+                {"clients_by_state", by_state},
+                {"clients_truncated", snapshot.next_after.has_value()}};
+  if (snapshot.next_after) reply["next_after"] = *snapshot.next_after;
+  return reply;
 }
 
 json trace_message(Seq seq, const std::vector<LeaseSlice>& slices) {
-  json out = json::array();
-  for (const auto& s : slices) {
-    out.push_back({{"device", s.device},
-                   {"client_id", s.client},
-                   {"name", s.name},
-                   {"start_us", s.start_us},
-                   {"end_us", s.end_us ? json(*s.end_us) : json(nullptr)}});
+  // Newest first until the budget is spent: the cost is bounded by what is sent.
+  std::vector<json> kept;
+  std::size_t bytes = 0;
+  for (auto it = slices.rbegin(); it != slices.rend(); ++it) {
+    json entry = {{"device", it->device},
+                  {"client_id", it->client},
+                  {"name", it->name.str()},
+                  {"start_us", it->start_us},
+                  {"end_us", it->end_us ? json(*it->end_us) : json(nullptr)}};
+    bytes += entry.dump().size() + 1;  // the comma
+    if (bytes > kTraceMaxBytes) break;
+    kept.push_back(std::move(entry));
   }
-  return {{"op", "trace"}, {"seq", seq}, {"slices", out}};
+  json out = json::array();
+  for (auto it = kept.rbegin(); it != kept.rend(); ++it) out.push_back(std::move(*it));
+  return {{"op", "trace"}, {"seq", seq}, {"slices", out}, {"slices_truncated", kept.size() < slices.size()}};
 }
 
 }  // namespace acb::broker

@@ -5,6 +5,7 @@
 // Thread-safety: pure functions.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -14,6 +15,7 @@
 
 #include "broker_server/arbiter.h"
 #include "broker_server/message.h"
+#include "common/frame.h"
 #include "common/hex.h"
 
 namespace acb::broker {
@@ -40,7 +42,19 @@ ClientId decision_client(const Decision& decision);
 
 nlohmann::json error_message(const std::string& reason, std::optional<Seq> seq = std::nullopt);
 nlohmann::json ok_message(Seq seq);
+/// Clients listed in one `status` reply: with names of at most
+/// kMaxStringBytes, the reply stays far below a frame whatever the number of
+/// clients; the rest are counted and paged (docs/protocol.md, "Limits").
+inline constexpr std::size_t kStatusMaxClients = 256;
+/// The share of a frame a `trace` reply may fill with slices (the rest is
+/// headroom for its envelope).
+inline constexpr std::size_t kTraceMaxBytes = wire::kMaxFrameBytes - 4096;
+
+/// `snapshot` is one page (Arbiter::snapshot with kStatusMaxClients): the
+/// reply carries the totals and, when more follow, the cursor of the next page.
 nlohmann::json status_message(Seq seq, const Snapshot& snapshot, std::uint64_t quantum_ms);
+/// The newest of `slices` (oldest first) whose encoding fits kTraceMaxBytes;
+/// `slices_truncated` says whether older ones were left out.
 nlohmann::json trace_message(Seq seq, const std::vector<LeaseSlice>& slices);
 
 }  // namespace acb::broker

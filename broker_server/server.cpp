@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "broker_server/peer_credentials.h"
+#include "broker_server/priority_claim.h"
 #include "broker_server/replies.h"
 #include "common/frame.h"
 #include "common/handshake.h"
@@ -270,6 +271,12 @@ void Server::admit(Session& session, const HelloMessage& hello, int version, Tim
   welcome.heartbeat_timeout_ms = config_.arbiter.heartbeat_timeout_ms;
   welcome.heartbeat_interval_ms = heartbeat_interval_ms(config_.arbiter.heartbeat_timeout_ms);
   if (!hello.admin) {
+    if (const std::string why = priority_claim_refusal(config_.priority, state.uid, hello.priority); !why.empty()) {
+      std::fprintf(stderr, "acb-broker: refusing client %llu from %s: %s\n",
+                   static_cast<unsigned long long>(session.id()), session.peer().c_str(), why.c_str());
+      session.close_after_error(wire::encode_message(error_message(why)));
+      return;
+    }
     HelloInfo info;
     info.name = hello.name;
     info.pid = hello.pid;
@@ -277,6 +284,7 @@ void Server::admit(Session& session, const HelloMessage& hello, int version, Tim
     info.need_bytes = hello.need_bytes;
     info.pinned_device = hello.device;
     info.fixed = hello.fixed;
+    info.uid = state.uid;
     Placement placement;
     try {
       placement = arbiter_.on_hello(session.id(), info, now);
@@ -352,8 +360,8 @@ void Server::handle_request(Session& session, const ClientMessage& message, Seq 
   }
   // Bad arguments of a request (unknown client or device) fail that request only.
   try {
-    if (std::holds_alternative<StatusMessage>(message)) {
-      send(session, status_message(seq, arbiter_.snapshot(now), quantum_ms_));
+    if (const auto* st = std::get_if<StatusMessage>(&message)) {
+      send(session, status_message(seq, arbiter_.snapshot(now, st->after, kStatusMaxClients), quantum_ms_));
     } else if (const auto* sp = std::get_if<SetPriorityMessage>(&message)) {
       if (sp->client_id && *sp->client_id != session.id() && !state.admin) {
         request_error(session, seq, "\"set_priority\" of another client requires the admin role");
@@ -361,6 +369,12 @@ void Server::handle_request(Session& session, const ClientMessage& message, Seq 
       }
       if (!sp->client_id && !state.in_arbiter) {
         request_error(session, seq, "\"set_priority\" on an admin connection needs \"client_id\"");
+        return;
+      }
+      // The admin role is the operator's: it may set any class; a client only what its uid may claim.
+      if (const std::string why = state.admin ? "" : priority_claim_refusal(config_.priority, state.uid, sp->priority);
+          !why.empty()) {
+        request_error(session, seq, why);
         return;
       }
       const ClientId target = sp->client_id.value_or(session.id());
@@ -382,7 +396,8 @@ void Server::handle_request(Session& session, const ClientMessage& message, Seq 
       quantum_ms_ = squ->quantum_ms;
       send(session, ok_message(seq));
     } else if (const auto* add = std::get_if<AddDeviceMessage>(&message)) {
-      const std::string name = add->name.empty() ? std::to_string(arbiter_.snapshot(now).devices.size()) : add->name;
+      const std::string name =
+          add->name.empty() ? std::to_string(arbiter_.snapshot(now, std::nullopt, 0).devices.size()) : add->name;
       const DeviceId device = arbiter_.add_device(name, arbiter_capacity(add->capacity_bytes));
       auto reply = ok_message(seq);
       reply["device"] = device;
@@ -394,18 +409,7 @@ void Server::handle_request(Session& session, const ClientMessage& message, Seq 
       apply(arbiter_.remove_device(rm->device, now), now);
       send(session, ok_message(seq));
     } else if (std::holds_alternative<TraceMessage>(message)) {
-      // The newest slices that fit in one frame.
-      for (std::size_t max_slices = 10000;; max_slices /= 2) {
-        std::string frame;
-        try {
-          frame = wire::encode_message(trace_message(seq, arbiter_.timeline(max_slices)));
-        } catch (const std::length_error&) {
-          if (max_slices > 1) continue;
-          throw;
-        }
-        session.send_frame(std::move(frame));
-        break;
-      }
+      send(session, trace_message(seq, arbiter_.timeline()));
     }
   } catch (const std::exception& e) {
     request_error(session, seq, e.what());
@@ -477,7 +481,7 @@ void Server::reload() {
     quantum_ms_ = next.arbiter.quantum_ms;
   }
   std::set<std::string> known;
-  for (const auto& d : arbiter_.snapshot(now).devices) known.insert(d.name);
+  for (const auto& d : arbiter_.snapshot(now, std::nullopt, 0).devices) known.insert(d.name);
   int added = 0;
   for (const auto& d : next.devices) {
     if (known.insert(d.name).second) {
@@ -492,7 +496,10 @@ void Server::reload() {
                              a.heartbeat_timeout_ms != b.heartbeat_timeout_ms ||
                              a.preempt_deadline_ms != b.preempt_deadline_ms ||
                              a.quantum_deadline_ms != b.quantum_deadline_ms || a.revoke_grace_ms != b.revoke_grace_ms ||
-                             a.aging_ms != b.aging_ms;
+                             a.aging_ms != b.aging_ms || a.revoke_penalty_ms != b.revoke_penalty_ms ||
+                             a.revoke_offences_max != b.revoke_offences_max ||
+                             a.revoke_offence_window_ms != b.revoke_offence_window_ms;
+  config_.priority = next.priority;  // applies to claims from now on; granted classes stay
   config_.idle_exit_s = next.idle_exit_s;
   config_.debug = next.debug;
   config_.arbiter.quantum_ms = quantum_ms_;
@@ -503,7 +510,8 @@ void Server::reload() {
 
 std::string Server::render_metrics() const {
   const TimeUs now = now_us();
-  return render_prometheus(metrics_, arbiter_.counters(), arbiter_.snapshot(now), authenticated_);
+  // Devices only: the metrics list no client, so they copy none.
+  return render_prometheus(metrics_, arbiter_.counters(), arbiter_.snapshot(now, std::nullopt, 0), authenticated_);
 }
 
 }  // namespace acb::broker

@@ -6,7 +6,7 @@ by value.
 
 from __future__ import annotations
 
-from typing import List, Optional, Sequence
+from typing import List, Mapping, Optional, Sequence
 
 _BYTE_UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
 
@@ -62,3 +62,11 @@ def bar(fraction: float, width: int = 20) -> str:
     fraction = min(1.0, max(0.0, fraction))
     filled = round(fraction * width)
     return "[" + "#" * filled + "." * (width - filled) + "]"
+
+
+def truncation_note(shown: int, total: int, by_state: Mapping[str, int]) -> str:
+    """The line under a client table the broker cut short (status lists at most 256 clients)."""
+    states = ", ".join(f"{by_state[k]} {k}" for k in ("holding", "revoked", "waiting", "idle") if by_state.get(k))
+    return (f"{total - shown} more client{'s' * (total - shown != 1)} not listed: the broker lists "
+            f"{shown} of {total} ({states or 'none'}); `acb status --json` shows next_after, "
+            f"the cursor of the next page")

@@ -107,8 +107,9 @@ def render_status(status: dict, address: str) -> str:
     devices = status.get("devices", [])
     clients = status.get("clients", [])
     names = {c["client_id"]: c.get("name") or "client" for c in clients}
+    total = status.get("clients_total", len(clients))
     head = (f"acb broker {address}: {len(devices)} device{'s' * (len(devices) != 1)}, "
-            f"{len(clients)} client{'s' * (len(clients) != 1)}")
+            f"{total} client{'s' * (total != 1)}")
     if status.get("quantum_ms") is not None:
         head += f", quantum {_format.human_duration_us(status['quantum_ms'] * 1000)}"
     device_rows = []
@@ -131,12 +132,25 @@ def render_status(status: dict, address: str) -> str:
                                    "GRANTS", "WAITED", "PREEMPTED"], client_rows, right=(0, 2, 4, 6, 7, 8, 9, 10))]
     else:
         out += ["", "no clients connected"]
+    if status.get("clients_truncated"):
+        out += ["", _format.truncation_note(len(clients), total, status.get("clients_by_state", {}))]
     return "\n".join(out)
 
 
 def _status_without_self(status: dict, own_id: int) -> dict:
-    """The snapshot minus the command's own connection, which is not a job."""
-    return {**status, "clients": [c for c in status.get("clients", []) if c.get("client_id") != own_id]}
+    """The snapshot minus the command's own connection, which is not a job (nor counted as one)."""
+    clients = status.get("clients", [])
+    own = [c for c in clients if c.get("client_id") == own_id]
+    out = {**status, "clients": [c for c in clients if c.get("client_id") != own_id]}
+    if "clients_total" in status:
+        # Counted even when it is not on the listed page; a fresh connection is idle.
+        state = own[0].get("state") if own else "idle"
+        out["clients_total"] = max(0, status["clients_total"] - 1)
+        by_state = dict(status.get("clients_by_state", {}))
+        if by_state.get(state, 0) > 0:
+            by_state[state] -= 1
+        out["clients_by_state"] = by_state
+    return out
 
 
 def cmd_status(args: argparse.Namespace) -> int:

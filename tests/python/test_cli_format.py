@@ -78,6 +78,26 @@ def test_render_status_names_holders_and_queues():
     assert "1.5 ms" in text
 
 
+def test_render_status_says_how_many_clients_the_broker_left_out():
+    clients = [{"client_id": i, "name": f"job{i}", "state": "waiting"} for i in range(1, 257)]
+    status = {"devices": [], "clients": clients, "clients_total": 2000, "clients_truncated": True,
+              "clients_by_state": {"waiting": 1999, "holding": 1}, "next_after": 256}
+    lines = render_status(status, "127.0.0.1:1").splitlines()
+    assert lines[0] == "acb broker 127.0.0.1:1: 0 devices, 2000 clients"
+    assert lines[-1].startswith("1744 more clients not listed: the broker lists 256 of 2000 (1 holding, 1999 waiting)")
+    assert "next_after" in lines[-1]
+
+
+def test_the_commands_own_connection_is_not_counted_even_off_the_page():
+    from acb.cli import _status_without_self
+    status = {"clients": [{"client_id": 1, "state": "holding"}], "clients_total": 300,
+              "clients_by_state": {"holding": 1, "idle": 299}}
+    assert _status_without_self(status, 1)["clients_total"] == 299
+    off_page = _status_without_self(status, 300)
+    assert off_page["clients_total"] == 299 and off_page["clients_by_state"] == {"holding": 1, "idle": 298}
+    assert len(off_page["clients"]) == 1
+
+
 def test_options_environment_overrides_and_type_errors(monkeypatch):
     monkeypatch.delenv("ACB_EMBEDDED_IDLE_EXIT_S", raising=False)
     assert options.get("embedded_idle_exit_s") == 30

@@ -282,3 +282,27 @@ TEST_CASE("pinned residency (acb.disable()) is counted and never asked to evict"
     CHECK(ev[0].bytes == 100 * MiB);
   }
 }
+
+TEST_CASE("a need above every device is refused and never stored to skew placement",
+          "[arbiter][memory]") {
+  Bench b;
+  b.arb.add_device("gpu0", 1000 * MiB);
+  b.arb.add_device("gpu1", 1000 * MiB);
+  b.hello(1, Priority::training, 5000 * MiB);
+  CHECK(b.arb.device_of(1) == 0);
+  CHECK(b.client(1).need_bytes == 0);  // refused, not stored
+  b.hello(2, Priority::training, 100 * MiB);
+  CHECK(b.arb.device_of(2) == 1);
+  // Device 0 counts no declared need: a newcomer is not pushed away from it.
+  b.hello(3);
+  CHECK(b.arb.device_of(3) == 0);
+  // The refused need still answers its acquire, with the reason.
+  auto rej = for_client<Reject>(b.acquire(1), 1);
+  REQUIRE(rej.size() == 1);
+  CHECK(rej[0].reason.find(std::to_string(5000 * MiB)) != std::string::npos);
+  CHECK(b.state(1) == ClientState::idle);
+  // An acquire's need above the device is refused the same way: the old need stays.
+  REQUIRE(for_client<Reject>(b.acquire(3, 2000 * MiB), 3).size() == 1);
+  CHECK(b.client(3).need_bytes == 0);
+  CHECK(b.state(3) == ClientState::idle);
+}

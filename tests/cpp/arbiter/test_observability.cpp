@@ -86,3 +86,22 @@ TEST_CASE("counters and the snapshot follow the events", "[arbiter][observabilit
   CHECK(snap.clients[2].quota_bytes == 50 * MiB);
   CHECK(snap.clients[0].grants == 1);
 }
+
+TEST_CASE("a client's name is stored once: its slices and snapshots share it", "[arbiter][observability]") {
+  Bench b;
+  b.arb.add_device("gpu0", 1000 * MiB);
+  HelloInfo info;
+  info.name = std::string(256, 'x');
+  REQUIRE(b.arb.on_hello(1, info, b.now).device);
+  for (int i = 0; i < 100; ++i) {
+    REQUIRE(granted(b.acquire(1), 1));
+    b.advance_ms(1);
+    b.release(1);
+  }
+  const auto slices = b.arb.timeline();
+  REQUIRE(slices.size() == 100);
+  CHECK(slices[0].name == info.name);
+  // One buffer for all: 10000 leases of a 256-byte name cost 256 bytes, not 2.5 MB.
+  for (const auto& s : slices) CHECK(s.name.shares_with(slices[0].name));
+  CHECK(b.client(1).name.shares_with(slices[0].name));
+}

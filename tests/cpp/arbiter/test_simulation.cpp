@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <map>
 #include <random>
+#include <string>
 
 #include "arbiter_bench.h"
 
@@ -27,6 +28,7 @@ struct SimClient {
   std::uint64_t lease = 0;
   std::uint64_t actual = 0;  ///< bytes it really keeps on its device
   bool rogue = false, silent = false;
+  std::string last_reject;  ///< reason of the last Reject it got
 };
 
 enum class Act { acquire, release, evict_done };
@@ -149,9 +151,16 @@ class Sim {
       case Act::acquire: {
         if (c.state != ClientState::idle || !arrivals_) return;
         std::optional<std::uint64_t> need;
+        const std::uint64_t stored_need = c.need;
         if (uniform(0, 9) == 0) need = c.need = uniform(0, 2500) * MiB;
         c.state = ClientState::waiting;
-        handle(arb_.on_acquire(c.id, need, now_));
+        c.last_reject.clear();
+        const ClientId id = c.id;
+        handle(arb_.on_acquire(id, need, now_));
+        // A need above the device or the quota is refused and not kept: the stored one stays.
+        if (auto again = clients_.find(id);
+            need && again != clients_.end() && again->second.last_reject.find("exceeds") != std::string::npos)
+          again->second.need = stored_need;
         break;
       }
       case Act::release: {
@@ -200,6 +209,7 @@ class Sim {
       } else if (const Reject* j = std::get_if<Reject>(&d)) {
         SimClient& c = clients_.at(j->client);
         REQUIRE_FALSE(j->reason.empty());
+        c.last_reject = j->reason;
         if (c.state == ClientState::waiting) c.state = ClientState::idle;
         c.growth.reset();
         ++rejects_;

@@ -1,10 +1,16 @@
 // Flags, capacities, the config file's members, and how they merge.
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <string>
 #include <vector>
 
 #include "acb_catch.hpp"
 #include "broker_server/config.h"
+#include "broker_server/config_file.h"
 
 using namespace acb::broker;
 using nlohmann::json;
@@ -114,4 +120,54 @@ TEST_CASE("without devices, one device \"0\" sized by ACB_EMULATED_DEVICE") {
   CHECK(arbiter_capacity(0) == kUnknownCapacityBytes);
   CHECK(reported_capacity(arbiter_capacity(0)) == 0u);
   CHECK(reported_capacity(arbiter_capacity(4096)) == 4096u);
+}
+
+TEST_CASE("durations are bounded: out of range names the key, its bounds and the value") {
+  for (const Bounded& b : {kQuantumMs, kHeartbeatTimeoutMs, kPreemptDeadlineMs, kQuantumDeadlineMs, kRevokeGraceMs,
+                           kAgingMs, kIdleExitS, kBusyPollUs, kRevokePenaltyMs, kRevokeOffencesMax,
+                           kRevokeOffenceWindowMs}) {
+    INFO(b.key);
+    CHECK_NOTHROW(config_from_json({{b.key, b.max}}));
+    CHECK_NOTHROW(config_from_json({{b.key, b.min}}));
+    const std::string why = error_of([&] { (void)config_from_json({{b.key, b.max + 1}}); });
+    CHECK(why.find(std::string("\"") + b.key + "\"") != std::string::npos);
+    CHECK(why.find(std::to_string(b.max + 1)) != std::string::npos);
+    CHECK(why.find("[" + std::to_string(b.min) + ", " + std::to_string(b.max) + "]") != std::string::npos);
+  }
+  // 2^63 ms would overflow as microseconds: refused, not wrapped.
+  CHECK_FALSE(error_of([&] { (void)config_from_json({{"quantum_ms", std::uint64_t{1} << 63}}); }).empty());
+  CHECK(error_of([&] { (void)load_config(parse({"--revoke-grace-ms", "18446744073709551"})); })
+            .find("revoke_grace_ms") != std::string::npos);
+}
+
+TEST_CASE("the config file must be a regular file of bounded size; a FIFO is refused at once") {
+  char dir_template[] = "/tmp/acb-config-test-XXXXXX";
+  REQUIRE(::mkdtemp(dir_template) != nullptr);
+  const std::string dir = dir_template;
+  const std::string fifo = dir + "/fifo.json";
+  REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+  CommandLine cl;
+  cl.config_file = fifo;
+  // Nobody writes the FIFO: a blocking open would never return.
+  const auto start = std::chrono::steady_clock::now();
+  const std::string why = error_of([&] { (void)load_config(cl); });
+  CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(2));
+  CHECK(why.find(fifo) != std::string::npos);
+  CHECK(why.find("not a regular file") != std::string::npos);
+
+  const std::string big = dir + "/big.json";
+  {
+    std::FILE* f = std::fopen(big.c_str(), "w");
+    REQUIRE(f != nullptr);
+    const std::string spaces(kMaxConfigFileBytes, ' ');
+    std::fputs(("{" + spaces + "}").c_str(), f);
+    std::fclose(f);
+  }
+  cl.config_file = big;
+  CHECK(error_of([&] { (void)load_config(cl); }).find(std::to_string(kMaxConfigFileBytes)) != std::string::npos);
+  cl.config_file = dir + "/missing.json";
+  CHECK(error_of([&] { (void)load_config(cl); }).find("missing.json") != std::string::npos);
+  ::unlink(fifo.c_str());
+  ::unlink(big.c_str());
+  ::rmdir(dir.c_str());
 }

@@ -163,3 +163,22 @@ TEST_CASE("version negotiation picks the highest common version; version 1 is no
   CHECK_FALSE(negotiate_version({}));
   CHECK_FALSE(negotiate_version({0, 3, -1}));
 }
+
+TEST_CASE("string members are bounded by kMaxStringBytes, and the error names the member and the limit") {
+  const std::string at_limit(kMaxStringBytes, 'n');
+  const std::string over(kMaxStringBytes + 1, 'n');
+  json hello = {{"op", "hello"}, {"versions", {1}}, {"token", "t"}, {"name", at_limit}};
+  CHECK(std::get<HelloMessage>(validate_message(hello)).name == at_limit);
+  hello["name"] = over;
+  const std::string why = rejection(hello);
+  CHECK(why.find("\"name\"") != std::string::npos);
+  CHECK(why.find(std::to_string(kMaxStringBytes)) != std::string::npos);
+  // A megabyte name is refused as cheaply: nothing of it is copied into the message.
+  hello["name"] = std::string(1 << 20, 'n');
+  CHECK(rejection(hello).find("\"name\"") != std::string::npos);
+  hello["name"] = "n";
+  hello["token"] = over;
+  CHECK(rejection(hello).find("\"token\"") != std::string::npos);
+  const json add = {{"op", "add_device"}, {"seq", 1}, {"capacity_bytes", 0}, {"name", over}};
+  CHECK(rejection(add).find("\"name\"") != std::string::npos);
+}

@@ -8,6 +8,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <sys/stat.h>
+
+#include <chrono>
+#include <cstdio>
+#include <future>
 #include <memory>
 #include <optional>
 #include <stdexcept>
@@ -32,8 +37,8 @@ const Tokens kTokens{"client-token", "admin-token"};
 
 class RunningServer {
  public:
-  explicit RunningServer(BrokerConfig config = make_config())
-      : io_(1), server_(io_, std::move(config), CommandLine{}, kTokens) {
+  explicit RunningServer(BrokerConfig config = make_config(), CommandLine command_line = {})
+      : io_(1), server_(io_, std::move(config), std::move(command_line), kTokens) {
     server_.start();
     thread_ = std::thread([this] { io_.run(); });
   }
@@ -42,6 +47,16 @@ class RunningServer {
     thread_.join();
   }
   std::uint16_t port() const { return server_.port(); }
+  /// Runs Server::reload on the server's thread; false when it did not return within timeout_ms.
+  bool reload(int timeout_ms) {
+    auto done = std::make_shared<std::promise<void>>();
+    auto returned = done->get_future();
+    boost::asio::post(io_, [this, done] {
+      server_.reload();
+      done->set_value();
+    });
+    return returned.wait_for(std::chrono::milliseconds(timeout_ms)) == std::future_status::ready;
+  }
   std::uint16_t metrics_port() const { return server_.metrics_port(); }
 
   static BrokerConfig make_config() {
@@ -397,4 +412,28 @@ TEST_CASE("two hundred clients each get the lease once, in turn") {
   const auto status = clients.front()->expect("status");
   CHECK(status["clients"].size() == kClients);
   CHECK(status["devices"][0]["holder"].is_null());
+}
+
+TEST_CASE("SIGHUP's reload with a FIFO in place of the config returns at once; the broker goes on") {
+  char dir_template[] = "/tmp/acb-reload-test-XXXXXX";
+  REQUIRE(::mkdtemp(dir_template) != nullptr);
+  const std::string fifo = std::string(dir_template) + "/broker.json";
+  REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);  // nobody writes it: a blocking open never returns
+  CommandLine command_line;
+  command_line.config_file = fifo;
+  auto server = std::make_unique<RunningServer>(RunningServer::make_config(), command_line);
+  const bool returned = server->reload(2000);
+  if (!returned) {
+    // Unblock the server's thread (open the FIFO for writing) so that the test can end.
+    std::FILE* writer = std::fopen(fifo.c_str(), "w");
+    if (writer) std::fclose(writer);
+  }
+  REQUIRE(returned);
+  TestClient c(server->port());
+  c.hello("after-reload");
+  c.send({{"op", "status"}, {"seq", 1}});
+  CHECK(c.expect("status")["seq"] == 1);
+  server.reset();
+  ::unlink(fifo.c_str());
+  ::rmdir(dir_template);
 }
