@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "broker_server/peer_credentials.h"
+#include "broker_server/peer_text.h"
 #include "broker_server/replies.h"
 #include "common/frame.h"
 #include "common/token.h"
@@ -175,6 +176,28 @@ void Server::request_error(Session& session, Seq seq, const std::string& reason)
 void Server::on_framing_error(Session& session, const std::string& reason) { protocol_error(session, reason); }
 
 void Server::on_frame(Session& session, std::string_view payload) {
+  // The boundary of everything a frame sets off (validation, hello, requests,
+  // arbiter calls, encoding): whatever throws closes this one connection only.
+  try {
+    handle_frame(session, payload);
+  } catch (const std::exception& e) {
+    internal_error(session, e.what());
+  } catch (...) {
+    internal_error(session, "unknown exception");
+  }
+}
+
+void Server::internal_error(Session& session, std::string_view what) {
+  std::fprintf(stderr, "acb-broker: internal error on a frame from %s (client %llu): %s; closing that connection\n",
+               session.peer().c_str(), static_cast<unsigned long long>(session.id()), log_text(what).c_str());
+  try {
+    session.close_after_error(wire::encode_message(error_message("internal error: " + bounded_text(what))));
+  } catch (...) {
+    session.close();  // not even the error frame could be built: close without it
+  }
+}
+
+void Server::handle_frame(Session& session, std::string_view payload) {
   if (config_.debug) {
     std::fprintf(stderr, "acb-broker: client %llu: %.*s\n", static_cast<unsigned long long>(session.id()),
                  static_cast<int>(std::min<std::size_t>(payload.size(), 512)), payload.data());

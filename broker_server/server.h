@@ -81,6 +81,8 @@ class Server final : public SessionHost {
   void close_silent_connections(TimeUs now);
   TimeUs now_us() const;
 
+  void handle_frame(Session& session, std::string_view payload);
+  void internal_error(Session& session, std::string_view what);
   void handle_hello(Session& session, const HelloMessage& hello, TimeUs now);
   void handle(Session& session, const ClientMessage& message, TimeUs now);
   void handle_request(Session& session, const ClientMessage& message, Seq seq, TimeUs now);

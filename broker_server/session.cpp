@@ -41,14 +41,22 @@ void Session::on_read(const error_code& ec, std::size_t bytes) {
     return;
   }
   parser_.feed(read_buffer_.data(), bytes);
-  while (!closing_ && !closed_) {
-    const auto result = parser_.next(payload_);
-    if (result == wire::FrameParser::Result::incomplete) break;
-    if (result == wire::FrameParser::Result::bad) {
-      host_.on_framing_error(*this, parser_.error());
-      break;
+  try {
+    while (!closing_ && !closed_) {
+      const auto result = parser_.next(payload_);
+      if (result == wire::FrameParser::Result::incomplete) break;
+      if (result == wire::FrameParser::Result::bad) {
+        host_.on_framing_error(*this, parser_.error());
+        break;
+      }
+      host_.on_frame(*this, payload_);
     }
-    host_.on_frame(*this, payload_);
+  } catch (const std::exception& e) {
+    // The host has its own boundary; this one keeps a slip there to this connection.
+    std::fprintf(stderr, "acb-broker: closing %s (client %llu): %s\n", peer_.c_str(),
+                 static_cast<unsigned long long>(id_), e.what());
+    close();
+    return;
   }
   do_read();
 }

@@ -27,7 +27,9 @@ inline constexpr int kProtocolVersion = 1;
 /// larger than max_payload_bytes.
 std::string encode_frame(std::string_view payload, std::uint32_t max_payload_bytes = kMaxFrameBytes);
 
-/// Serialises a message and frames it.
+/// Serialises a message and frames it. Invalid UTF-8 in strings is replaced
+/// by U+FFFD, never thrown; throws std::length_error only for a payload above
+/// kMaxFrameBytes.
 std::string encode_message(const nlohmann::json& message);
 
 /// Incremental frame splitter with a checked maximum payload size.
