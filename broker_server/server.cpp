@@ -161,14 +161,14 @@ void Server::send(Session& session, const json& message) { session.send_frame(wi
 void Server::protocol_error(Session& session, const std::string& reason) {
   ++metrics_.protocol_errors_total;
   std::fprintf(stderr, "acb-broker: protocol error from %s (client %llu): %s; closing that connection\n",
-               session.peer().c_str(), static_cast<unsigned long long>(session.id()), reason.c_str());
+               session.peer().c_str(), static_cast<unsigned long long>(session.id()), log_text(reason).c_str());
   session.close_after_error(wire::encode_message(error_message(reason)));
 }
 
 void Server::request_error(Session& session, Seq seq, const std::string& reason) {
   if (config_.debug) {
     std::fprintf(stderr, "acb-broker: request %lld from client %llu failed: %s\n", static_cast<long long>(seq),
-                 static_cast<unsigned long long>(session.id()), reason.c_str());
+                 static_cast<unsigned long long>(session.id()), log_text(reason).c_str());
   }
   send(session, error_message(reason, seq));
 }
@@ -199,8 +199,8 @@ void Server::internal_error(Session& session, std::string_view what) {
 
 void Server::handle_frame(Session& session, std::string_view payload) {
   if (config_.debug) {
-    std::fprintf(stderr, "acb-broker: client %llu: %.*s\n", static_cast<unsigned long long>(session.id()),
-                 static_cast<int>(std::min<std::size_t>(payload.size(), 512)), payload.data());
+    std::fprintf(stderr, "acb-broker: client %llu: %s\n", static_cast<unsigned long long>(session.id()),
+                 log_text(payload).c_str());
   }
   std::string error;
   auto parsed = wire::parse_message(payload, error);
@@ -237,7 +237,7 @@ void Server::handle_frame(Session& session, std::string_view payload) {
     // The arbiter refused an event it should have accepted: the client's view
     // and ours differ, so only closing this connection restores a known state.
     std::fprintf(stderr, "acb-broker: internal error on %s from client %llu: %s\n", op_name(message),
-                 static_cast<unsigned long long>(session.id()), e.what());
+                 static_cast<unsigned long long>(session.id()), log_text(e.what()).c_str());
     session.close_after_error(wire::encode_message(error_message(std::string("internal error: ") + e.what())));
   }
 }
@@ -255,7 +255,7 @@ void Server::handle_hello(Session& session, const HelloMessage& hello, TimeUs no
   if (hello.admin ? !is_admin_token : !(is_client_token || is_admin_token)) {
     ++metrics_.auth_failures_total;
     std::fprintf(stderr, "acb-broker: authentication failed from %s (role %s, name \"%s\"); closing that connection\n",
-                 session.peer().c_str(), hello.admin ? "admin" : "client", hello.name.substr(0, 64).c_str());
+                 session.peer().c_str(), hello.admin ? "admin" : "client", log_text(hello.name, 64).c_str());
     session.close_after_error(wire::encode_message(error_message("authentication failed")));
     return;
   }
@@ -282,7 +282,8 @@ void Server::handle_hello(Session& session, const HelloMessage& hello, TimeUs no
     }
     if (!placement.device) {
       std::fprintf(stderr, "acb-broker: cannot place client %llu from %s: %s\n",
-                   static_cast<unsigned long long>(session.id()), session.peer().c_str(), placement.error.c_str());
+                   static_cast<unsigned long long>(session.id()), session.peer().c_str(),
+                   log_text(placement.error).c_str());
       session.close_after_error(wire::encode_message(error_message(placement.error)));
       return;
     }
@@ -425,8 +426,8 @@ void Server::apply(const Decisions& decisions, TimeUs now) {
     }
     if (const auto* disconnect = std::get_if<Disconnect>(&decision)) {
       std::fprintf(stderr, "acb-broker: disconnecting client %llu (%s, %s): %s\n",
-                   static_cast<unsigned long long>(client), session->state().name.c_str(), session->peer().c_str(),
-                   disconnect->reason.c_str());
+                   static_cast<unsigned long long>(client), log_text(session->state().name).c_str(),
+                   session->peer().c_str(), log_text(disconnect->reason).c_str());
       session->close_after_error(wire::encode_message(decision_message(decision, quantum_ms_)));
       continue;
     }
