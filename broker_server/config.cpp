@@ -31,6 +31,8 @@ constexpr Flag kFlags[] = {
     {"aging-ms", "aging_ms", Flag::number},
     {"idle-exit-s", "idle_exit_s", Flag::number},
     {"busy-poll-us", "busy_poll_us", Flag::number},
+    {"max-connections", "max_connections", Flag::number},
+    {"max-connections-per-uid", "max_connections_per_uid", Flag::number},
     {"port-file", "port_file", Flag::text},
     {"log-level", "log_level", Flag::level},
 };
@@ -198,7 +200,7 @@ BrokerConfig config_from_json(const json& merged) {
   static const char* kKnown[] = {"host", "port", "metrics_port", "devices", "quantum_ms",
                                  "heartbeat_timeout_ms", "preempt_deadline_ms", "quantum_deadline_ms",
                                  "revoke_grace_ms", "aging_ms", "idle_exit_s", "busy_poll_us", "port_file",
-                                 "log_level"};
+                                 "log_level", "max_connections", "max_connections_per_uid"};
   for (const auto& [key, value] : merged.items()) {
     bool known = false;
     for (const char* k : kKnown) known = known || key == k;
@@ -219,6 +221,11 @@ BrokerConfig config_from_json(const json& merged) {
   if (c.arbiter.heartbeat_timeout_ms == 0) throw ConfigError("heartbeat_timeout_ms must be positive");
   c.idle_exit_s = member_unsigned(merged, "idle_exit_s", 0);
   c.busy_poll_us = member_unsigned(merged, "busy_poll_us", c.busy_poll_us, 1000000);
+  c.connections.max_connections = member_unsigned(merged, "max_connections", c.connections.max_connections);
+  c.connections.max_connections_per_uid =
+      member_unsigned(merged, "max_connections_per_uid", c.connections.max_connections_per_uid);
+  if (c.connections.max_connections == 0) throw ConfigError("max_connections must be positive");
+  if (c.connections.max_connections_per_uid == 0) throw ConfigError("max_connections_per_uid must be positive");
   c.port_file = member_string(merged, "port_file", "");
   const std::string level = member_string(merged, "log_level", "info");
   if (level != "info" && level != "debug") throw ConfigError("log_level must be \"info\" or \"debug\"");
@@ -279,6 +286,7 @@ const char* usage() {
          "                  [--heartbeat-timeout-ms N] [--preempt-deadline-ms N]\n"
          "                  [--quantum-deadline-ms N] [--revoke-grace-ms N] [--aging-ms N]\n"
          "                  [--idle-exit-s N] [--busy-poll-us N] [--port-file FILE] [--log-level info|debug]\n"
+         "                  [--max-connections 1024] [--max-connections-per-uid 64]\n"
          "Capacities: 80GiB, 512MiB, 1.5GB or plain bytes. Port 0 picks a free port.\n"
          "Flags win over the --config file; SIGHUP re-reads the file. See docs/operations.md.\n";
 }

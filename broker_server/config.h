@@ -21,6 +21,7 @@
 #include <nlohmann/json.hpp>
 
 #include "broker_server/arbiter.h"
+#include "broker_server/connection_limits.h"
 
 namespace acb::broker {
 
@@ -50,6 +51,7 @@ struct BrokerConfig {
   std::uint16_t metrics_port = 43211;  ///< 0 = ephemeral
   std::vector<DeviceSpec> devices;     ///< empty after merging: see default_device()
   ArbiterConfig arbiter;
+  ConnectionLimitsConfig connections;  ///< max_connections, max_connections_per_uid
   std::uint64_t idle_exit_s = 0;       ///< 0 = never exit for idleness
   std::uint64_t busy_poll_us = 50;     ///< keep polling this long after an event before blocking (0 = never)
   std::string port_file;               ///< where to write {"host","port","metrics_port","pid"}

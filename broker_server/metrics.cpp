@@ -108,6 +108,9 @@ std::string render_prometheus(const BrokerMetrics& metrics, const ArbiterCounter
           metrics.protocol_errors_total);
   counter(out, "acb_auth_failures_total", "Connections refused for a wrong token or role.",
           metrics.auth_failures_total);
+  counter(out, "acb_connections_refused_total",
+          "Connections refused at accept: over max_connections_per_uid or max_connections.",
+          metrics.connections_refused_total);
 
   header(out, "acb_lease_wait_seconds", "histogram", "Time from acquire to grant.");
   for (std::size_t i = 0; i < WaitHistogram::kBoundsSeconds.size(); ++i) {
