@@ -51,6 +51,7 @@ class RunningServer {
     c.arbiter.quantum_ms = 60000;
     c.arbiter.heartbeat_timeout_ms = 60000;  // these clients do not heartbeat
     c.arbiter.aging_ms = 600000;             // nor answer the revoke that aging would cause
+    c.connections.max_connections_per_uid = 1024;  // every test client is this process's uid
     return c;
   }
 
