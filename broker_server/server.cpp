@@ -260,6 +260,7 @@ void Server::on_frame(Session& session, std::string_view payload) {
 }
 
 void Server::internal_error(Session& session, std::string_view what) {
+  ++metrics_.internal_errors_total;
   std::fprintf(stderr, "acb-broker: internal error on a frame from %s (client %llu): %s; closing that connection\n",
                session.peer().c_str(), static_cast<unsigned long long>(session.id()), log_text(what).c_str());
   try {
@@ -309,6 +310,7 @@ void Server::handle_frame(Session& session, std::string_view payload) {
   } catch (const std::exception& e) {
     // The arbiter refused an event it should have accepted: the client's view
     // and ours differ, so only closing this connection restores a known state.
+    ++metrics_.internal_errors_total;
     std::fprintf(stderr, "acb-broker: internal error on %s from client %llu: %s\n", op_name(message),
                  static_cast<unsigned long long>(session.id()), log_text(e.what()).c_str());
     session.close_after_error(wire::encode_message(error_message(std::string("internal error: ") + e.what())));
