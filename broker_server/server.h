@@ -69,9 +69,15 @@ class Server final : public SessionHost {
   /// (quantum_ms, new devices). Errors are logged; the running config stays.
   void reload();
 
+  /// Serves a connection that did not come through the listener (the fuzzer
+  /// feeds one end of a socketpair), with the same limits as an accepted one.
+  void adopt(boost::asio::ip::tcp::socket socket) { on_accepted(std::move(socket)); }
+
   std::uint16_t port() const;
   std::uint16_t metrics_port() const;
   const BrokerConfig& config() const { return config_; }
+  /// What the I/O layer counts (the fuzzer checks internal_errors_total).
+  const BrokerMetrics& metrics() const { return metrics_; }
   /// The Prometheus text of the metrics endpoint.
   std::string render_metrics() const;
 
