@@ -35,6 +35,8 @@ constexpr Flag kFlags[] = {
     {"revoke-penalty-ms", "revoke_penalty_ms", Flag::number},
     {"revoke-offences-max", "revoke_offences_max", Flag::number},
     {"revoke-offence-window-ms", "revoke_offence_window_ms", Flag::number},
+    {"max-connections", "max_connections", Flag::number},
+    {"max-connections-per-uid", "max_connections_per_uid", Flag::number},
     {"port-file", "port_file", Flag::text},
     {"log-level", "log_level", Flag::level},
 };
@@ -216,7 +218,7 @@ BrokerConfig config_from_json(const json& merged) {
                                  "heartbeat_timeout_ms", "preempt_deadline_ms", "quantum_deadline_ms",
                                  "revoke_grace_ms", "aging_ms", "idle_exit_s", "busy_poll_us", "port_file",
                                  "log_level", "priority_classes", "revoke_penalty_ms", "revoke_offences_max",
-                                 "revoke_offence_window_ms"};
+                                 "revoke_offence_window_ms", "max_connections", "max_connections_per_uid"};
   for (const auto& [key, value] : merged.items()) {
     bool known = false;
     for (const char* k : kKnown) known = known || key == k;
@@ -239,6 +241,9 @@ BrokerConfig config_from_json(const json& merged) {
       member_bounded(merged, kRevokeOffenceWindowMs, defaults.revoke_offence_window_ms);
   c.idle_exit_s = member_bounded(merged, kIdleExitS, 0);
   c.busy_poll_us = member_bounded(merged, kBusyPollUs, c.busy_poll_us);
+  c.connections.max_connections = member_bounded(merged, kMaxConnections, c.connections.max_connections);
+  c.connections.max_connections_per_uid =
+      member_bounded(merged, kMaxConnectionsPerUid, c.connections.max_connections_per_uid);
   c.port_file = member_string(merged, "port_file", "");
   const std::string level = member_string(merged, "log_level", "info");
   if (level != "info" && level != "debug") throw ConfigError("log_level must be \"info\" or \"debug\"");
@@ -298,6 +303,7 @@ const char* usage() {
          "                  [--quantum-deadline-ms N] [--revoke-grace-ms N] [--aging-ms N]\n"
          "                  [--idle-exit-s N] [--busy-poll-us N] [--port-file FILE] [--log-level info|debug]\n"
          "                  [--revoke-penalty-ms N] [--revoke-offences-max N] [--revoke-offence-window-ms N]\n"
+         "                  [--max-connections 1024] [--max-connections-per-uid 64]\n"
          "Capacities: 80GiB, 512MiB, 1.5GB or plain bytes. Port 0 picks a free port.\n"
          "Flags win over the --config file; SIGHUP re-reads the file. See docs/operations.md.\n";
 }

@@ -21,6 +21,7 @@
 #include <nlohmann/json.hpp>
 
 #include "broker_server/arbiter.h"
+#include "broker_server/connection_limits.h"
 #include "broker_server/policy_priority.h"
 
 namespace acb::broker {
@@ -60,6 +61,8 @@ inline constexpr Bounded kBusyPollUs{"busy_poll_us", 0, 1'000'000};
 inline constexpr Bounded kRevokePenaltyMs{"revoke_penalty_ms", 0, 86'400'000};  ///< 0: no penalty
 inline constexpr Bounded kRevokeOffencesMax{"revoke_offences_max", 1, 1000};
 inline constexpr Bounded kRevokeOffenceWindowMs{"revoke_offence_window_ms", 0, 86'400'000};  ///< 0: never disconnected for it
+inline constexpr Bounded kMaxConnections{"max_connections", 1, 1'000'000};
+inline constexpr Bounded kMaxConnectionsPerUid{"max_connections_per_uid", 1, 1'000'000};
 
 /// "is 0, outside its bounds [1, 3600000]" (the caller names the key); empty when within them.
 std::string out_of_bounds(const Bounded& bounds, std::uint64_t value);
@@ -75,6 +78,7 @@ struct BrokerConfig {
   std::uint16_t metrics_port = 43211;  ///< 0 = ephemeral
   std::vector<DeviceSpec> devices;     ///< empty after merging: see default_device()
   ArbiterConfig arbiter;
+  ConnectionLimitsConfig connections;  ///< max_connections, max_connections_per_uid
   std::uint64_t idle_exit_s = 0;       ///< 0 = never exit for idleness
   std::uint64_t busy_poll_us = 50;     ///< keep polling this long after an event before blocking (0 = never)
   std::string port_file;               ///< where to write {"host","port","metrics_port","pid"}

@@ -1,8 +1,12 @@
 #include "broker_server/event_loop.h"
 
+#include <cstdio>
+
 namespace acb::broker {
 
-void run_event_loop(boost::asio::io_context& io, std::chrono::microseconds busy_poll) {
+namespace {
+
+void run_loop(boost::asio::io_context& io, std::chrono::microseconds busy_poll) {
   if (busy_poll.count() <= 0) {
     io.run();
     return;
@@ -18,6 +22,24 @@ void run_event_loop(boost::asio::io_context& io, std::chrono::microseconds busy_
     if (clock::now() - last_event < busy_poll) continue;
     if (io.run_one() == 0) break;  // blocks until the next event
     last_event = clock::now();
+  }
+}
+
+}  // namespace
+
+void run_event_loop(boost::asio::io_context& io, std::chrono::microseconds busy_poll) {
+  // Last resort: a handler that throws unwinds out of run()/poll(); Asio
+  // allows running the context again, and the other connections' handlers
+  // are still queued. The server's own boundaries should make this unreachable.
+  for (;;) {
+    try {
+      run_loop(io, busy_poll);
+      return;
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "acb-broker: an event handler failed: %s; going on\n", e.what());
+    } catch (...) {
+      std::fprintf(stderr, "acb-broker: an event handler failed with an unknown exception; going on\n");
+    }
   }
 }
 

@@ -7,6 +7,9 @@
 // microseconds apart). The cost is bounded: at most busy_poll_us of CPU per
 // burst of events, nothing while the broker is idle.
 //
+// It is also the last-resort boundary of the broker: an exception that
+// escapes a handler is logged (one line) and the loop goes on.
+//
 // Thread-safety: call from the one thread that runs the io_context.
 #pragma once
 
@@ -17,7 +20,8 @@
 
 namespace acb::broker {
 
-/// Runs `io` until it is stopped or out of work, like io.run().
+/// Runs `io` until it is stopped or out of work, like io.run(). An exception
+/// out of a handler is logged and the loop goes on: it never ends the process.
 void run_event_loop(boost::asio::io_context& io, std::chrono::microseconds busy_poll);
 
 }  // namespace acb::broker

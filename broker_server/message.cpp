@@ -3,6 +3,7 @@
 #include <limits>
 
 #include "broker_server/config.h"
+#include "broker_server/peer_text.h"
 #include "common/frame.h"
 #include "common/hex.h"
 
@@ -199,8 +200,8 @@ ClientMessage validate_message(const json& message) {
   if (op == "remove_device") return RemoveDeviceMessage{r.seq(), r.device("device")};
   if (op == "trace") return TraceMessage{r.seq()};
 
-  // Bound the echoed name so a huge bogus op does not become a huge log line.
-  throw ProtocolError("unknown op \"" + op.substr(0, 64) + (op.size() > 64 ? "...\"" : "\""));
+  // Bound the echoed name so a huge bogus op does not become a huge reply or log line.
+  throw ProtocolError("unknown op \"" + bounded_text(op) + "\"");
 }
 
 std::optional<Seq> seq_of(const ClientMessage& message) {

@@ -108,6 +108,12 @@ std::string render_prometheus(const BrokerMetrics& metrics, const ArbiterCounter
           metrics.protocol_errors_total);
   counter(out, "acb_auth_failures_total", "Connections refused for a wrong token or role.",
           metrics.auth_failures_total);
+  counter(out, "acb_connections_refused_total",
+          "Connections refused at accept: over max_connections_per_uid or max_connections.",
+          metrics.connections_refused_total);
+  counter(out, "acb_internal_errors_total",
+          "Connections closed because handling one of their frames failed inside the broker (a bug: please report).",
+          metrics.internal_errors_total);
 
   header(out, "acb_lease_wait_seconds", "histogram", "Time from acquire to grant.");
   for (std::size_t i = 0; i < WaitHistogram::kBoundsSeconds.size(); ++i) {

@@ -6,7 +6,9 @@
 #include <type_traits>
 #include <vector>
 
+#include "broker_server/descriptor_limit.h"
 #include "broker_server/peer_credentials.h"
+#include "broker_server/peer_text.h"
 #include "broker_server/priority_claim.h"
 #include "broker_server/replies.h"
 #include "common/frame.h"
@@ -47,9 +49,20 @@ Server::Server(asio::io_context& io, BrokerConfig config, CommandLine command_li
       acceptor_(io),
       metrics_http_(io, [this] { return render_metrics(); }),
       tick_timer_(io),
+      accept_timer_(io),
       epoch_(std::chrono::steady_clock::now()),
-      idle_since_(epoch_) {
+      idle_since_(epoch_),
+      connection_limits_(config_.connections) {
   for (const auto& device : config_.devices) arbiter_.add_device(device.name, arbiter_capacity(device.capacity_bytes));
+  if (const auto fit = connections_within_descriptor_limit(); fit && *fit < config_.connections.max_connections) {
+    std::fprintf(stderr,
+                 "acb-broker: max_connections %zu lowered to %zu: the descriptor limit (ulimit -n) is %zu, "
+                 "%zu of them kept for the broker itself; raise ulimit -n to allow more\n",
+                 config_.connections.max_connections, *fit, *fit + kReservedDescriptors, kReservedDescriptors);
+    ConnectionLimitsConfig limits = config_.connections;
+    limits.max_connections = *fit;
+    connection_limits_ = ConnectionLimits(limits);
+  }
 }
 
 Server::~Server() = default;
@@ -80,6 +93,7 @@ void Server::stop() {
   acceptor_.close(ignored);
   metrics_http_.close();
   tick_timer_.cancel();
+  accept_timer_.cancel();
   std::vector<std::shared_ptr<Session>> sessions;
   for (auto& [id, session] : sessions_) sessions.push_back(session);
   for (auto& session : sessions) session->close();
@@ -103,20 +117,71 @@ TimeUs Server::now_us() const {
 void Server::do_accept() {
   acceptor_.async_accept([this](const error_code& ec, asio::ip::tcp::socket socket) {
     if (stopped_ || ec == asio::error::operation_aborted) return;
+    if (AcceptBackoff::is_resource_error(ec)) {
+      back_off_accepting(ec);
+      return;
+    }
+    if (const auto failures = accept_backoff_.on_success(); failures > 0 && !ec) {
+      std::fprintf(stderr, "acb-broker: accepting again after %llu failed attempt(s)\n",
+                   static_cast<unsigned long long>(failures));
+    }
     if (ec) {
-      // Out of descriptors and the like: this connection is lost, the listener goes on.
+      // The peer gave up before we took it (ECONNABORTED and the like): only it is lost.
       std::fprintf(stderr, "acb-broker: accept failed: %s\n", ec.message().c_str());
     } else {
-      const ClientId id = next_id_++;
-      const auto uid = loopback_peer_uid(socket);
-      auto session = std::make_shared<Session>(std::move(socket), *this, id);
-      session->state().connected_us = now_us();
-      session->state().uid = uid;
-      sessions_.emplace(id, session);
-      session->start();
+      on_accepted(std::move(socket));
     }
     do_accept();
   });
+}
+
+void Server::back_off_accepting(const error_code& ec) {
+  const auto delay = accept_backoff_.on_failure();
+  // The oldest connection that has not authenticated gives its descriptor
+  // back, so that a flood of silent connections cannot lock clients out.
+  std::shared_ptr<Session> oldest;
+  for (const auto& [id, session] : sessions_) {
+    if (session->state().authenticated || session->closing()) continue;
+    if (!oldest || session->state().connected_us < oldest->state().connected_us) oldest = session;
+  }
+  if (accept_backoff_.failures() == 1) {
+    std::fprintf(stderr,
+                 "acb-broker: accept failed: %s; %s, retrying every %lld ms at most (raise the descriptor "
+                 "limit, ulimit -n, or lower max_connections); one line per burst\n",
+                 ec.message().c_str(),
+                 oldest ? "closing the oldest unauthenticated connection" : "no unauthenticated connection to close",
+                 static_cast<long long>(AcceptBackoff::kMaxDelay.count()));
+  }
+  if (oldest) oldest->close();
+  accept_timer_.expires_after(delay);
+  accept_timer_.async_wait([this](const error_code& timer_ec) {
+    if (timer_ec || stopped_) return;
+    do_accept();
+  });
+}
+
+void Server::on_accepted(asio::ip::tcp::socket socket) {
+  const ClientId id = next_id_++;
+  const auto uid = loopback_peer_uid(socket);
+  auto session = std::make_shared<Session>(std::move(socket), *this, id, output_budget_);
+  session->state().connected_us = now_us();
+  session->state().uid = uid;
+  if (auto refusal = connection_limits_.admit(uid)) {
+    ++metrics_.connections_refused_total;
+    session->refuse(wire::encode_message(error_message(*refusal)));
+    // One line a second at most: a peer opening connections in a loop must not flood the log.
+    const auto now = std::chrono::steady_clock::now();
+    if (now - last_refusal_logged_ >= std::chrono::seconds(1)) {
+      std::fprintf(stderr, "acb-broker: refusing %s (client %llu): %s (%llu refused in all)\n",
+                   session->peer().c_str(), static_cast<unsigned long long>(id), refusal->c_str(),
+                   static_cast<unsigned long long>(metrics_.connections_refused_total));
+      last_refusal_logged_ = now;
+    }
+    return;
+  }
+  session->state().admitted = true;
+  sessions_.emplace(id, session);
+  session->start();
 }
 
 void Server::arm_tick() {
@@ -163,24 +228,55 @@ void Server::send(Session& session, const json& message) { session.send_frame(wi
 void Server::protocol_error(Session& session, const std::string& reason) {
   ++metrics_.protocol_errors_total;
   std::fprintf(stderr, "acb-broker: protocol error from %s (client %llu): %s; closing that connection\n",
-               session.peer().c_str(), static_cast<unsigned long long>(session.id()), reason.c_str());
+               session.peer().c_str(), static_cast<unsigned long long>(session.id()), log_text(reason).c_str());
   session.close_after_error(wire::encode_message(error_message(reason)));
 }
 
 void Server::request_error(Session& session, Seq seq, const std::string& reason) {
   if (config_.debug) {
     std::fprintf(stderr, "acb-broker: request %lld from client %llu failed: %s\n", static_cast<long long>(seq),
-                 static_cast<unsigned long long>(session.id()), reason.c_str());
+                 static_cast<unsigned long long>(session.id()), log_text(reason).c_str());
   }
   send(session, error_message(reason, seq));
 }
 
-void Server::on_framing_error(Session& session, const std::string& reason) { protocol_error(session, reason); }
+void Server::on_framing_error(Session& session, const std::string& reason) {
+  if (session.state().authenticated) {
+    protocol_error(session, reason);
+  } else {
+    protocol_error(session, reason + " (kMaxUnauthenticatedFrameBytes: frames are limited to " +
+                                std::to_string(wire::kMaxUnauthenticatedFrameBytes) +
+                                " bytes until the handshake is complete)");
+  }
+}
 
 void Server::on_frame(Session& session, std::string_view payload) {
+  // The boundary of everything a frame sets off (validation, hello, requests,
+  // arbiter calls, encoding): whatever throws closes this one connection only.
+  try {
+    handle_frame(session, payload);
+  } catch (const std::exception& e) {
+    internal_error(session, e.what());
+  } catch (...) {
+    internal_error(session, "unknown exception");
+  }
+}
+
+void Server::internal_error(Session& session, std::string_view what) {
+  ++metrics_.internal_errors_total;
+  std::fprintf(stderr, "acb-broker: internal error on a frame from %s (client %llu): %s; closing that connection\n",
+               session.peer().c_str(), static_cast<unsigned long long>(session.id()), log_text(what).c_str());
+  try {
+    session.close_after_error(wire::encode_message(error_message("internal error: " + bounded_text(what))));
+  } catch (...) {
+    session.close();  // not even the error frame could be built: close without it
+  }
+}
+
+void Server::handle_frame(Session& session, std::string_view payload) {
   if (config_.debug) {
-    std::fprintf(stderr, "acb-broker: client %llu: %.*s\n", static_cast<unsigned long long>(session.id()),
-                 static_cast<int>(std::min<std::size_t>(payload.size(), 512)), payload.data());
+    std::fprintf(stderr, "acb-broker: client %llu: %s\n", static_cast<unsigned long long>(session.id()),
+                 log_text(payload).c_str());
   }
   std::string error;
   auto parsed = wire::parse_message(payload, error);
@@ -204,6 +300,7 @@ void Server::on_frame(Session& session, std::string_view payload) {
       handle_hello(session, *hello);
     } else if (auth && state.handshake) {
       handle_auth(session, *auth, now);
+      if (state.authenticated) session.allow_full_frames();
     } else {
       protocol_error(session, std::string(state.handshake ? "the frame after \"challenge\" must be \"auth\""
                                                           : "the first frame must be \"hello\"") +
@@ -222,8 +319,9 @@ void Server::on_frame(Session& session, std::string_view payload) {
   } catch (const std::exception& e) {
     // The arbiter refused an event it should have accepted: the client's view
     // and ours differ, so only closing this connection restores a known state.
+    ++metrics_.internal_errors_total;
     std::fprintf(stderr, "acb-broker: internal error on %s from client %llu: %s\n", op_name(message),
-                 static_cast<unsigned long long>(session.id()), e.what());
+                 static_cast<unsigned long long>(session.id()), log_text(e.what()).c_str());
     session.close_after_error(wire::encode_message(error_message(std::string("internal error: ") + e.what())));
   }
 }
@@ -256,7 +354,7 @@ void Server::handle_auth(Session& session, const AuthMessage& auth, TimeUs now) 
     // The same answer whatever was wrong (token, role, nonce): a prober learns nothing.
     ++metrics_.auth_failures_total;
     std::fprintf(stderr, "acb-broker: authentication failed from %s (role %s, name \"%s\"); closing that connection\n",
-                 session.peer().c_str(), hello.admin ? "admin" : "client", hello.name.substr(0, 64).c_str());
+                 session.peer().c_str(), hello.admin ? "admin" : "client", log_text(hello.name, 64).c_str());
     session.close_after_error(wire::encode_message(error_message("authentication failed")));
     return;
   }
@@ -294,7 +392,8 @@ void Server::admit(Session& session, const HelloMessage& hello, int version, Tim
     }
     if (!placement.device) {
       std::fprintf(stderr, "acb-broker: cannot place client %llu from %s: %s\n",
-                   static_cast<unsigned long long>(session.id()), session.peer().c_str(), placement.error.c_str());
+                   static_cast<unsigned long long>(session.id()), session.peer().c_str(),
+                   log_text(placement.error).c_str());
       session.close_after_error(wire::encode_message(error_message(placement.error)));
       return;
     }
@@ -433,8 +532,8 @@ void Server::apply(const Decisions& decisions, TimeUs now) {
     }
     if (const auto* disconnect = std::get_if<Disconnect>(&decision)) {
       std::fprintf(stderr, "acb-broker: disconnecting client %llu (%s, %s): %s\n",
-                   static_cast<unsigned long long>(client), session->state().name.c_str(), session->peer().c_str(),
-                   disconnect->reason.c_str());
+                   static_cast<unsigned long long>(client), log_text(session->state().name).c_str(),
+                   session->peer().c_str(), log_text(disconnect->reason).c_str());
       session->close_after_error(wire::encode_message(decision_message(decision, quantum_ms_)));
       continue;
     }
@@ -448,6 +547,8 @@ void Server::on_session_closed(Session& session) {
   // Keep the session alive until this returns; erasing may drop the last owner.
   auto keep = sessions_.find(id) != sessions_.end() ? sessions_[id] : nullptr;
   sessions_.erase(id);
+  if (state.admitted) connection_limits_.release(state.uid);
+  state.admitted = false;
   if (state.authenticated) --authenticated_;
   if (sessions_.empty()) idle_since_ = std::chrono::steady_clock::now();
   if (state.in_arbiter) {
@@ -460,6 +561,24 @@ void Server::on_session_closed(Session& session) {
       std::fprintf(stderr, "acb-broker: arbiter failed to reclaim client %llu: %s\n",
                    static_cast<unsigned long long>(id), e.what());
     }
+  }
+}
+
+void Server::on_output_over_budget(Session& session) {
+  // The peer with the largest backlog is the one that reads least: it goes,
+  // not whoever happened to queue the frame that crossed the bound.
+  while (output_budget_.over()) {
+    std::shared_ptr<Session> largest;
+    for (const auto& [id, s] : sessions_) {
+      if (!largest || s->queued_bytes() > largest->queued_bytes()) largest = s;
+    }
+    if (!largest || largest->queued_bytes() == 0) return;  // only closing sessions hold the rest
+    std::fprintf(stderr,
+                 "acb-broker: closing %s (client %llu): %zu bytes queued to it while all connections together "
+                 "exceed the output bound of %zu bytes (queued after a frame to client %llu)\n",
+                 largest->peer().c_str(), static_cast<unsigned long long>(largest->id()), largest->queued_bytes(),
+                 output_budget_.limit_bytes, static_cast<unsigned long long>(session.id()));
+    largest->close();
   }
 }
 

@@ -7,7 +7,11 @@
 // calls Arbiter::on_tick every kTick for quantum expiry, revoke deadlines
 // and heartbeat timeouts, implements --idle-exit-s, and closes connections
 // that say no hello within the heartbeat timeout (they would otherwise hold
-// a descriptor and keep an idle broker alive forever). Any protocol
+// a descriptor and keep an idle broker alive forever). Connections beyond
+// max_connections_per_uid or max_connections (connection_limits.h) get an
+// error frame at accept and are closed. When accept fails for want of
+// descriptors it backs off (accept_backoff.h) and closes the oldest
+// unauthenticated connection, so that it serves again. Any protocol
 // violation closes only the connection that committed it: the peer gets an
 // error frame, stderr gets one line with the peer and the reason.
 //
@@ -28,8 +32,10 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include "broker_server/accept_backoff.h"
 #include "broker_server/arbiter.h"
 #include "broker_server/config.h"
+#include "broker_server/connection_limits.h"
 #include "broker_server/message.h"
 #include "broker_server/metrics.h"
 #include "broker_server/metrics_http.h"
@@ -64,9 +70,15 @@ class Server final : public SessionHost {
   /// (quantum_ms, new devices). Errors are logged; the running config stays.
   void reload();
 
+  /// Serves a connection that did not come through the listener (the fuzzer
+  /// feeds one end of a socketpair), with the same limits as an accepted one.
+  void adopt(boost::asio::ip::tcp::socket socket) { on_accepted(std::move(socket)); }
+
   std::uint16_t port() const;
   std::uint16_t metrics_port() const;
   const BrokerConfig& config() const { return config_; }
+  /// What the I/O layer counts (the fuzzer checks internal_errors_total).
+  const BrokerMetrics& metrics() const { return metrics_; }
   /// The Prometheus text of the metrics endpoint.
   std::string render_metrics() const;
 
@@ -74,14 +86,19 @@ class Server final : public SessionHost {
   void on_frame(Session& session, std::string_view payload) override;
   void on_framing_error(Session& session, const std::string& reason) override;
   void on_session_closed(Session& session) override;
+  void on_output_over_budget(Session& session) override;
 
  private:
   void do_accept();
+  void on_accepted(boost::asio::ip::tcp::socket socket);
+  void back_off_accepting(const boost::system::error_code& ec);
   void arm_tick();
   void on_tick();
   void close_silent_connections(TimeUs now);
   TimeUs now_us() const;
 
+  void handle_frame(Session& session, std::string_view payload);
+  void internal_error(Session& session, std::string_view what);
   /// hello -> challenge; auth -> admit or close (broker_server/handshake.h).
   void handle_hello(Session& session, const HelloMessage& hello);
   void handle_auth(Session& session, const AuthMessage& auth, TimeUs now);
@@ -103,9 +120,14 @@ class Server final : public SessionHost {
   boost::asio::ip::tcp::acceptor acceptor_;
   MetricsHttp metrics_http_;
   boost::asio::steady_timer tick_timer_;
+  boost::asio::steady_timer accept_timer_;  ///< the next accept after a resource failure
+  AcceptBackoff accept_backoff_;
   std::chrono::steady_clock::time_point epoch_;
   std::chrono::steady_clock::time_point idle_since_;
   std::unordered_map<ClientId, std::shared_ptr<Session>> sessions_;
+  ConnectionLimits connection_limits_;
+  OutputBudget output_budget_;  ///< what all sessions have queued, and its bound
+  std::chrono::steady_clock::time_point last_refusal_logged_{};
   ClientId next_id_ = 1;
   std::size_t authenticated_ = 0;
   BrokerMetrics metrics_;

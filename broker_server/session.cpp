@@ -10,20 +10,35 @@ namespace acb::broker {
 namespace asio = boost::asio;
 using boost::system::error_code;
 
-Session::Session(asio::ip::tcp::socket socket, SessionHost& host, ClientId id)
-    : socket_(std::move(socket)), linger_timer_(socket_.get_executor()), host_(host), id_(id) {}
+namespace {
+
+std::string peer_name(const asio::ip::tcp::socket& socket) {
+  error_code ec;
+  const auto endpoint = socket.remote_endpoint(ec);
+  return ec ? std::string("unknown peer") : endpoint.address().to_string() + ":" + std::to_string(endpoint.port());
+}
+
+}  // namespace
+
+Session::Session(asio::ip::tcp::socket socket, SessionHost& host, ClientId id, OutputBudget& budget)
+    : socket_(std::move(socket)),
+      linger_timer_(socket_.get_executor()),
+      host_(host),
+      id_(id),
+      parser_(wire::kMaxUnauthenticatedFrameBytes),
+      budget_(budget) {}
 
 void Session::start() {
+  peer_ = peer_name(socket_);
   error_code ec;
-  const auto endpoint = socket_.remote_endpoint(ec);
-  peer_ = ec ? std::string("unknown peer") : endpoint.address().to_string() + ":" + std::to_string(endpoint.port());
   // Grants are tiny frames on the critical path: never wait for Nagle.
   socket_.set_option(asio::ip::tcp::no_delay(true), ec);
   do_read();
 }
 
 void Session::do_read() {
-  if (closed_) return;
+  if (closed_ || read_in_progress_) return;
+  read_in_progress_ = true;
   socket_.async_read_some(asio::buffer(read_buffer_),
                           [self = shared_from_this()](const error_code& ec, std::size_t bytes) {
                             self->on_read(ec, bytes);
@@ -31,6 +46,7 @@ void Session::do_read() {
 }
 
 void Session::on_read(const error_code& ec, std::size_t bytes) {
+  read_in_progress_ = false;
   if (ec) {
     // EOF, reset, or our own close: the connection is over either way.
     close();
@@ -41,69 +57,120 @@ void Session::on_read(const error_code& ec, std::size_t bytes) {
     return;
   }
   parser_.feed(read_buffer_.data(), bytes);
-  while (!closing_ && !closed_) {
-    const auto result = parser_.next(payload_);
-    if (result == wire::FrameParser::Result::incomplete) break;
-    if (result == wire::FrameParser::Result::bad) {
-      host_.on_framing_error(*this, parser_.error());
-      break;
+  handle_frames();
+  if (!read_paused_) do_read();
+}
+
+void Session::handle_frames() {
+  try {
+    while (!closing_ && !closed_) {
+      if (queued_bytes_ > kReadPauseBytes) {
+        // Backpressure: the rest waits in parser_ until the peer reads (on_write).
+        read_paused_ = true;
+        return;
+      }
+      const auto result = parser_.next(payload_);
+      if (result == wire::FrameParser::Result::incomplete) break;
+      if (result == wire::FrameParser::Result::bad) {
+        host_.on_framing_error(*this, parser_.error());
+        break;
+      }
+      host_.on_frame(*this, payload_);
     }
-    host_.on_frame(*this, payload_);
+  } catch (const std::exception& e) {
+    // The host has its own boundary; this one keeps a slip there to this connection.
+    std::fprintf(stderr, "acb-broker: closing %s (client %llu): %s\n", peer_.c_str(),
+                 static_cast<unsigned long long>(id_), e.what());
+    close();
   }
-  do_read();
+  read_paused_ = false;
 }
 
 void Session::send_frame(std::string frame) {
   if (closing_ || closed_) return;
   if (queued_bytes_ + frame.size() > kMaxQueuedBytes) {
-    std::fprintf(stderr, "acb-broker: closing %s (client %llu): it does not read, %zu bytes queued\n",
-                 peer_.c_str(), static_cast<unsigned long long>(id_), queued_bytes_);
+    std::fprintf(stderr, "acb-broker: closing %s (client %llu): it does not read, %zu bytes queued (limit %zu)\n",
+                 peer_.c_str(), static_cast<unsigned long long>(id_), queued_bytes_, kMaxQueuedBytes);
     close();
     return;
   }
-  queued_bytes_ += frame.size();
-  write_queue_.push_back(std::move(frame));
-  if (write_queue_.size() == 1) do_write();
+  enqueue(std::move(frame));
+  if (budget_.over()) host_.on_output_over_budget(*this);
 }
 
 void Session::close_after_error(std::string error_frame) {
   if (closing_ || closed_) return;
   closing_ = true;
   finish();
-  queued_bytes_ += error_frame.size();
-  write_queue_.push_back(std::move(error_frame));
-  if (write_queue_.size() == 1) do_write();
+  enqueue(std::move(error_frame));
+  // A peer that does not read would never let the queue flush: kLingerMs bounds that wait too.
+  arm_linger_timer();
+}
+
+void Session::enqueue(std::string frame) {
+  queued_bytes_ += frame.size();
+  budget_.queued_bytes += frame.size();
+  queued_.push_back(std::move(frame));
+  if (!write_in_progress_) do_write();
 }
 
 void Session::do_write() {
-  asio::async_write(socket_, asio::buffer(write_queue_.front()),
-                    [self = shared_from_this()](const error_code& ec, std::size_t bytes) {
-                      self->on_write(ec, bytes);
-                    });
+  // Everything queued goes out in one gather write; what is queued meanwhile
+  // waits for the next one, so the frames keep their order.
+  write_in_progress_ = true;
+  writing_.swap(queued_);
+  write_buffers_.clear();
+  for (const auto& frame : writing_) write_buffers_.push_back(asio::buffer(frame));
+  asio::async_write(socket_, write_buffers_, [self = shared_from_this()](const error_code& ec, std::size_t bytes) {
+    self->on_write(ec, bytes);
+  });
 }
 
 void Session::on_write(const error_code& ec, std::size_t bytes) {
+  write_in_progress_ = false;
+  if (closed_) return;  // close_socket() already gave the bytes back to the budget
   if (ec) {
     close();
     return;
   }
-  queued_bytes_ -= write_queue_.front().size();
-  write_queue_.pop_front();
-  if (closed_) return;
-  if (!write_queue_.empty()) {
+  queued_bytes_ -= bytes;
+  budget_.queued_bytes -= bytes;
+  writing_.clear();
+  if (!queued_.empty()) {
     do_write();
   } else if (closing_) {
     linger();
+    return;
+  }
+  if (read_paused_ && queued_bytes_ < kReadResumeBytes) {
+    handle_frames();  // the frames left waiting, then more input
+    if (!read_paused_ && !closing_) do_read();
   }
 }
 
 void Session::linger() {
+  do_read();  // discard input (a read paused by backpressure restarts here)
   error_code ignored;
   socket_.shutdown(asio::ip::tcp::socket::shutdown_send, ignored);
+  arm_linger_timer();
+}
+
+void Session::arm_linger_timer() {
   linger_timer_.expires_after(std::chrono::milliseconds(kLingerMs));
   linger_timer_.async_wait([self = shared_from_this()](const error_code& ec) {
     if (!ec) self->close_socket();
   });
+}
+
+void Session::refuse(const std::string& error_frame) {
+  peer_ = peer_name(socket_);
+  error_code ec;
+  socket_.non_blocking(true, ec);
+  // A fresh socket's send buffer holds a small frame: one try, never a wait.
+  if (!ec) socket_.write_some(asio::buffer(error_frame), ec);
+  socket_.shutdown(asio::ip::tcp::socket::shutdown_send, ec);
+  finished_ = true;  // never started, so the host has nothing to hear
+  close_socket();
 }
 
 void Session::close() {
@@ -114,6 +181,8 @@ void Session::close() {
 void Session::close_socket() {
   if (closed_) return;
   closed_ = true;
+  budget_.queued_bytes -= queued_bytes_;  // unsent frames are dropped
+  queued_bytes_ = 0;
   error_code ignored;
   linger_timer_.cancel();
   socket_.shutdown(asio::ip::tcp::socket::shutdown_both, ignored);

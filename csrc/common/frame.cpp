@@ -20,7 +20,11 @@ std::string encode_frame(std::string_view payload, std::uint32_t max_payload_byt
   return frame;
 }
 
-std::string encode_message(const nlohmann::json& message) { return encode_frame(message.dump()); }
+std::string encode_message(const nlohmann::json& message) {
+  // Strings can hold what a peer sent (names, echoed ops): bytes that are not
+  // UTF-8 become U+FFFD instead of an exception, so no input makes encoding throw.
+  return encode_frame(message.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+}
 
 FrameParser::FrameParser(std::uint32_t max_payload_bytes) : max_payload_bytes_(max_payload_bytes) {}
 

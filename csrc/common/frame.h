@@ -18,6 +18,10 @@ namespace acb::wire {
 
 /// Largest payload accepted or sent, in bytes.
 inline constexpr std::uint32_t kMaxFrameBytes = 1u << 20;
+/// Largest payload a broker accepts before the connection is authenticated
+/// (its hello accepted), in bytes: enough for any hello, and small enough that
+/// thousands of connections that never authenticate cost little memory.
+inline constexpr std::uint32_t kMaxUnauthenticatedFrameBytes = 16u << 10;
 /// Size of the length prefix, in bytes.
 inline constexpr std::size_t kHeaderBytes = 4;
 /// The protocol versions this build speaks: kOldestProtocolVersion to
@@ -31,7 +35,9 @@ inline constexpr int kOldestProtocolVersion = 2;
 /// larger than max_payload_bytes.
 std::string encode_frame(std::string_view payload, std::uint32_t max_payload_bytes = kMaxFrameBytes);
 
-/// Serialises a message and frames it.
+/// Serialises a message and frames it. Invalid UTF-8 in strings is replaced
+/// by U+FFFD, never thrown; throws std::length_error only for a payload above
+/// kMaxFrameBytes.
 std::string encode_message(const nlohmann::json& message);
 
 /// Incremental frame splitter with a checked maximum payload size.
@@ -48,6 +54,10 @@ class FrameParser {
   /// stays bad (the connection must be closed); error() says why.
   Result next(std::string& payload);
 
+  /// Changes the maximum for frames not yet extracted (a connection that
+  /// authenticated gets the full kMaxFrameBytes).
+  void set_max_payload_bytes(std::uint32_t max_payload_bytes) { max_payload_bytes_ = max_payload_bytes; }
+  std::uint32_t max_payload_bytes() const { return max_payload_bytes_; }
   const std::string& error() const { return error_; }
   std::size_t buffered_bytes() const { return buffer_.size() - consumed_; }
 

@@ -32,6 +32,12 @@ const char* role_name(Role role) { return role == Role::admin ? "admin" : "clien
 
 Nonce fresh_nonce() {
   Nonce nonce{};
+#ifdef ACB_FUZZING_FIXED_NONCE
+  // Only in the fuzz target (tests/fuzz/CMakeLists.txt): a fixed broker nonce
+  // lets its seeds carry a client proof that verifies, so that fuzzing
+  // reaches everything behind the handshake.
+  return nonce;
+#endif
   if (RAND_bytes(nonce.data(), static_cast<int>(nonce.size())) != 1) {
     throw HandshakeError("cannot draw a handshake nonce: OpenSSL RAND_bytes failed (no OS entropy source?)");
   }

@@ -3,7 +3,8 @@
 - `broker_bin`: the acb-broker executable (ACB_BROKER_BIN, else the installed
   package's acb/bin/acb-broker, else the newest build/*/broker_server/acb-broker).
 - `broker_factory`: starts brokers on ephemeral ports with a private token
-  directory; every broker is stopped at teardown, and the test fails if one
+  directory (`preexec_fn` runs in the child before exec, e.g. to set
+  rlimits); every broker is stopped at teardown, and the test fails if one
   crashed or did not exit 0 on SIGTERM.
 - `broker`: one broker with the default flags.
 - `client_proc`: starts a client process (python running CLIENT_SCRIPT) that
@@ -142,7 +143,8 @@ def broker_factory(broker_bin: str, tmp_path: Path) -> Iterator[Callable[..., Br
     started: List[Broker] = []
     counter = [0]
 
-    def start(*args: str, env: Optional[dict] = None, port: int = 0, metrics_port: int = 0) -> Broker:
+    def start(*args: str, env: Optional[dict] = None, port: int = 0, metrics_port: int = 0,
+              preexec_fn: Optional[Callable[[], None]] = None) -> Broker:
         counter[0] += 1
         workdir = tmp_path / f"broker{counter[0]}"
         token_dir = workdir / "tokens"
@@ -154,7 +156,7 @@ def broker_factory(broker_bin: str, tmp_path: Path) -> Iterator[Callable[..., Br
         stderr_path = workdir / "stderr.log"
         with open(stderr_path, "wb") as stderr:
             proc = subprocess.Popen([broker_bin, "--port", str(port), "--metrics-port", str(metrics_port), *args],
-                                    stdout=subprocess.PIPE, stderr=stderr, env=full_env)
+                                    stdout=subprocess.PIPE, stderr=stderr, env=full_env, preexec_fn=preexec_fn)
         line = read_line(proc.stdout, START_TIMEOUT_S)
         if line is None or not line.startswith("acb-broker listening on "):
             proc.kill()

@@ -181,3 +181,17 @@ TEST_CASE("random garbage never crashes the parser and never yields a frame abov
     CHECK(consumed <= bytes.size());
   }
 }
+
+TEST_CASE("encode_message replaces invalid UTF-8 instead of throwing") {
+  // A string cut inside "é" (lead byte 0xc3 without its 0xa9), a stray continuation byte, a bad lead byte.
+  const nlohmann::json message = {{"op", "error"}, {"reason", std::string("a\xc3", 2) + "x\xa9y\xff"}};
+  std::string frame;
+  REQUIRE_NOTHROW(frame = acb::wire::encode_message(message));
+  acb::wire::FrameParser parser;
+  parser.feed(frame.data(), frame.size());
+  std::string payload;
+  REQUIRE(parser.next(payload) == acb::wire::FrameParser::Result::good);
+  const auto decoded = nlohmann::json::parse(payload);  // parse() accepts only valid UTF-8
+  const std::string replacement = "\xef\xbf\xbd";      // U+FFFD
+  CHECK(decoded["reason"] == "a" + replacement + "x" + replacement + "y" + replacement);
+}

@@ -1,0 +1,127 @@
+// A real Server against hostile peers: input that once ended the process,
+// frames before authentication, pipelining, and what a peer that does not
+// read may cost. Each case checks that the broker stays up and that an
+// honest client keeps its lease.
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "acb_catch.hpp"
+#include "server_test_support.h"
+
+using namespace acb::broker;
+using namespace acb::broker::test;
+using nlohmann::json;
+
+namespace {
+
+std::string e_acute_op() {
+  std::string op = "a";
+  for (int i = 0; i < 40; ++i) op += "\xc3\xa9";  // "é": the 64-byte cut once fell inside one
+  return op;
+}
+
+// The bystander still holds its lease and is answered.
+void check_holder(TestClient& bystander, const json& welcome) {
+  bystander.send({{"op", "status"}, {"seq", 7}});
+  const auto status = bystander.expect("status");
+  CHECK(status["devices"][0]["holder"] == welcome["client_id"]);
+}
+
+}  // namespace
+
+TEST_CASE("a multi-byte unknown op closes only its connection, before and after hello") {
+  RunningServer server;
+  TestClient bystander(server.port());
+  const auto welcome = bystander.hello("bystander");
+  bystander.send({{"op", "acquire"}});
+  bystander.expect("grant");
+
+  SECTION("before hello") {
+    TestClient bad(server.port());
+    bad.send({{"op", e_acute_op()}});
+    const std::string reason = bad.expect_error_then_close();
+    CHECK(reason.find("unknown op \"a\xc3\xa9") != std::string::npos);
+  }
+  SECTION("after hello") {
+    TestClient bad(server.port());
+    bad.hello("bad");
+    bad.send({{"op", e_acute_op()}});
+    CHECK(bad.expect_error_then_close().find("unknown op") != std::string::npos);
+  }
+  SECTION("invalid UTF-8 in a hello name and an op") {
+    TestClient bad(server.port());
+    bad.send_raw(acb::wire::encode_frame(R"({"op":"hello","versions":[1],"token":"x","name":")"
+                                         "\xff\xc3\n"
+                                         R"("})"));
+    bad.expect_error_then_close();
+    TestClient worse(server.port());
+    worse.send_raw(acb::wire::encode_frame("{\"op\":\"\xc3\"}"));
+    worse.expect_error_then_close();
+  }
+  check_holder(bystander, welcome);
+}
+
+TEST_CASE("frames are limited to kMaxUnauthenticatedFrameBytes until the handshake is complete") {
+  RunningServer server;
+  const std::string padding(acb::wire::kMaxUnauthenticatedFrameBytes, 'x');  // frame a little above the limit
+  {
+    TestClient early(server.port());
+    // The length alone is refused: the broker never buffers the payload.
+    early.send_raw(acb::wire::encode_frame(json({{"op", "hello"}, {"pad", padding}}).dump()).substr(0, 4));
+    const std::string reason = early.expect_error_then_close();
+    CHECK(reason.find("exceeds the maximum of " + std::to_string(acb::wire::kMaxUnauthenticatedFrameBytes)) !=
+          std::string::npos);
+    CHECK(reason.find("handshake") != std::string::npos);
+  }
+  TestClient client(server.port());
+  client.hello("big");
+  client.send({{"op", "status"}, {"seq", 1}, {"pad", padding}});
+  CHECK(client.expect("status")["seq"] == 1);
+}
+
+TEST_CASE("connections beyond max_connections_per_uid are refused with an error, and counted") {
+  auto config = RunningServer::make_config();
+  config.connections.max_connections_per_uid = 2;
+  RunningServer server(config);
+  TestClient first(server.port());
+  first.hello("first");
+  TestClient second(server.port());  // unauthenticated ones count too
+  {
+    TestClient third(server.port());
+    const std::string reason = third.expect_error_then_close();
+    CHECK(reason.find("too many connections from ") == 0);  // "uid N", or "peers of unknown uid" without sock_diag
+    CHECK(reason.find("(limit 2)") != std::string::npos);
+  }
+  first.send({{"op", "status"}, {"seq", 1}});
+  CHECK(first.expect("status")["seq"] == 1);  // the admitted ones are served
+}
+
+TEST_CASE("pipelined requests are all answered, in order, and the client is never closed") {
+  RunningServer server;
+  // 160 clients with names near the 256-byte limit make each status reply
+  // about 64 KB, so that the replies to one burst of requests are well above
+  // Session::kMaxQueuedBytes.
+  std::vector<std::unique_ptr<TestClient>> others;
+  for (int i = 0; i < 160; ++i) {
+    others.push_back(std::make_unique<TestClient>(server.port()));
+    others.back()->hello(std::string(250, 'n') + std::to_string(i));
+  }
+  TestClient client(server.port());
+  client.hello("pipeliner");
+  constexpr int kRequests = 160;
+  std::string burst;  // about 6 KB: fits in the socket buffers, so the send never blocks
+  for (int seq = 1; seq <= kRequests; ++seq) burst += acb::wire::encode_message({{"op", "status"}, {"seq", seq}});
+  client.send_raw(burst);
+  std::size_t reply_bytes = 0;
+  for (int seq = 1; seq <= kRequests; ++seq) {
+    const auto reply = client.recv();
+    REQUIRE(reply);  // nullopt: the broker closed the connection
+    REQUIRE((*reply)["op"] == "status");
+    REQUIRE((*reply)["seq"] == seq);
+    reply_bytes += reply->dump().size();
+  }
+  CHECK(reply_bytes > Session::kMaxQueuedBytes);
+  client.send({{"op", "status"}, {"seq", kRequests + 1}});
+  CHECK(client.expect("status")["seq"] == kRequests + 1);
+}
