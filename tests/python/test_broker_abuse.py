@@ -21,6 +21,7 @@ import time
 
 import pytest
 
+from _raw_wire import frame, handshake, raw_connect
 from acb import _wire
 from conftest import wait_for, wait_for_stderr
 
@@ -31,21 +32,6 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 # A small one makes RSS measure what the broker holds; other builds ignore it.
 MEMORY_ENV = {"ASAN_OPTIONS": ":".join(filter(None, [os.environ.get("ASAN_OPTIONS", ""),
                                                       "quarantine_size_mb=16"]))}
-
-
-def raw_connect(broker) -> socket.socket:
-    s = socket.create_connection((broker.host, broker.port), timeout=5)
-    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return s
-
-
-def frame(obj) -> bytes:
-    payload = obj if isinstance(obj, bytes) else json.dumps(obj).encode()
-    return struct.pack(">I", len(payload)) + payload
-
-
-def hello(broker, name: str = "raw") -> dict:
-    return {"op": "hello", "versions": [1], "token": broker.token, "name": name, "pid": os.getpid()}
 
 
 def read_until_closed(s: socket.socket, timeout_s: float = 5.0) -> list:
@@ -106,7 +92,7 @@ def test_a_multibyte_unknown_op_closes_only_its_connection(broker):
     for authenticated in (False, True):
         s = raw_connect(broker)
         if authenticated:
-            s.sendall(frame(hello(broker)))
+            assert handshake(broker, s)["op"] == "welcome"
         s.sendall(frame({"op": op}))
         messages = read_until_closed(s)
         s.close()
@@ -118,8 +104,7 @@ def test_a_multibyte_unknown_op_closes_only_its_connection(broker):
 
 def test_peer_text_in_the_log_is_escaped(broker):
     s = raw_connect(broker)
-    s.sendall(frame({"op": "hello", "versions": [1], "token": "wrong",
-                     "name": "evil\nacb-broker: forged line \x1b[2J"}))
+    assert handshake(broker, s, token="wrong", name="evil\nacb-broker: forged line \x1b[2J")["op"] == "error"
     read_until_closed(s)
     s.close()
     assert wait_for_stderr(broker, "authentication failed")
@@ -161,9 +146,9 @@ def test_unauthenticated_connections_with_partial_frames_cost_little_memory(brok
     assert broker.alive()
 
 
-# Run as `python -c NOBODY_HELLO HOST PORT` with the token in $T: becomes uid
-# 65534, says hello and prints the op of the reply. Self-contained, so that it
-# needs nothing that only root may read.
+# Run as `python -c NOBODY_HELLO HOST PORT`: becomes uid 65534, says hello and
+# prints the op of the reply ("challenge" once the connection was admitted).
+# Self-contained, so that it needs nothing that only root may read.
 NOBODY_HELLO = """
 import json, os, socket, struct, sys
 os.setgid(65534)
@@ -171,7 +156,7 @@ os.setuid(65534)
 s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
 s.settimeout(5)
 s.connect((sys.argv[1].encode(), int(sys.argv[2])))  # bytes: no idna codec, which nobody may not be able to load
-payload = json.dumps({"op": "hello", "versions": [1], "token": os.environ["T"], "name": "nobody"}).encode()
+payload = json.dumps({"op": "hello", "versions": [2], "client_nonce": "00" * 32, "name": "nobody"}).encode()
 s.sendall(struct.pack(">I", len(payload)) + payload)
 data = b""
 while len(data) < 4 or len(data) < 4 + struct.unpack(">I", data[:4])[0]:
@@ -194,11 +179,11 @@ def test_connections_beyond_the_per_uid_limit_are_refused(broker_factory):
     assert reason.startswith(f"too many connections from uid {os.getuid()} (limit 4)"), reason
     assert "acb_connections_refused_total 1" in broker.metrics()
     if os.getuid() == 0:
-        # Another user is not affected: a child that becomes nobody (65534) is welcomed.
-        # Not root: only the refusal above is checked.
+        # Another user is not affected: a child that becomes nobody (65534) is
+        # admitted (challenged, not refused). Not root: only the refusal above is checked.
         child = subprocess.run([sys.executable, "-c", NOBODY_HELLO, broker.host, str(broker.port)],
-                               env={**os.environ, "T": broker.token}, capture_output=True, text=True, timeout=20)
-        assert child.stdout.strip() == "welcome", child.stderr
+                               capture_output=True, text=True, timeout=20)
+        assert child.stdout.strip() == "challenge", child.stderr
     for s in held:
         s.close()
 
@@ -259,7 +244,7 @@ def test_clients_that_never_read_cost_bounded_memory(broker_factory):
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 * 1024)
         s.settimeout(5)
         s.connect((broker.host, broker.port))
-        s.sendall(frame(hello(broker, f"flood{i}")))
+        assert handshake(broker, s, name=f"flood{i}")["op"] == "welcome"
         s.setblocking(False)
         floods.append(s)
     burst = b"".join(frame({"op": "status", "seq": n}) for n in range(1, 1001))  # about 36 KB
