@@ -1,5 +1,7 @@
 #include "broker_server/server.h"
 
+#include <unistd.h>
+
 #include <cstdio>
 #include <set>
 #include <stdexcept>
@@ -52,7 +54,8 @@ Server::Server(asio::io_context& io, BrokerConfig config, CommandLine command_li
       accept_timer_(io),
       epoch_(std::chrono::steady_clock::now()),
       idle_since_(epoch_),
-      connection_limits_(config_.connections) {
+      connection_limits_(config_.connections),
+      request_budget_(static_cast<std::uint32_t>(::getuid())) {
   for (const auto& device : config_.devices) arbiter_.add_device(device.name, arbiter_capacity(device.capacity_bytes));
   if (const auto fit = connections_within_descriptor_limit(); fit && *fit < config_.connections.max_connections) {
     std::fprintf(stderr,
@@ -250,7 +253,23 @@ void Server::on_framing_error(Session& session, const std::string& reason) {
   }
 }
 
+std::uint64_t Server::frame_wait_us(Session& session) {
+  return request_budget_.wait_us(session.state().uid, now_us());
+}
+
 void Server::on_frame(Session& session, std::string_view payload) {
+  // What the frame made this thread build for its sender is its cost
+  // (RequestBudget): no write completes while the frame is handled.
+  const std::size_t queued_before = session.queued_bytes();
+  struct Charge {
+    Server& server;
+    Session& session;
+    std::size_t before;
+    ~Charge() {
+      const std::size_t after = session.queued_bytes();
+      server.request_budget_.charge(session.state().uid, after > before ? after - before : 0, server.now_us());
+    }
+  } charge{*this, session, queued_before};
   // The boundary of everything a frame sets off (validation, hello, requests,
   // arbiter calls, encoding): whatever throws closes this one connection only.
   try {

@@ -39,6 +39,7 @@
 #include "broker_server/message.h"
 #include "broker_server/metrics.h"
 #include "broker_server/metrics_http.h"
+#include "broker_server/request_budget.h"
 #include "broker_server/session.h"
 
 namespace acb::broker {
@@ -87,6 +88,7 @@ class Server final : public SessionHost {
   void on_framing_error(Session& session, const std::string& reason) override;
   void on_session_closed(Session& session) override;
   void on_output_over_budget(Session& session) override;
+  std::uint64_t frame_wait_us(Session& session) override;
 
  private:
   void do_accept();
@@ -127,6 +129,7 @@ class Server final : public SessionHost {
   std::unordered_map<ClientId, std::shared_ptr<Session>> sessions_;
   ConnectionLimits connection_limits_;
   OutputBudget output_budget_;  ///< what all sessions have queued, and its bound
+  RequestBudget request_budget_;  ///< each user's share of this thread
   std::chrono::steady_clock::time_point last_refusal_logged_{};
   ClientId next_id_ = 1;
   std::size_t authenticated_ = 0;

@@ -23,6 +23,7 @@ std::string peer_name(const asio::ip::tcp::socket& socket) {
 Session::Session(asio::ip::tcp::socket socket, SessionHost& host, ClientId id, OutputBudget& budget)
     : socket_(std::move(socket)),
       linger_timer_(socket_.get_executor()),
+      throttle_timer_(socket_.get_executor()),
       host_(host),
       id_(id),
       parser_(wire::kMaxUnauthenticatedFrameBytes),
@@ -58,7 +59,7 @@ void Session::on_read(const error_code& ec, std::size_t bytes) {
   }
   parser_.feed(read_buffer_.data(), bytes);
   handle_frames();
-  if (!read_paused_) do_read();
+  if (!read_paused_ && !throttled_) do_read();
 }
 
 void Session::handle_frames() {
@@ -67,6 +68,10 @@ void Session::handle_frames() {
       if (queued_bytes_ > kReadPauseBytes) {
         // Backpressure: the rest waits in parser_ until the peer reads (on_write).
         read_paused_ = true;
+        return;
+      }
+      if (const auto wait_us = host_.frame_wait_us(*this); wait_us > 0) {
+        throttle(wait_us);  // the rest waits in parser_, and nothing more is read
         return;
       }
       const auto result = parser_.next(payload_);
@@ -84,6 +89,17 @@ void Session::handle_frames() {
     close();
   }
   read_paused_ = false;
+}
+
+void Session::throttle(std::uint64_t wait_us) {
+  throttled_ = true;
+  throttle_timer_.expires_after(std::chrono::microseconds(wait_us));
+  throttle_timer_.async_wait([self = shared_from_this()](const error_code& ec) {
+    if (ec || self->closed_ || self->closing_) return;
+    self->throttled_ = false;
+    self->handle_frames();
+    if (!self->read_paused_ && !self->throttled_ && !self->closing_) self->do_read();
+  });
 }
 
 void Session::send_frame(std::string frame) {
@@ -142,9 +158,9 @@ void Session::on_write(const error_code& ec, std::size_t bytes) {
     linger();
     return;
   }
-  if (read_paused_ && queued_bytes_ < kReadResumeBytes) {
+  if (read_paused_ && !throttled_ && queued_bytes_ < kReadResumeBytes) {
     handle_frames();  // the frames left waiting, then more input
-    if (!read_paused_ && !closing_) do_read();
+    if (!read_paused_ && !throttled_ && !closing_) do_read();
   }
 }
 
@@ -185,6 +201,7 @@ void Session::close_socket() {
   queued_bytes_ = 0;
   error_code ignored;
   linger_timer_.cancel();
+  throttle_timer_.cancel();
   socket_.shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
   socket_.close(ignored);
 }

@@ -59,6 +59,9 @@ class SessionHost {
   virtual void on_session_closed(Session& session) = 0;
   /// The OutputBudget is over its limit after `session` queued a frame.
   virtual void on_output_over_budget(Session& session) = 0;
+  /// Microseconds the session's next frame must wait (its user's RequestBudget
+  /// is in debt); 0: handle it now.
+  virtual std::uint64_t frame_wait_us(Session& session) = 0;
 };
 
 /// The bytes queued for sending over all sessions of one host.
@@ -130,6 +133,7 @@ class Session : public std::enable_shared_from_this<Session> {
   void do_read();
   void on_read(const boost::system::error_code& ec, std::size_t bytes);
   void handle_frames();
+  void throttle(std::uint64_t wait_us);
   void enqueue(std::string frame);
   void do_write();
   void on_write(const boost::system::error_code& ec, std::size_t bytes);
@@ -140,6 +144,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
   boost::asio::ip::tcp::socket socket_;
   boost::asio::steady_timer linger_timer_;
+  boost::asio::steady_timer throttle_timer_;
   SessionHost& host_;
   ClientId id_;
   std::string peer_;
@@ -154,6 +159,7 @@ class Session : public std::enable_shared_from_this<Session> {
   bool write_in_progress_ = false;
   bool read_in_progress_ = false;
   bool read_paused_ = false;  // backpressure: frames are left in parser_ until the queue drains
+  bool throttled_ = false;    // the user's request budget is in debt: frames wait for throttle_timer_
   bool closing_ = false;   // input is discarded; close when the queue is flushed
   bool finished_ = false;  // host told (exactly once)
   bool closed_ = false;    // the socket is closed
