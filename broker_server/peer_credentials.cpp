@@ -108,7 +108,18 @@ std::optional<std::uint32_t> loopback_peer_uid(const ip::tcp::endpoint& local, c
   return std::nullopt;
 }
 
-std::optional<std::uint32_t> loopback_peer_uid(const ip::tcp::socket& socket) {
+std::optional<std::uint32_t> loopback_peer_uid(ip::tcp::socket& socket) {  // native_handle() is not const
+  // A Unix socket handed to the server (Server::adopt: one end of a socketpair)
+  // has real peer credentials.
+  sockaddr_storage own{};
+  socklen_t own_size = sizeof(own);
+  if (::getsockname(socket.native_handle(), reinterpret_cast<sockaddr*>(&own), &own_size) == 0 &&
+      own.ss_family == AF_UNIX) {
+    ucred credentials{};
+    socklen_t size = sizeof(credentials);
+    if (::getsockopt(socket.native_handle(), SOL_SOCKET, SO_PEERCRED, &credentials, &size) != 0) return std::nullopt;
+    return static_cast<std::uint32_t>(credentials.uid);
+  }
   boost::system::error_code ec;
   const auto local = socket.local_endpoint(ec);
   if (ec) return std::nullopt;

@@ -27,7 +27,8 @@ namespace acb::broker {
 std::optional<std::uint32_t> loopback_peer_uid(const boost::asio::ip::tcp::endpoint& local,
                                                const boost::asio::ip::tcp::endpoint& remote);
 
-/// The same for an accepted socket.
-std::optional<std::uint32_t> loopback_peer_uid(const boost::asio::ip::tcp::socket& socket);
+/// The same for an accepted socket; for a Unix socket (a socketpair given to
+/// Server::adopt), its SO_PEERCRED uid.
+std::optional<std::uint32_t> loopback_peer_uid(boost::asio::ip::tcp::socket& socket);
 
 }  // namespace acb::broker

@@ -25,12 +25,22 @@ RequestBudget::Bucket* RequestBudget::bucket(std::optional<std::uint32_t> uid, T
   return &b;
 }
 
-TimeUs RequestBudget::wait_us(std::optional<std::uint32_t> uid, TimeUs now) {
-  const Bucket* b = bucket(uid, now);
-  if (!b || b->micro_units >= 0) return 0;
-  // Until the debt is paid back, rounded up to a whole microsecond.
+TimeUs RequestBudget::wait_us(std::optional<std::uint32_t> uid, TimeUs now, bool after_waiting) {
+  Bucket* b = bucket(uid, now);
+  if (!b || (b->micro_units >= 0 && (b->waiters == 0 || after_waiting))) return 0;
+  // Until the debt is paid back, and one more unit for each connection of
+  // this user already waiting, rounded up to a whole microsecond.
   const std::int64_t rate = static_cast<std::int64_t>(kUnitsPerSecond);
-  return static_cast<TimeUs>((-b->micro_units + rate - 1) / rate);
+  const std::int64_t owed = std::max<std::int64_t>(0, -b->micro_units) +
+                            static_cast<std::int64_t>(b->waiters + 1) * kMicro;
+  ++b->waiters;
+  return static_cast<TimeUs>((owed + rate - 1) / rate);
+}
+
+void RequestBudget::waited(std::optional<std::uint32_t> uid) {
+  if (uid && exempt_uid_ && *uid == *exempt_uid_) return;
+  auto it = buckets_.find(uid ? *uid : kUnknownUid);
+  if (it != buckets_.end() && it->second.waiters > 0) --it->second.waiters;
 }
 
 void RequestBudget::charge(std::optional<std::uint32_t> uid, std::uint64_t reply_bytes, TimeUs now) {

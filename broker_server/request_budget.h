@@ -11,7 +11,9 @@
 // more than a bounded share of the broker's one thread, and requests stay
 // answered in order: pipelining is slowed, never refused.
 //
-// Peers whose uid is unknown share one bucket. The broker's own uid (the
+// The connections of one user that wait are woken one after the other, one
+// unit of refill apart, so that none of them is starved and they do not all
+// wake at once. Peers whose uid is unknown share one bucket. The broker's own uid (the
 // operator, or the user whose job started an embedded broker) is not
 // limited: its requests are the service's own.
 //
@@ -40,8 +42,15 @@ class RequestBudget {
   /// `exempt_uid`: the broker's own uid, never limited.
   explicit RequestBudget(std::optional<std::uint32_t> exempt_uid) : exempt_uid_(exempt_uid) {}
 
-  /// Microseconds until a frame of `uid` may be handled; 0: now.
-  TimeUs wait_us(std::optional<std::uint32_t> uid, TimeUs now);
+  /// Microseconds until a frame of `uid` may be handled; 0: now. When it must
+  /// wait, the caller is counted as one of the user's waiters until it calls
+  /// waited(): each waiter is given a later time than the one before, so the
+  /// user's connections take turns instead of waking together.
+  /// `after_waiting`: the caller was told to wait, waited and called waited():
+  /// it goes first if the bucket is not in debt, instead of behind the others.
+  TimeUs wait_us(std::optional<std::uint32_t> uid, TimeUs now, bool after_waiting = false);
+  /// A connection that was told to wait has waited.
+  void waited(std::optional<std::uint32_t> uid);
   /// Charges one handled frame that made the broker queue `reply_bytes`.
   void charge(std::optional<std::uint32_t> uid, std::uint64_t reply_bytes, TimeUs now);
 
@@ -54,6 +63,7 @@ class RequestBudget {
   struct Bucket {
     std::int64_t micro_units = static_cast<std::int64_t>(kBurstUnits) * 1'000'000;  ///< may go negative: debt
     TimeUs refilled_us = 0;
+    std::uint64_t waiters = 0;  ///< connections told to wait and not yet woken
   };
   Bucket* bucket(std::optional<std::uint32_t> uid, TimeUs now);
 

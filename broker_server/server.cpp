@@ -253,9 +253,11 @@ void Server::on_framing_error(Session& session, const std::string& reason) {
   }
 }
 
-std::uint64_t Server::frame_wait_us(Session& session) {
-  return request_budget_.wait_us(session.state().uid, now_us());
+std::uint64_t Server::frame_wait_us(Session& session, bool after_waiting) {
+  return request_budget_.wait_us(session.state().uid, now_us(), after_waiting);
 }
+
+void Server::frame_waited(Session& session) { request_budget_.waited(session.state().uid); }
 
 void Server::on_frame(Session& session, std::string_view payload) {
   // What the frame made this thread build for its sender is its cost

@@ -88,7 +88,8 @@ class Server final : public SessionHost {
   void on_framing_error(Session& session, const std::string& reason) override;
   void on_session_closed(Session& session) override;
   void on_output_over_budget(Session& session) override;
-  std::uint64_t frame_wait_us(Session& session) override;
+  std::uint64_t frame_wait_us(Session& session, bool after_waiting) override;
+  void frame_waited(Session& session) override;
 
  private:
   void do_accept();

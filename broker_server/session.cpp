@@ -70,7 +70,8 @@ void Session::handle_frames() {
         read_paused_ = true;
         return;
       }
-      if (const auto wait_us = host_.frame_wait_us(*this); wait_us > 0) {
+      const bool after_waiting = std::exchange(just_waited_, false);
+      if (const auto wait_us = host_.frame_wait_us(*this, after_waiting); wait_us > 0) {
         throttle(wait_us);  // the rest waits in parser_, and nothing more is read
         return;
       }
@@ -95,8 +96,10 @@ void Session::throttle(std::uint64_t wait_us) {
   throttled_ = true;
   throttle_timer_.expires_after(std::chrono::microseconds(wait_us));
   throttle_timer_.async_wait([self = shared_from_this()](const error_code& ec) {
+    self->host_.frame_waited(*self);  // also when cancelled: the host counts waiters
     if (ec || self->closed_ || self->closing_) return;
     self->throttled_ = false;
+    self->just_waited_ = true;
     self->handle_frames();
     if (!self->read_paused_ && !self->throttled_ && !self->closing_) self->do_read();
   });

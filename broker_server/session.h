@@ -61,7 +61,10 @@ class SessionHost {
   virtual void on_output_over_budget(Session& session) = 0;
   /// Microseconds the session's next frame must wait (its user's RequestBudget
   /// is in debt); 0: handle it now.
-  virtual std::uint64_t frame_wait_us(Session& session) = 0;
+  /// `after_waiting`: the session waited as told and this is its first frame since.
+  virtual std::uint64_t frame_wait_us(Session& session, bool after_waiting) = 0;
+  /// The session waited as frame_wait_us told it to (or closed while waiting).
+  virtual void frame_waited(Session& session) = 0;
 };
 
 /// The bytes queued for sending over all sessions of one host.
@@ -160,6 +163,7 @@ class Session : public std::enable_shared_from_this<Session> {
   bool read_in_progress_ = false;
   bool read_paused_ = false;  // backpressure: frames are left in parser_ until the queue drains
   bool throttled_ = false;    // the user's request budget is in debt: frames wait for throttle_timer_
+  bool just_waited_ = false;  // the next frame is the first since throttle_timer_ fired
   bool closing_ = false;   // input is discarded; close when the queue is flushed
   bool finished_ = false;  // host told (exactly once)
   bool closed_ = false;    // the socket is closed

@@ -20,9 +20,16 @@ TEST_CASE("a user's burst is served at once, then frames wait for the refill") {
   }
   CHECK(budget.wait_us(kUser, kStart) == 0);  // the bucket is empty, not in debt
   budget.charge(kUser, 0, kStart);
+  const TimeUs unit_us = 1'000'000 / RequestBudget::kUnitsPerSecond;
   const TimeUs wait = budget.wait_us(kUser, kStart);
-  CHECK(wait == 1'000'000 / RequestBudget::kUnitsPerSecond);  // one unit of debt
-  CHECK(budget.wait_us(kUser, kStart + wait) == 0);
+  CHECK(wait == 2 * unit_us);  // one unit of debt, and its own turn
+  // A second connection of the user waits behind the first; another frame
+  // arriving meanwhile on a third does not overtake them.
+  CHECK(budget.wait_us(kUser, kStart) == 3 * unit_us);
+  CHECK(budget.wait_us(kUser, kStart + wait) > 0);
+  // The first wakes: the debt is paid, it goes on although others wait.
+  budget.waited(kUser);
+  CHECK(budget.wait_us(kUser, kStart + wait, /*after_waiting=*/true) == 0);
 }
 
 TEST_CASE("replies cost one unit per KiB, so an expensive request waits longer") {
@@ -31,7 +38,8 @@ TEST_CASE("replies cost one unit per KiB, so an expensive request waits longer")
   RequestBudget budget(kBroker);
   // A flood of 64 KiB status replies: the debt grows with the bytes built.
   for (int i = 0; i < 1000; ++i) budget.charge(kUser, 64 * 1024, kStart);
-  const std::int64_t debt_units = 1000 * 65 - static_cast<std::int64_t>(RequestBudget::kBurstUnits);
+  // The debt, and one unit for this waiter's own turn.
+  const std::int64_t debt_units = 1000 * 65 - static_cast<std::int64_t>(RequestBudget::kBurstUnits) + 1;
   CHECK(budget.wait_us(kUser, kStart) == static_cast<TimeUs>(debt_units) * 1'000'000 / RequestBudget::kUnitsPerSecond);
 }
 
