@@ -221,7 +221,10 @@ Decisions Arbiter::on_tick(TimeUs now) {
   Decisions out;
   std::vector<std::pair<ClientId, std::string>> dead;
   for (auto& [id, c] : s.clients) {
-    if (s.deciding_offence(c)) {
+    // Not before the grace has passed too: a holder that is late because its
+    // offload is slow still has its memory on the device, and disconnecting
+    // it there hands that memory to others while it is in use.
+    if (s.deciding_offence(c) && now >= c.revoke_deadline_us + s.config.revoke_grace_ms * 1000) {
       if (const std::size_t offences = s.count_overdue(c, now); offences >= s.offences.max_offences()) {
         dead.emplace_back(id, "missed " + std::to_string(offences) + " revoke deadlines within " +
                                   std::to_string(s.config.revoke_offence_window_ms) +

@@ -71,8 +71,8 @@ std::optional<TimeUs> Arbiter::next_wakeup(TimeUs now) const {
     if (c.evict_deadline_us != 0) consider(c.evict_deadline_us);
     if (c.revoked_with_deadline())
       consider(c.revoke_deadline_us + s.config.revoke_grace_ms * 1000);
-    // A deadline whose offence would reach revoke_offences_max disconnects there.
-    if (s.deciding_offence(c)) consider(c.revoke_deadline_us + 1);
+    // (A deadline whose offence would reach revoke_offences_max disconnects at
+    // the same moment, deadline + grace, only with another reason.)
     if (c.state == ClientState::waiting)
       if (auto t = policy::next_aging_step(c.priority, c.wait_since_us, now, s.config.aging_ms))
         consider(*t);
