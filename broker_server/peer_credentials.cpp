@@ -12,6 +12,8 @@
 #include <array>
 #include <cstring>
 
+#include "broker_server/unique_fd.h"
+
 namespace acb::broker {
 namespace {
 
@@ -20,20 +22,6 @@ namespace ip = boost::asio::ip;
 // How long the kernel may take to answer; it answers in microseconds, this
 // only bounds a misbehaving kernel module.
 constexpr int kReplyTimeoutMs = 100;
-
-class Fd {
- public:
-  explicit Fd(int fd) : fd_(fd) {}
-  ~Fd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
 
 // An IPv4 client of a dual-stack listener shows up as ::ffff:a.b.c.d; its own
 // socket is AF_INET, so ask about the IPv4 addresses.
@@ -62,7 +50,7 @@ std::optional<std::uint32_t> loopback_peer_uid(const ip::tcp::endpoint& local, c
   const ip::address our_address = plain(local.address());
   if (peer_address.is_v4() != our_address.is_v4()) return std::nullopt;
 
-  const Fd fd(::socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG));
+  const UniqueFd fd(::socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG));
   if (fd.get() < 0) return std::nullopt;
   const timeval timeout{0, kReplyTimeoutMs * 1000};
   ::setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
