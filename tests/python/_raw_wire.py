@@ -9,6 +9,7 @@ import json
 import os
 import socket
 import struct
+import time
 
 from acb import _handshake
 
@@ -66,7 +67,10 @@ def read_until_closed(s: socket.socket, timeout_s: float = 5.0) -> list:
     """Every frame the broker sends until it closes the connection (bounded)."""
     s.settimeout(timeout_s)
     data = b""
+    deadline = time.monotonic() + timeout_s  # a peer that trickles bytes is bounded too
     while True:
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"the broker kept the connection open for {timeout_s} s; got {data!r}")
         try:
             chunk = s.recv(65536)
         except ConnectionResetError:

@@ -21,7 +21,7 @@ import time
 
 import pytest
 
-from _raw_wire import frame, handshake, raw_connect
+from _raw_wire import frame, handshake, raw_connect, read_until_closed
 from acb import _wire
 from conftest import wait_for, wait_for_stderr
 
@@ -32,31 +32,6 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 # A small one makes RSS measure what the broker holds; other builds ignore it.
 MEMORY_ENV = {"ASAN_OPTIONS": ":".join(filter(None, [os.environ.get("ASAN_OPTIONS", ""),
                                                       "quarantine_size_mb=16"]))}
-
-
-def read_until_closed(s: socket.socket, timeout_s: float = 5.0) -> list:
-    """Every frame the broker sends until it closes the connection (bounded)."""
-    s.settimeout(timeout_s)
-    data = b""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            chunk = s.recv(65536)
-        except ConnectionResetError:
-            break
-        except TimeoutError:
-            raise AssertionError(f"the broker kept the connection open for {timeout_s} s; got {data!r}")
-        if not chunk:
-            break
-        data += chunk
-    messages = []
-    while len(data) >= 4:
-        (size,) = struct.unpack(">I", data[:4])
-        if len(data) < 4 + size:
-            break
-        messages.append(json.loads(data[4:4 + size]))
-        data = data[4 + size:]
-    return messages
 
 
 def proc_status_kib(pid: int, field: str) -> int:
