@@ -3,6 +3,7 @@
 #include <type_traits>
 
 #include "broker_server/config.h"
+#include "broker_server/json_text.h"
 
 namespace acb::broker {
 
@@ -56,45 +57,45 @@ json error_message(const std::string& reason, std::optional<Seq> seq) {
 
 json ok_message(Seq seq) { return {{"op", "ok"}, {"seq", seq}}; }
 
-json status_message(Seq seq, const Snapshot& snapshot, std::uint64_t quantum_ms) {
-  json devices = json::array();
+std::string status_reply(Seq seq, const Snapshot& snapshot, std::uint64_t quantum_ms) {
+  JsonText out;
+  out.begin_object().key("op").string("status").key("seq").number(seq).key("quantum_ms").number(quantum_ms);
+  out.key("devices").begin_array();
   for (const auto& d : snapshot.devices) {
-    devices.push_back({{"device", d.device},
-                       {"name", d.name},
-                       {"capacity_bytes", reported_capacity(d.capacity_bytes)},
-                       {"resident_bytes", d.resident_bytes},
-                       {"holder", d.holder ? json(*d.holder) : json(nullptr)},
-                       {"queue", d.queue},
-                       {"draining", d.draining}});
+    out.begin_object()
+        .key("device").number(d.device)
+        .key("name").string(d.name)
+        .key("capacity_bytes").number(reported_capacity(d.capacity_bytes))
+        .key("resident_bytes").number(d.resident_bytes)
+        .key("holder");
+    if (d.holder) out.number(*d.holder); else out.null();
+    out.key("queue").begin_array();
+    for (const ClientId waiter : d.queue) out.number(waiter);
+    out.end_array().key("draining").boolean(d.draining).end_object();
   }
-  json clients = json::array();
+  out.end_array().key("clients").begin_array();
   for (const auto& c : snapshot.clients) {
-    clients.push_back({{"client_id", c.client_id},
-                       {"name", c.name.str()},
-                       {"pid", c.pid},
-                       {"priority", to_string(c.priority)},
-                       {"device", c.device},
-                       {"state", to_string(c.state)},
-                       {"resident_bytes", c.resident_bytes},
-                       {"need_bytes", c.need_bytes},
-                       {"quota_bytes", c.quota_bytes},
-                       {"grants", c.grants},
-                       {"waited_us_total", c.waited_us_total},
-                       {"preemptions", c.preemptions}});
+    out.begin_object()
+        .key("client_id").number(c.client_id)
+        .key("name").string(c.name.str())
+        .key("pid").number(c.pid)
+        .key("priority").string(to_string(c.priority))
+        .key("device").number(c.device)
+        .key("state").string(to_string(c.state))
+        .key("resident_bytes").number(c.resident_bytes)
+        .key("need_bytes").number(c.need_bytes)
+        .key("quota_bytes").number(c.quota_bytes)
+        .key("grants").number(c.grants)
+        .key("waited_us_total").number(c.waited_us_total)
+        .key("preemptions").number(c.preemptions)
+        .end_object();
   }
-  json by_state = json::object();
+  out.end_array().key("clients_total").number(snapshot.clients_total).key("clients_by_state").begin_object();
   for (ClientState st : {ClientState::idle, ClientState::waiting, ClientState::holding, ClientState::revoked})
-    by_state[to_string(st)] = snapshot.clients_by_state[static_cast<int>(st)];
-  json reply = {{"op", "status"},
-                {"seq", seq},
-                {"quantum_ms", quantum_ms},
-                {"devices", devices},
-                {"clients", clients},
-                {"clients_total", snapshot.clients_total},
-                {"clients_by_state", by_state},
-                {"clients_truncated", snapshot.next_after.has_value()}};
-  if (snapshot.next_after) reply["next_after"] = *snapshot.next_after;
-  return reply;
+    out.key(to_string(st)).number(snapshot.clients_by_state[static_cast<int>(st)]);
+  out.end_object().key("clients_truncated").boolean(snapshot.next_after.has_value());
+  if (snapshot.next_after) out.key("next_after").number(*snapshot.next_after);
+  return out.end_object().take();
 }
 
 json trace_message(Seq seq, const std::vector<LeaseSlice>& slices) {

@@ -1,6 +1,7 @@
-// Broker-to-client messages (docs/protocol.md, "Broker to client"), built as
-// JSON. Arbiter decisions, snapshots and timelines become frames here and
-// nowhere else, so the protocol document has one place to be checked against.
+// Broker-to-client messages (docs/protocol.md, "Broker to client"): built as
+// json trees, except the `status` reply, written as JSON text. Arbiter
+// decisions, snapshots and timelines become frames here and nowhere else, so
+// the protocol document has one place to be checked against.
 //
 // Thread-safety: pure functions.
 #pragma once
@@ -50,9 +51,12 @@ inline constexpr std::size_t kStatusMaxClients = 256;
 /// headroom for its envelope).
 inline constexpr std::size_t kTraceMaxBytes = wire::kMaxFrameBytes - 4096;
 
-/// `snapshot` is one page (Arbiter::snapshot with kStatusMaxClients): the
-/// reply carries the totals and, when more follow, the cursor of the next page.
-nlohmann::json status_message(Seq seq, const Snapshot& snapshot, std::uint64_t quantum_ms);
+/// The `status` reply's payload (JSON text, to be framed). `snapshot` is one
+/// page (Arbiter::snapshot with kStatusMaxClients): the reply carries the
+/// totals and, when more follow, the cursor of the next page. Written as text
+/// rather than built as a json tree, since clients may ask for it often and
+/// the broker's one thread serves everyone else meanwhile (json_text.h).
+std::string status_reply(Seq seq, const Snapshot& snapshot, std::uint64_t quantum_ms);
 /// The newest of `slices` (oldest first) whose encoding fits kTraceMaxBytes;
 /// `slices_truncated` says whether older ones were left out.
 nlohmann::json trace_message(Seq seq, const std::vector<LeaseSlice>& slices);

@@ -481,7 +481,7 @@ void Server::handle_request(Session& session, const ClientMessage& message, Seq 
   // Bad arguments of a request (unknown client or device) fail that request only.
   try {
     if (const auto* st = std::get_if<StatusMessage>(&message)) {
-      send(session, status_message(seq, arbiter_.snapshot(now, st->after, kStatusMaxClients), quantum_ms_));
+      session.send_frame(wire::encode_frame(status_reply(seq, arbiter_.snapshot(now, st->after, kStatusMaxClients), quantum_ms_)));
     } else if (const auto* sp = std::get_if<SetPriorityMessage>(&message)) {
       if (sp->client_id && *sp->client_id != session.id() && !state.admin) {
         request_error(session, seq, "\"set_priority\" of another client requires the admin role");
