@@ -37,6 +37,7 @@ constexpr Flag kFlags[] = {
     {"revoke-offence-window-ms", "revoke_offence_window_ms", Flag::number},
     {"max-connections", "max_connections", Flag::number},
     {"max-connections-per-uid", "max_connections_per_uid", Flag::number},
+    {"max-queued-output-mib", "max_queued_output_mib", Flag::number},
     {"port-file", "port_file", Flag::text},
     {"log-level", "log_level", Flag::level},
 };
@@ -218,7 +219,8 @@ BrokerConfig config_from_json(const json& merged) {
                                  "heartbeat_timeout_ms", "preempt_deadline_ms", "quantum_deadline_ms",
                                  "revoke_grace_ms", "aging_ms", "idle_exit_s", "busy_poll_us", "port_file",
                                  "log_level", "priority_classes", "revoke_penalty_ms", "revoke_offences_max",
-                                 "revoke_offence_window_ms", "max_connections", "max_connections_per_uid"};
+                                 "revoke_offence_window_ms", "max_connections", "max_connections_per_uid",
+                                 "max_queued_output_mib"};
   for (const auto& [key, value] : merged.items()) {
     bool known = false;
     for (const char* k : kKnown) known = known || key == k;
@@ -244,6 +246,7 @@ BrokerConfig config_from_json(const json& merged) {
   c.connections.max_connections = member_bounded(merged, kMaxConnections, c.connections.max_connections);
   c.connections.max_connections_per_uid =
       member_bounded(merged, kMaxConnectionsPerUid, c.connections.max_connections_per_uid);
+  c.max_queued_output_mib = member_bounded(merged, kMaxQueuedOutputMib, c.max_queued_output_mib);
   c.port_file = member_string(merged, "port_file", "");
   const std::string level = member_string(merged, "log_level", "info");
   if (level != "info" && level != "debug") throw ConfigError("log_level must be \"info\" or \"debug\"");

@@ -63,6 +63,7 @@ inline constexpr Bounded kRevokeOffencesMax{"revoke_offences_max", 1, 1000};
 inline constexpr Bounded kRevokeOffenceWindowMs{"revoke_offence_window_ms", 0, 86'400'000};  ///< 0: never disconnected for it
 inline constexpr Bounded kMaxConnections{"max_connections", 1, 1'000'000};
 inline constexpr Bounded kMaxConnectionsPerUid{"max_connections_per_uid", 1, 1'000'000};
+inline constexpr Bounded kMaxQueuedOutputMib{"max_queued_output_mib", 1, 1'048'576};
 
 /// "is 0, outside its bounds [1, 3600000]" (the caller names the key); empty when within them.
 std::string out_of_bounds(const Bounded& bounds, std::uint64_t value);
@@ -79,6 +80,9 @@ struct BrokerConfig {
   std::vector<DeviceSpec> devices;     ///< empty after merging: see default_device()
   ArbiterConfig arbiter;
   ConnectionLimitsConfig connections;  ///< max_connections, max_connections_per_uid
+  /// Bound on what all connections together may have queued for sending, in
+  /// MiB; past it the connection with the largest backlog is closed.
+  std::uint64_t max_queued_output_mib = 64;
   std::uint64_t idle_exit_s = 0;       ///< 0 = never exit for idleness
   std::uint64_t busy_poll_us = 50;     ///< keep polling this long after an event before blocking (0 = never)
   std::string port_file;               ///< where to write {"host","port","metrics_port","pid"}

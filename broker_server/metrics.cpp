@@ -114,6 +114,10 @@ std::string render_prometheus(const BrokerMetrics& metrics, const ArbiterCounter
   counter(out, "acb_internal_errors_total",
           "Connections closed because handling one of their frames failed inside the broker (a bug: please report).",
           metrics.internal_errors_total);
+  counter(out, "acb_output_bound_closes_total",
+          "Connections closed because all connections together had more than max_queued_output_mib queued "
+          "for sending (each time the one with the largest backlog).",
+          metrics.output_bound_closes_total);
 
   header(out, "acb_lease_wait_seconds", "histogram", "Time from acquire to grant.");
   for (std::size_t i = 0; i < WaitHistogram::kBoundsSeconds.size(); ++i) {

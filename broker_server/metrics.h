@@ -47,6 +47,7 @@ struct BrokerMetrics {
   std::uint64_t auth_failures_total = 0;
   std::uint64_t connections_refused_total = 0;  ///< over max_connections or max_connections_per_uid
   std::uint64_t internal_errors_total = 0;      ///< connections closed because handling their frame threw
+  std::uint64_t output_bound_closes_total = 0;  ///< largest backlogs closed over max_queued_output_mib
 
   /// A client reported `now_bytes` resident after `before_bytes`.
   void on_residency_report(std::uint64_t before_bytes, std::uint64_t now_bytes);

@@ -57,6 +57,7 @@ Server::Server(asio::io_context& io, BrokerConfig config, CommandLine command_li
       connection_limits_(config_.connections),
       request_budget_(static_cast<std::uint32_t>(::getuid())) {
   for (const auto& device : config_.devices) arbiter_.add_device(device.name, arbiter_capacity(device.capacity_bytes));
+  output_budget_.limit_bytes = static_cast<std::size_t>(config_.max_queued_output_mib) << 20;
   if (const auto fit = connections_within_descriptor_limit(); fit && *fit < config_.connections.max_connections) {
     std::fprintf(stderr,
                  "acb-broker: max_connections %zu lowered to %zu: the descriptor limit (ulimit -n) is %zu, "
@@ -599,6 +600,7 @@ void Server::on_output_over_budget(Session& session) {
                  "exceed the output bound of %zu bytes (queued after a frame to client %llu)\n",
                  largest->peer().c_str(), static_cast<unsigned long long>(largest->id()), largest->queued_bytes(),
                  output_budget_.limit_bytes, static_cast<unsigned long long>(session.id()));
+    ++metrics_.output_bound_closes_total;
     largest->close();
   }
 }
@@ -642,6 +644,9 @@ void Server::reload() {
   config_.priority = next.priority;  // applies to claims from now on; granted classes stay
   config_.idle_exit_s = next.idle_exit_s;
   config_.debug = next.debug;
+  // A lower bound closes the largest backlogs at the next frame queued, as any crossing does.
+  config_.max_queued_output_mib = next.max_queued_output_mib;
+  output_budget_.limit_bytes = static_cast<std::size_t>(next.max_queued_output_mib) << 20;
   config_.arbiter.quantum_ms = quantum_ms_;
   std::fprintf(stderr, "acb-broker: reloaded %s: quantum_ms=%llu, %d device(s) added%s\n",
                command_line_.config_file.c_str(), static_cast<unsigned long long>(quantum_ms_), added,

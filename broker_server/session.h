@@ -69,10 +69,8 @@ class SessionHost {
 
 /// The bytes queued for sending over all sessions of one host.
 struct OutputBudget {
-  /// Default bound on the sum of all sessions' queues.
-  static constexpr std::size_t kDefaultLimitBytes = 64u << 20;
   std::size_t queued_bytes = 0;
-  std::size_t limit_bytes = kDefaultLimitBytes;
+  std::size_t limit_bytes = 0;  ///< the host sets it (max_queued_output_mib)
   bool over() const { return queued_bytes > limit_bytes; }
 };
 

@@ -75,9 +75,12 @@ class RunningServer {
   std::thread thread_;
 };
 
-inline int connect_loopback(std::uint16_t port) {
+/// `receive_buffer_bytes` > 0: SO_RCVBUF before connecting, so that a peer
+/// that does not read lets little pile up in its own kernel buffers.
+inline int connect_loopback(std::uint16_t port, int receive_buffer_bytes = 0) {
   const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   if (fd < 0) throw std::runtime_error("socket failed");
+  if (receive_buffer_bytes > 0) ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &receive_buffer_bytes, sizeof receive_buffer_bytes);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_port = htons(port);
@@ -91,10 +94,29 @@ inline int connect_loopback(std::uint16_t port) {
   return fd;
 }
 
+/// The response to `GET path` on the metrics port, headers included.
+inline std::string http_get(std::uint16_t port, const std::string& path) {
+  const int fd = connect_loopback(port);
+  const std::string request = "GET " + path + " HTTP/1.1\r\nHost: localhost\r\n\r\n";
+  REQUIRE(::send(fd, request.data(), request.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(request.size()));
+  std::string response;
+  char buf[4096];
+  for (;;) {
+    pollfd p{fd, POLLIN, 0};
+    REQUIRE(::poll(&p, 1, kTimeoutMs) == 1);
+    const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    if (n <= 0) break;
+    response.append(buf, static_cast<std::size_t>(n));
+  }
+  ::close(fd);
+  return response;
+}
+
 // Reads with poll() and a bounded timeout: a test never waits forever.
 class TestClient {
  public:
-  explicit TestClient(std::uint16_t port) : fd_(connect_loopback(port)) {}
+  explicit TestClient(std::uint16_t port, int receive_buffer_bytes = 0)
+      : fd_(connect_loopback(port, receive_buffer_bytes)) {}
   ~TestClient() { ::close(fd_); }
   TestClient(const TestClient&) = delete;
   TestClient& operator=(const TestClient&) = delete;

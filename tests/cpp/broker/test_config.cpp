@@ -122,10 +122,10 @@ TEST_CASE("without devices, one device \"0\" sized by ACB_EMULATED_DEVICE") {
   CHECK(reported_capacity(arbiter_capacity(4096)) == 4096u);
 }
 
-TEST_CASE("durations are bounded: out of range names the key, its bounds and the value") {
+TEST_CASE("durations and limits are bounded: out of range names the key, its bounds and the value") {
   for (const Bounded& b : {kQuantumMs, kHeartbeatTimeoutMs, kPreemptDeadlineMs, kQuantumDeadlineMs, kRevokeGraceMs,
                            kAgingMs, kIdleExitS, kBusyPollUs, kRevokePenaltyMs, kRevokeOffencesMax,
-                           kRevokeOffenceWindowMs}) {
+                           kRevokeOffenceWindowMs, kMaxConnections, kMaxConnectionsPerUid, kMaxQueuedOutputMib}) {
     INFO(b.key);
     CHECK_NOTHROW(config_from_json({{b.key, b.max}}));
     CHECK_NOTHROW(config_from_json({{b.key, b.min}}));
@@ -138,6 +138,8 @@ TEST_CASE("durations are bounded: out of range names the key, its bounds and the
   CHECK_FALSE(error_of([&] { (void)config_from_json({{"quantum_ms", std::uint64_t{1} << 63}}); }).empty());
   CHECK(error_of([&] { (void)load_config(parse({"--revoke-grace-ms", "18446744073709551"})); })
             .find("revoke_grace_ms") != std::string::npos);
+  CHECK(load_config(parse({"--max-queued-output-mib", "3"})).max_queued_output_mib == 3);
+  CHECK(config_from_json(json::object()).max_queued_output_mib == 64);
 }
 
 TEST_CASE("the config file must be a regular file of bounded size; a FIFO is refused at once") {

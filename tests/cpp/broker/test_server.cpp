@@ -201,22 +201,7 @@ TEST_CASE("the metrics endpoint answers GET /metrics") {
   c.hello("m");
   c.send({{"op", "acquire"}});
   c.expect("grant");
-  auto get = [&](const std::string& path) {
-    const int fd = connect_loopback(server.metrics_port());
-    const std::string request = "GET " + path + " HTTP/1.1\r\nHost: localhost\r\n\r\n";
-    REQUIRE(::send(fd, request.data(), request.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(request.size()));
-    std::string response;
-    char buf[4096];
-    for (;;) {
-      pollfd p{fd, POLLIN, 0};
-      REQUIRE(::poll(&p, 1, kTimeoutMs) == 1);
-      const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
-      if (n <= 0) break;
-      response.append(buf, static_cast<std::size_t>(n));
-    }
-    ::close(fd);
-    return response;
-  };
+  const auto get = [&](const std::string& path) { return http_get(server.metrics_port(), path); };
   const std::string ok = get("/metrics");
   CHECK(ok.rfind("HTTP/1.1 200 OK", 0) == 0);
   CHECK(ok.find("text/plain; version=0.0.4") != std::string::npos);

@@ -125,3 +125,62 @@ TEST_CASE("pipelined requests are all answered, in order, and the client is neve
   client.send({{"op", "status"}, {"seq", kRequests + 1}});
   CHECK(client.expect("status")["seq"] == kRequests + 1);
 }
+
+TEST_CASE("past max_queued_output_mib the connections that read least are closed, and the others are served") {
+  auto config = RunningServer::make_config();
+  config.max_queued_output_mib = 1;
+  RunningServer server(config);
+  TestClient holder(server.port());
+  const json welcome = holder.hello("holder");
+  holder.send({{"op", "acquire"}});
+  holder.expect("grant");
+  // 40 clients with names near the limit make each status reply about 16 KB.
+  std::vector<std::unique_ptr<TestClient>> others;
+  for (int i = 0; i < 40; ++i) {
+    others.push_back(std::make_unique<TestClient>(server.port()));
+    others.back()->hello(std::string(250, 'n') + std::to_string(i));
+  }
+  // Peers that ask and never read: each may queue up to Session::kReadPauseBytes
+  // (and one reply more) before the broker stops reading it, so together they
+  // pass 1 MiB while each stays far below Session::kMaxQueuedBytes.
+  constexpr int kMute = 12;
+  std::vector<std::unique_ptr<TestClient>> mute;
+  std::string burst;
+  for (int seq = 1; seq <= 64; ++seq) burst += acb::wire::encode_message({{"op", "status"}, {"seq", seq}});
+  for (int i = 0; i < kMute; ++i) {
+    mute.push_back(std::make_unique<TestClient>(server.port(), 4096));
+    mute.back()->hello("mute" + std::to_string(i));
+    mute.back()->send_raw(burst);
+  }
+  // The bound is crossed while the broker answers the bursts: wait for the
+  // counter (bounded), then for the holder to be served after it.
+  const auto closes = [&] {
+    const std::string text = http_get(server.metrics_port(), "/metrics");
+    const std::string key = "\nacb_output_bound_closes_total ";
+    const auto at = text.find(key);
+    REQUIRE(at != std::string::npos);
+    return std::stoull(text.substr(at + key.size()));
+  };
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(kTimeoutMs);
+  while (closes() == 0) {
+    REQUIRE(std::chrono::steady_clock::now() < deadline);
+    std::this_thread::yield();
+  }
+  CHECK(closes() < static_cast<std::uint64_t>(kMute));  // only as many as it takes to get under the bound
+  check_holder(holder, welcome);
+  // Connections closed by the bound end after what was queued to them; a mute
+  // peer that is still open is still answered once it reads.
+  int closed = 0;
+  for (auto& m : mute) {
+    for (;;) {
+      const auto reply = m->recv();
+      if (!reply) {
+        ++closed;
+        break;
+      }
+      if ((*reply)["seq"] == 64) break;
+    }
+  }
+  CHECK(closed > 0);
+  CHECK(closed < kMute);
+}
