@@ -1,6 +1,6 @@
 """Hostile local peers against a real broker: input that once ended it,
-connections that never authenticate, one user's connection flood, running out
-of descriptors, and clients that never read. In each case the broker stays
+connections that never authenticate, one user's connection flood and request
+flood, running out of descriptors, and clients that never read. In each case the broker stays
 up, its memory and CPU stay bounded, and an honest client is still served.
 
 Memory is read from /proc/<pid>/status (VmRSS now, VmHWM the peak), CPU from
@@ -246,3 +246,51 @@ def test_clients_that_never_read_cost_bounded_memory(broker_factory):
     for s in floods:
         s.close()
     holder.close()
+
+
+# Run as `python -c PACED_FLOODER HOST PORT TOKEN FRAMES`: becomes uid 65534
+# (its modules imported first, while it may still read them), authenticates,
+# prints "authenticated", sends FRAMES heartbeats back to back and one status,
+# and prints "done SECONDS" when the status reply arrives.
+PACED_FLOODER = """
+import encodings.idna, os, struct, sys, time  # idna: socket.create_connection encodes host names with it
+from acb import _wire
+host, port, token, frames = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+os.setgid(65534)
+os.setuid(65534)
+conn = _wire.Connection(host, port, token=token, name="flooder", timeout_s=60)
+heartbeat = b'{"op":"heartbeat"}'
+print("authenticated", flush=True)
+start = time.monotonic()
+conn.sock.sendall((struct.pack(">I", len(heartbeat)) + heartbeat) * frames)
+conn.request({"op": "status"}, timeout_s=60)
+print(f"done {time.monotonic() - start:.3f}", flush=True)
+"""
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="needs root, to run the flooder as another user (uid 65534)")
+def test_one_users_requests_are_paced_and_the_brokers_own_uid_is_served_meanwhile(broker_factory):
+    # RequestBudget: another user's bucket holds 20000 units and refills at
+    # 20000 a second; a heartbeat costs one. 50000 of them, then a status,
+    # cannot all be handled in less than (50001 - 20000) / 20000 = 1.5 s,
+    # however fast the machine.
+    broker = broker_factory("--heartbeat-timeout-ms", "60000")
+    frames, burst_units, units_per_s = 50000, 20000, 20000
+    floor_s = (frames + 1 - burst_units) / units_per_s
+    flooder = subprocess.Popen([sys.executable, "-c", PACED_FLOODER, broker.host, str(broker.port), broker.token,
+                                str(frames)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert flooder.stdout.readline().strip() == "authenticated", flooder.stderr.read()
+        # The broker's own uid is not paced: it is answered while the flood is still held back.
+        with broker.connect(name="operator-job") as own:
+            for seq in range(5):
+                assert own.request({"op": "status"}, timeout_s=20)["op"] == "status"
+            assert flooder.poll() is None, "the flood was over before the broker's own client was served"
+        line = flooder.stdout.readline().split()
+        flooder.wait(timeout=60)
+        assert line and line[0] == "done", flooder.stderr.read()
+        assert float(line[1]) >= floor_s * 0.9, f"{frames} frames handled in {line[1]} s: the budget did not pace them"
+    finally:
+        if flooder.poll() is None:
+            flooder.kill()
+            flooder.wait()
