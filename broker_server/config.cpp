@@ -2,9 +2,9 @@
 
 #include "broker_server/config_file.h"
 #include "broker_server/config_priority.h"
+#include "common/byte_size.h"
 
 #include <cctype>
-#include <cmath>
 #include <cstdlib>
 #include <limits>
 
@@ -121,37 +121,11 @@ std::string out_of_bounds(const Bounded& bounds, std::uint64_t value) {
 }
 
 std::uint64_t parse_capacity(std::string_view text) {
-  const std::string original(text);
-  std::size_t digits_end = 0;
-  while (digits_end < text.size() &&
-         (std::isdigit(static_cast<unsigned char>(text[digits_end])) || text[digits_end] == '.')) {
-    ++digits_end;
+  try {
+    return parse_byte_size(text);
+  } catch (const std::invalid_argument& e) {
+    throw ConfigError(std::string("capacity ") + e.what());
   }
-  std::string_view number = text.substr(0, digits_end);
-  std::string unit(text.substr(digits_end));
-  for (auto& c : unit) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  if (number.empty() || number.find('.') != number.rfind('.')) {
-    throw ConfigError("capacity \"" + original + "\" is not a size like 80GiB, 512MiB or 4096");
-  }
-  struct Unit { const char* suffix; double factor; };
-  static constexpr Unit kUnits[] = {
-      {"", 1},           {"b", 1},           {"k", 1024.0},  {"kb", 1e3},   {"kib", 1024.0},
-      {"m", 1048576.0},  {"mb", 1e6},        {"mib", 1048576.0},
-      {"g", 1073741824.0}, {"gb", 1e9},      {"gib", 1073741824.0},
-      {"t", 1099511627776.0}, {"tb", 1e12},  {"tib", 1099511627776.0},
-  };
-  for (const auto& u : kUnits) {
-    if (unit != u.suffix) continue;
-    if (number.find('.') == std::string_view::npos && u.factor == 1) {
-      return parse_unsigned(number, "capacity");
-    }
-    const double value = std::strtod(std::string(number).c_str(), nullptr) * u.factor;
-    if (!std::isfinite(value) || value >= 18446744073709551616.0) {
-      throw ConfigError("capacity \"" + original + "\" is too large");
-    }
-    return static_cast<std::uint64_t>(value);
-  }
-  throw ConfigError("capacity \"" + original + "\" has an unknown unit (use B, KiB, MiB, GiB, TiB, KB, MB, GB, TB)");
 }
 
 DeviceSpec parse_device_spec(std::string_view text) {

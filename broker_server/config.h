@@ -97,7 +97,7 @@ struct CommandLine {
   bool help = false;
 };
 
-/// "80GiB", "512MiB", "1.5GB", "4096" -> bytes. Throws ConfigError.
+/// A byte size (common/byte_size.h: "80GiB", "512MiB", "1.5GB", "4096"). Throws ConfigError.
 std::uint64_t parse_capacity(std::string_view text);
 
 /// "NAME:CAPACITY" or "NAME" (capacity 0 = unknown). Throws ConfigError.

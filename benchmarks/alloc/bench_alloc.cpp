@@ -22,11 +22,13 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "alloc/arena.h"
 #include "alloc/driver.h"
+#include "common/byte_size.h"
 
 using namespace acb::alloc;
 using Clock = std::chrono::steady_clock;
@@ -42,14 +44,12 @@ double seconds_since(Clock::time_point start) {
 std::size_t env_bytes(const char* name, std::size_t fallback) {
   const char* text = std::getenv(name);
   if (text == nullptr || *text == '\0') return fallback;
-  char* end = nullptr;
-  double value = std::strtod(text, &end);
-  std::string unit = end;
-  if (unit == "GiB")
-    value *= 1024.0 * kMiB;
-  else if (unit == "MiB")
-    value *= kMiB;
-  return static_cast<std::size_t>(value);
+  try {
+    return static_cast<std::size_t>(acb::parse_byte_size(text));
+  } catch (const std::invalid_argument& e) {
+    std::fprintf(stderr, "bench_alloc: %s: %s\n", name, e.what());
+    std::exit(2);
+  }
 }
 
 void figure(const char* name, double value, const char* unit) {

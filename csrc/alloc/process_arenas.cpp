@@ -13,6 +13,8 @@
 #include <mutex>
 #include <stdexcept>
 
+#include "common/byte_size.h"
+
 namespace acb::alloc {
 namespace {
 
@@ -42,7 +44,7 @@ std::size_t env_size(const char* name, std::size_t fallback) {
   const char* value = std::getenv(name);
   if (value == nullptr || *value == '\0') return fallback;
   try {
-    return parse_byte_size(value);
+    return static_cast<std::size_t>(parse_byte_size(value));
   } catch (const std::invalid_argument& error) {
     throw std::invalid_argument(std::string(name) + ": " + error.what());
   }
@@ -76,39 +78,6 @@ void arenas_after_fork_in_child() {
 }
 
 }  // namespace
-
-std::size_t parse_byte_size(const std::string& text) {
-  std::size_t i = 0;
-  while (i < text.size() && std::isdigit(static_cast<unsigned char>(text[i]))) ++i;
-  if (i == 0)
-    throw std::invalid_argument("not a byte size: '" + text +
-                                "' (expected e.g. 8GiB, 512MiB, 1048576)");
-  std::size_t value = 0;
-  for (std::size_t k = 0; k < i; ++k) {
-    std::size_t digit = static_cast<std::size_t>(text[k] - '0');
-    if (value > (SIZE_MAX - digit) / 10)
-      throw std::invalid_argument("byte size too large: '" + text + "'");
-    value = value * 10 + digit;
-  }
-  std::string unit = text.substr(i);
-  std::size_t shift = 0;
-  if (unit.empty() || unit == "B")
-    shift = 0;
-  else if (unit == "KiB" || unit == "KB" || unit == "K")
-    shift = 10;
-  else if (unit == "MiB" || unit == "MB" || unit == "M")
-    shift = 20;
-  else if (unit == "GiB" || unit == "GB" || unit == "G")
-    shift = 30;
-  else if (unit == "TiB" || unit == "TB" || unit == "T")
-    shift = 40;
-  else
-    throw std::invalid_argument("unknown unit in byte size '" + text +
-                                "' (use B, KiB, MiB, GiB, TiB)");
-  if (shift != 0 && value > (SIZE_MAX >> shift))
-    throw std::invalid_argument("byte size too large: '" + text + "'");
-  return value << shift;
-}
 
 ArenaOptions arena_options_from_env() {
   ArenaOptions options;

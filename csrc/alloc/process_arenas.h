@@ -43,9 +43,6 @@ void for_each_process_arena(Fn&& fn);
 Driver& process_driver();
 /// Options from the environment (see above). Throws std::invalid_argument on malformed values.
 ArenaOptions arena_options_from_env();
-/// Parses "123", "64KiB", "512MiB", "2GiB" (also KB/MB/GB as powers of 1024).
-/// Throws std::invalid_argument naming the text.
-std::size_t parse_byte_size(const std::string& text);
 /// Destroys every arena and the driver (tests only: no memory of them may be in use).
 void shutdown_process_arenas();
 
