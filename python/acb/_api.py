@@ -54,19 +54,16 @@ def _env_int(name: str, default: int) -> int:
         raise AcbError(f"acb: {name}={text!r} is not an integer") from None
 
 
-def parse_address(text: str) -> Tuple[str, int]:
-    host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise AcbError(f"acb: broker address {text!r} is not host:port (e.g. 127.0.0.1:43210)")
-    return host, int(port)
-
-
 def resolve_broker(broker: Optional[str]) -> Tuple[str, int]:
     """The broker to join: the argument, else the one at ACB_BROKER (default 127.0.0.1:43210),
     started there as the embedded local broker when none answers (acb._broker.ensure_broker)."""
-    if broker:
-        return parse_address(broker)
     from acb import _broker
+
+    if broker:
+        try:
+            return _broker.parse_address(broker)
+        except _broker.BrokerError as e:
+            raise AcbError(f"acb: {e}") from None
 
     host, port = _broker.ensure_broker()
     return host, int(port)

@@ -42,11 +42,19 @@ _FILE_FIX = "remove it, or set ACB_TOKEN_DIR to a private directory"
 
 
 def parse_address(text: str) -> Tuple[str, int]:
-    """'host:port' -> (host, port). Raises BrokerError naming the text when it is not one."""
+    """'HOST:PORT' -> (host, port), the one reader of broker addresses in Python
+    (ACB_BROKER, --broker, enable(broker=...)). An IPv6 host is written in
+    brackets, '[::1]:43210', and returned without them. Raises BrokerError
+    naming the text when it is not one."""
     host, sep, port_text = text.strip().rpartition(":")
-    if not sep or not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise BrokerError(f"broker address {text!r} is not HOST:PORT (e.g. 127.0.0.1:43210)")
-    return host.strip("[]"), int(port_text)
+    if host.startswith("[") and host.endswith("]") and len(host) > 2:
+        host = host[1:-1]
+    elif ":" in host or "[" in host or "]" in host:
+        raise BrokerError(f"broker address {text!r} is not HOST:PORT: write an IPv6 host in brackets, "
+                          "e.g. [::1]:43210")
+    if not sep or not host or not (port_text.isascii() and port_text.isdigit()) or not 0 < int(port_text) < 65536:
+        raise BrokerError(f"broker address {text!r} is not HOST:PORT (e.g. 127.0.0.1:43210 or [::1]:43210)")
+    return host, int(port_text)
 
 
 def configured_address() -> Tuple[str, int]:
