@@ -33,39 +33,3 @@ TEST_CASE("the environment overrides the default", "[options]") {
   ::unsetenv("ACB_BROKER");
   CHECK(acb::options::value("broker") == "127.0.0.1:43210");
 }
-
-#include "client/env_options.h"
-
-TEST_CASE("client options come from the ACB_* environment", "[options]") {
-  for (const char* v : {"ACB_BROKER", "ACB_NAME", "ACB_PRIORITY", "ACB_DEVICE", "ACB_NEED_BYTES", "ACB_TOKEN",
-                        "ACB_CONNECT_TIMEOUT_MS"}) {
-    ::unsetenv(v);
-  }
-  auto o = acb::client::client_options_from_env("python-123");
-  CHECK(o.host == "127.0.0.1");
-  CHECK(o.port == 43210);
-  CHECK(o.name == "python-123");
-  CHECK(o.priority == "training");
-  CHECK(o.device == -1);
-  CHECK(o.token.empty());
-
-  ::setenv("ACB_BROKER", "[::1]:5000", 1);
-  ::setenv("ACB_PRIORITY", "inference", 1);
-  ::setenv("ACB_NEED_BYTES", "4096", 1);
-  ::setenv("ACB_DEVICE", "1", 1);
-  o = acb::client::client_options_from_env("x");
-  CHECK(o.host == "::1");
-  CHECK(o.port == 5000);
-  CHECK(o.priority == "inference");
-  CHECK(o.need_bytes == 4096);
-  CHECK(o.device == 1);
-
-  ::setenv("ACB_BROKER", "localhost", 1);
-  CHECK_THROWS_WITH(acb::client::client_options_from_env("x"), acb_test::has_substring("'localhost' is not HOST:PORT"));
-  ::setenv("ACB_BROKER", "h:70000", 1);
-  CHECK_THROWS_AS(acb::client::client_options_from_env("x"), std::invalid_argument);
-  ::unsetenv("ACB_BROKER");
-  ::setenv("ACB_PRIORITY", "urgent", 1);
-  CHECK_THROWS_WITH(acb::client::client_options_from_env("x"), acb_test::has_substring("ACB_PRIORITY='urgent'"));
-  for (const char* v : {"ACB_PRIORITY", "ACB_DEVICE", "ACB_NEED_BYTES"}) ::unsetenv(v);
-}
