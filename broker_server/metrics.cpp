@@ -89,7 +89,7 @@ std::string render_prometheus(const BrokerMetrics& metrics, const ArbiterCounter
   std::string out;
   out.reserve(4096);
   counter(out, "acb_leases_granted_total", "Compute leases granted.", counters.grants);
-  counter(out, "acb_preemptions_total", "Holders revoked because a higher priority or the quantum asked.",
+  counter(out, "acb_preemptions_total", "Holders revoked because a waiter of a higher priority class came (the quantum's revokes are not counted here).",
           counters.preemptions);
   counter(out, "acb_revokes_total", "Revoke messages sent (preempt, quantum, drain).", counters.revokes);
   counter(out, "acb_evict_requests_total", "Evict messages sent to resident clients.", counters.evict_requests);
@@ -102,7 +102,7 @@ std::string render_prometheus(const BrokerMetrics& metrics, const ArbiterCounter
           "Sum of increases of clients' reported resident bytes (restored or grown on the device).",
           metrics.restored_bytes_total);
   counter(out, "acb_rejects_total", "Acquires rejected (never grantable).", counters.rejects);
-  counter(out, "acb_disconnects_total", "Clients disconnected by the policy (heartbeat, ignored revoke).",
+  counter(out, "acb_disconnects_total", "Clients that left the broker: closed their connection, or were disconnected by the policy (heartbeat, ignored revoke).",
           counters.disconnects);
   counter(out, "acb_protocol_errors_total", "Connections closed for a protocol error.",
           metrics.protocol_errors_total);
