@@ -57,7 +57,10 @@ const char* to_string(ClientState s) {
   return "unknown";
 }
 
-Arbiter::Arbiter(ArbiterConfig config) : state_(std::make_shared<State>(config)) {}
+Arbiter::Arbiter(ArbiterConfig config) : state_(std::make_unique<State>(config)) {}
+Arbiter::~Arbiter() = default;
+Arbiter::Arbiter(Arbiter&&) noexcept = default;
+Arbiter& Arbiter::operator=(Arbiter&&) noexcept = default;
 
 namespace {
 

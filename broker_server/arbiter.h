@@ -152,6 +152,14 @@ struct ArbiterCounters {
 class Arbiter {
  public:
   explicit Arbiter(ArbiterConfig config = {});
+  ~Arbiter();
+  // One arbiter, one state: a copy would be a second arbiter of the same
+  // devices and clients, so there is none. Moving hands the state over; a
+  // moved-from arbiter may only be destroyed or assigned to.
+  Arbiter(const Arbiter&) = delete;
+  Arbiter& operator=(const Arbiter&) = delete;
+  Arbiter(Arbiter&&) noexcept;
+  Arbiter& operator=(Arbiter&&) noexcept;
 
   // devices (admin); an unknown device throws ArbiterError.
   DeviceId add_device(std::string name, std::uint64_t capacity_bytes);
@@ -205,7 +213,7 @@ class Arbiter {
 
  private:
   struct State;
-  std::shared_ptr<State> state_;
+  std::unique_ptr<State> state_;
 };
 
 }  // namespace acb::broker
