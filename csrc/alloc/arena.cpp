@@ -392,6 +392,7 @@ void* Arena::malloc(std::size_t bytes, StreamHandle stream) {
   // failure (the broker is making progress), and at most kOomHandlerCalls times.
   int handler_calls = 0;
   std::size_t free_at_last_failure = 0;
+  bool has_handler = false;
   while (true) {
     std::function<bool(std::size_t)> handler;
     std::string message;
@@ -411,13 +412,22 @@ void* Arena::malloc(std::size_t bytes, StreamHandle stream) {
                 "; largest free VA range " + std::to_string(impl_->va.largest_free_bytes()) + " bytes";
       const bool progress = handler_calls == 0 || free_bytes > free_at_last_failure;
       if (progress && handler_calls < kOomHandlerCalls) handler = impl_->oom_handler;
+      has_handler = static_cast<bool>(impl_->oom_handler);
+      // What was tried, so that the error says why waiting or evicting did not help.
+      message += "; tried: releasing this arena's cached free segments";
       if (handler_calls > 0)
-        message += "; " + std::to_string(handler_calls) + " out-of-memory handler call(s) made room that did not suffice";
+        message += ", then " + std::to_string(handler_calls) + " out-of-memory handler call(s) (the broker evicting others) that made room which did not suffice";
     }
     free_at_last_failure = free_bytes;
-    if (handler && handler(shortfall)) {
-      ++handler_calls;
-      continue;
+    if (handler) {
+      if (handler(shortfall)) {
+        ++handler_calls;
+        continue;
+      }
+      message += ", then asking the out-of-memory handler (the broker) for " + std::to_string(shortfall) +
+                 " bytes, which could not make room";
+    } else if (!has_handler) {
+      message += "; no out-of-memory handler is set (no broker to ask for room)";
     }
     throw OutOfMemory(message, bytes, free_bytes);
   }
