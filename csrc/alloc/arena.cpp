@@ -496,6 +496,11 @@ std::size_t Arena::resident_bytes() const {
   return impl_->stats.reserved_bytes;
 }
 
+std::size_t Arena::host_backup_limit_bytes() const {
+  std::lock_guard<std::mutex> lock(impl_->mutex);
+  return impl_->host_pool.limit_bytes();
+}
+
 Stats Arena::stats() const {
   std::lock_guard<std::mutex> lock(impl_->mutex);
   return impl_->stats;

@@ -68,6 +68,9 @@ py::dict status_dict(const th::ControllerStatus& s) {
   d["offload_copied_bytes"] = s.offload_copied_bytes;
   d["skipped_clean_bytes"] = s.skipped_clean_bytes;
   d["restored_bytes"] = s.restored_bytes;
+  d["host_backup_bytes"] = s.host_backup_bytes;
+  d["host_pinned_bytes"] = s.host_pinned_bytes;
+  d["host_backup_limit_bytes"] = s.host_backup_limit_bytes;
   d["regions"] = s.regions;
   d["oom_regrows"] = s.oom_regrows;
   d["reconnects"] = s.reconnects;
