@@ -35,7 +35,7 @@ Arena::Impl::Impl(Driver& driver_in, int device_in, ArenaOptions options_in)
       granularity(driver_in.granularity(device_in)),
       small_segment_bytes(std::max(round_up(kSmallSegmentBytes, granularity), granularity)),
       va(driver_in, reservation_bytes(driver_in, device_in, options_in, granularity), device_in),
-      host_pool(driver_in, options_in.host_backup_limit_bytes),
+      host_pool(driver_in, device_in, options_in.host_backup_limit_bytes),
       events(driver_in, device_in),
       copier(driver_in, device_in, options_in.copy_chunk_bytes, options_in.copy_chunks_in_flight),
       ready_pool(nullptr, small_segment_bytes) {

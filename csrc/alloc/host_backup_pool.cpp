@@ -63,7 +63,7 @@ HostBuffer HostBackupPool::acquire(std::size_t requested_bytes) {
     cached_.erase(it);
   } else {
     free_cached_until_fits(bytes);
-    data = driver_.host_alloc(bytes);
+    data = driver_.host_alloc(bytes, device_);
     pinned_bytes_ += bytes;
   }
   in_use_bytes_ += bytes;

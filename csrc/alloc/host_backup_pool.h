@@ -61,9 +61,9 @@ class HostBuffer {
 
 class HostBackupPool {
  public:
-  /// `limit_bytes` 0 means unbounded.
-  HostBackupPool(Driver& driver, std::size_t limit_bytes)
-      : driver_(driver), limit_bytes_(limit_bytes) {}
+  /// Buffers for backups of `device`'s memory (pinned in its context); `limit_bytes` 0 means unbounded.
+  HostBackupPool(Driver& driver, int device, std::size_t limit_bytes)
+      : driver_(driver), device_(device), limit_bytes_(limit_bytes) {}
   ~HostBackupPool();
   HostBackupPool(const HostBackupPool&) = delete;
   HostBackupPool& operator=(const HostBackupPool&) = delete;
@@ -95,6 +95,7 @@ class HostBackupPool {
   void free_cached_until_fits(std::size_t bytes);
 
   Driver& driver_;
+  int device_;
   std::size_t limit_bytes_;
   std::size_t in_use_bytes_ = 0;
   std::size_t pinned_bytes_ = 0;
