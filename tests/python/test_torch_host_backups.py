@@ -16,6 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "torch_jobs"))
 import harness as h  # noqa: E402
 
 pytest.importorskip("torch")
+from acb import options  # noqa: E402
 
 CODE = """
 import json, torch, acb
@@ -38,7 +39,10 @@ def test_status_reports_host_backups_and_their_limit(broker_factory, limit):
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout.strip().splitlines()[-1])
     ram = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGESIZE")
-    assert out["limit"] == (ram // 100 * 50 if limit is None else 64 << 20), out
+    # The default the C++ registry applies is the options table's (acb config shows that one).
+    default = options.find("host_backup_limit").default
+    assert default.endswith("%"), default
+    assert out["limit"] == (ram // 100 * int(default[:-1]) if limit is None else 64 << 20), out
     # No offload happened: nothing is pinned (the pool's accounting itself is tested in
     # tests/cpp/alloc/test_offload.cpp, through the same stats).
     assert (out["offloads"], out["backup"], out["pinned"], out["sum"]) == (0, 0, 0, 3.0 * (1 << 20)), out
