@@ -416,7 +416,9 @@ void* Arena::malloc(std::size_t bytes, StreamHandle stream) {
       // What was tried, so that the error says why waiting or evicting did not help.
       message += "; tried: releasing this arena's cached free segments";
       if (handler_calls > 0)
-        message += ", then " + std::to_string(handler_calls) + " out-of-memory handler call(s) (the broker evicting others) that made room which did not suffice";
+        message += ", then " + std::to_string(handler_calls) +
+                   " out-of-memory handler call(s) (the broker evicting others) that made room "
+                   "which did not suffice";
     }
     free_at_last_failure = free_bytes;
     if (handler) {
@@ -424,8 +426,8 @@ void* Arena::malloc(std::size_t bytes, StreamHandle stream) {
         ++handler_calls;
         continue;
       }
-      message += ", then asking the out-of-memory handler (the broker) for " + std::to_string(shortfall) +
-                 " bytes, which could not make room";
+      message += ", then asking the out-of-memory handler (the broker) for " +
+                 std::to_string(shortfall) + " bytes, which could not make room";
     } else if (!has_handler) {
       message += "; no out-of-memory handler is set (no broker to ask for room)";
     }

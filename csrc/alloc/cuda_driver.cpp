@@ -60,7 +60,8 @@ class CudaDriver final : public Driver {
       check("cuDeviceGet", api_.cuDeviceGet(&device, ordinal), "device=" + std::to_string(ordinal));
       int vmm = 0;
       check("cuDeviceGetAttribute",
-            api_.cuDeviceGetAttribute(&vmm, CU_DEVICE_ATTRIBUTE_VIRTUAL_MEMORY_MANAGEMENT_SUPPORTED, device),
+            api_.cuDeviceGetAttribute(
+                &vmm, CU_DEVICE_ATTRIBUTE_VIRTUAL_MEMORY_MANAGEMENT_SUPPORTED, device),
             "VIRTUAL_MEMORY_MANAGEMENT_SUPPORTED, device=" + std::to_string(ordinal));
       if (vmm == 0)
         throw DriverError("cuDeviceGetAttribute", CUDA_ERROR_NOT_SUPPORTED,
@@ -337,7 +338,8 @@ class CudaDriver final : public Driver {
     ContextScope(const CudaApi& api, CUcontext previous, bool switched)
         : api_(api), previous_(previous), switched_(switched) {}
     ~ContextScope() {
-      if (switched_) api_.cuCtxSetCurrent(previous_);  // nothing to report it to; the call's result stands
+      // Nothing to report a failure to here; the call's own result stands.
+      if (switched_) api_.cuCtxSetCurrent(previous_);
     }
     ContextScope(const ContextScope&) = delete;
     ContextScope& operator=(const ContextScope&) = delete;

@@ -61,7 +61,7 @@ class HostBuffer {
 
 class HostBackupPool {
  public:
-  /// Buffers for backups of `device`'s memory (pinned in its context); `limit_bytes` 0 means unbounded.
+  /// Buffers for backups of `device`'s memory (pinned in its context); `limit_bytes` 0: unbounded.
   HostBackupPool(Driver& driver, int device, std::size_t limit_bytes)
       : driver_(driver), device_(device), limit_bytes_(limit_bytes) {}
   ~HostBackupPool();
@@ -76,7 +76,7 @@ class HostBackupPool {
   /// Throws HostBackupLimitExceeded when in-use bytes plus that exceed the
   /// limit; DriverError when pinning fails.
   HostBuffer acquire(std::size_t bytes);
-  /// True when `class_bytes` more (a sum of class_bytes()) can be in use without exceeding the limit.
+  /// True when `class_bytes` more (a sum of class_bytes()) can be in use within the limit.
   bool fits(std::size_t class_bytes) const {
     return limit_bytes_ == 0 || in_use_bytes_ + class_bytes <= limit_bytes_;
   }

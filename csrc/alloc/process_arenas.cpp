@@ -125,7 +125,8 @@ std::size_t parse_host_backup_limit(const std::string& text, std::size_t ram_byt
   const std::string number = text.substr(0, text.size() - 1);
   std::size_t percent = 0;
   if (number.empty() || number.size() > 3 ||
-      !std::all_of(number.begin(), number.end(), [](char c) { return std::isdigit(static_cast<unsigned char>(c)); }) ||
+      !std::all_of(number.begin(), number.end(),
+                   [](char c) { return std::isdigit(static_cast<unsigned char>(c)) != 0; }) ||
       (percent = std::stoul(number)) == 0 || percent > 100)
     throw std::invalid_argument("not a share of host RAM: '" + text +
                                 "' (expected 1% to 100%, e.g. 50%, or a byte size such as 16GiB)");
@@ -135,7 +136,8 @@ std::size_t parse_host_backup_limit(const std::string& text, std::size_t ram_byt
 ArenaOptions arena_options_from_env() {
   ArenaOptions options;
   const char* limit = std::getenv("ACB_HOST_BACKUP_LIMIT");
-  const std::string limit_text = limit != nullptr && *limit != '\0' ? limit : kDefaultHostBackupLimit;
+  const std::string limit_text =
+      limit != nullptr && *limit != '\0' ? limit : kDefaultHostBackupLimit;
   try {
     options.host_backup_limit_bytes =
         parse_host_backup_limit(limit_text, limit_text.back() == '%' ? host_ram_bytes() : 0);
