@@ -103,7 +103,7 @@ class RawRig {
     base_ = driver.reserve(bytes_, 0);
     handle_ = driver.create(bytes_, 0);
     driver.map(base_, bytes_, handle_, 0);
-    host_ = driver.host_alloc(bytes_);
+    host_ = driver.host_alloc(bytes_, 0);
     std::memset(host_, 1, bytes_);
     stream_ = driver.create_stream(0);
     driver.copy_to_device_async(base_, host_, bytes_, stream_);  // first touch of both sides

@@ -35,7 +35,7 @@ Arena::Impl::Impl(Driver& driver_in, int device_in, ArenaOptions options_in)
       granularity(driver_in.granularity(device_in)),
       small_segment_bytes(std::max(round_up(kSmallSegmentBytes, granularity), granularity)),
       va(driver_in, reservation_bytes(driver_in, device_in, options_in, granularity), device_in),
-      host_pool(driver_in, options_in.host_backup_limit_bytes),
+      host_pool(driver_in, device_in, options_in.host_backup_limit_bytes),
       events(driver_in, device_in),
       copier(driver_in, device_in, options_in.copy_chunk_bytes, options_in.copy_chunks_in_flight),
       ready_pool(nullptr, small_segment_bytes) {
@@ -392,6 +392,7 @@ void* Arena::malloc(std::size_t bytes, StreamHandle stream) {
   // failure (the broker is making progress), and at most kOomHandlerCalls times.
   int handler_calls = 0;
   std::size_t free_at_last_failure = 0;
+  bool has_handler = false;
   while (true) {
     std::function<bool(std::size_t)> handler;
     std::string message;
@@ -411,13 +412,24 @@ void* Arena::malloc(std::size_t bytes, StreamHandle stream) {
                 "; largest free VA range " + std::to_string(impl_->va.largest_free_bytes()) + " bytes";
       const bool progress = handler_calls == 0 || free_bytes > free_at_last_failure;
       if (progress && handler_calls < kOomHandlerCalls) handler = impl_->oom_handler;
+      has_handler = static_cast<bool>(impl_->oom_handler);
+      // What was tried, so that the error says why waiting or evicting did not help.
+      message += "; tried: releasing this arena's cached free segments";
       if (handler_calls > 0)
-        message += "; " + std::to_string(handler_calls) + " out-of-memory handler call(s) made room that did not suffice";
+        message += ", then " + std::to_string(handler_calls) +
+                   " out-of-memory handler call(s) (the broker evicting others) that made room "
+                   "which did not suffice";
     }
     free_at_last_failure = free_bytes;
-    if (handler && handler(shortfall)) {
-      ++handler_calls;
-      continue;
+    if (handler) {
+      if (handler(shortfall)) {
+        ++handler_calls;
+        continue;
+      }
+      message += ", then asking the out-of-memory handler (the broker) for " +
+                 std::to_string(shortfall) + " bytes, which could not make room";
+    } else if (!has_handler) {
+      message += "; no out-of-memory handler is set (no broker to ask for room)";
     }
     throw OutOfMemory(message, bytes, free_bytes);
   }
@@ -484,6 +496,11 @@ bool Arena::owns(const void* ptr) const {
 std::size_t Arena::resident_bytes() const {
   std::lock_guard<std::mutex> lock(impl_->mutex);
   return impl_->stats.reserved_bytes;
+}
+
+std::size_t Arena::host_backup_limit_bytes() const {
+  std::lock_guard<std::mutex> lock(impl_->mutex);
+  return impl_->host_pool.limit_bytes();
 }
 
 Stats Arena::stats() const {

@@ -166,6 +166,8 @@ class Arena {
 
   /// Physical bytes currently mapped on the device.
   std::size_t resident_bytes() const;
+  /// ArenaOptions::host_backup_limit_bytes (0: unbounded).
+  std::size_t host_backup_limit_bytes() const;
   Stats stats() const;
   /// Checks every invariant; throws std::logic_error naming the broken one.
   void validate() const;

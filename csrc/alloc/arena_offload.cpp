@@ -69,7 +69,7 @@ OffloadResult Arena::Impl::offload(std::size_t budget_bytes) {
   // Host backups: check the limit before anything changes.
   std::size_t need_new = 0;
   for (Segment* s : offload_now)
-    if (!s->backup) need_new += s->bytes;
+    if (!s->backup) need_new += HostBackupPool::class_bytes(s->bytes);
   if (host_pool.limit_bytes() != 0 && !host_pool.fits(need_new)) {
     // Backups of segments that stay resident are only a shortcut for a later
     // offload: they may be dropped to make room, least recently used first.
@@ -90,7 +90,8 @@ OffloadResult Arena::Impl::offload(std::size_t budget_bytes) {
           " segments, but the host backup limit is " + std::to_string(host_pool.limit_bytes()) +
           " bytes with " + std::to_string(host_pool.in_use_bytes()) + " in use (" +
           std::to_string(droppable_bytes) +
-          " droppable); nothing was released (raise ACB_HOST_BACKUP_LIMIT)");
+          " droppable); nothing was released: the memory stays on the device (raise "
+          "ACB_HOST_BACKUP_LIMIT, e.g. to 75% of host RAM or 64GiB)");
     }
     std::sort(droppable.begin(), droppable.end(), [](const Segment* a, const Segment* b) {
       return a->last_use_tick < b->last_use_tick;

@@ -107,7 +107,8 @@ void Arena::Impl::validate() const {
     }
     if (s->pinned()) pinned_bytes += s->bytes;
     if (s->backup) {
-      if (s->backup.bytes() != s->bytes) broken("a backup has its segment's size", where);
+      if (s->backup.bytes() != HostBackupPool::class_bytes(s->bytes))
+        broken("a backup has its segment's size class", where);
       backup_bytes += s->backup.bytes();
     }
     if (s->last_use_tick > tick) broken("LRU ticks are not in the future", where);

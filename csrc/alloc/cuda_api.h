@@ -27,6 +27,7 @@ struct CudaApi {
   X(cuGetErrorName, "cuGetErrorName")                               \
   X(cuDeviceGet, "cuDeviceGet")                                     \
   X(cuDeviceGetCount, "cuDeviceGetCount")                           \
+  X(cuDeviceGetAttribute, "cuDeviceGetAttribute")                   \
   X(cuDeviceTotalMem, "cuDeviceTotalMem_v2")                        \
   X(cuDevicePrimaryCtxRetain, "cuDevicePrimaryCtxRetain")           \
   X(cuDevicePrimaryCtxRelease, "cuDevicePrimaryCtxRelease_v2")      \

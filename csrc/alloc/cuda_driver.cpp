@@ -8,7 +8,13 @@
 //   copies                     cuMemcpyHtoDAsync_v2 / cuMemcpyDtoHAsync_v2
 //
 // Every call runs in the device's primary context (the one the CUDA runtime
-// and torch use), made current on the calling thread when it is not already.
+// and torch use), made current on the calling thread for the call when it is
+// not already, and the thread's previous context is made current again after
+// it (ContextScope): torch on that thread may be working on another device.
+// A stream the driver did not create (the null stream, torch's streams) runs
+// in the context of the memory it copies, else the thread's current one.
+// Pinned host memory is allocated in the context of the device it backs.
+// Each device must support virtual memory management (checked at start).
 // The driver records which device each reservation, allocation, stream and
 // event belongs to, both to pick the context and to name the device in
 // errors. Every failure is a DriverError naming the call, size, address,
@@ -52,6 +58,19 @@ class CudaDriver final : public Driver {
     for (int ordinal = 0; ordinal < count; ++ordinal) {
       CUdevice device = 0;
       check("cuDeviceGet", api_.cuDeviceGet(&device, ordinal), "device=" + std::to_string(ordinal));
+      int vmm = 0;
+      check("cuDeviceGetAttribute",
+            api_.cuDeviceGetAttribute(
+                &vmm, CU_DEVICE_ATTRIBUTE_VIRTUAL_MEMORY_MANAGEMENT_SUPPORTED, device),
+            "VIRTUAL_MEMORY_MANAGEMENT_SUPPORTED, device=" + std::to_string(ordinal));
+      if (vmm == 0)
+        throw DriverError("cuDeviceGetAttribute", CUDA_ERROR_NOT_SUPPORTED,
+                          "CUDA device " + std::to_string(ordinal) +
+                              " does not support virtual memory management "
+                              "(CU_DEVICE_ATTRIBUTE_VIRTUAL_MEMORY_MANAGEMENT_SUPPORTED is 0), which "
+                              "acb's arena needs (cuMemCreate/cuMemMap); some vGPU and older "
+                              "driver setups lack it: hide this GPU with CUDA_VISIBLE_DEVICES or "
+                              "run without acb");
       CUcontext context = nullptr;
       check("cuDevicePrimaryCtxRetain", api_.cuDevicePrimaryCtxRetain(&context, device),
             "device=" + std::to_string(ordinal));
@@ -80,7 +99,7 @@ class CudaDriver final : public Driver {
   }
 
   MemoryInfo memory_info(int device) const override {
-    use_device(device, "cuMemGetInfo");
+    const ContextScope scope = use_device(device, "cuMemGetInfo");
     size_t free_bytes = 0, total_bytes = 0;
     check("cuMemGetInfo", api_.cuMemGetInfo(&free_bytes, &total_bytes),
           "device=" + std::to_string(device));
@@ -88,7 +107,7 @@ class CudaDriver final : public Driver {
   }
 
   DevicePtr reserve(std::size_t bytes, int device) override {
-    use_device(device, "cuMemAddressReserve");
+    const ContextScope scope = use_device(device, "cuMemAddressReserve");
     CUdeviceptr base = 0;
     check("cuMemAddressReserve", api_.cuMemAddressReserve(&base, bytes, granularity(device), 0, 0),
           size_device(bytes, device));
@@ -106,7 +125,7 @@ class CudaDriver final : public Driver {
   }
 
   PhysicalHandle create(std::size_t bytes, int device) override {
-    use_device(device, "cuMemCreate");
+    const ContextScope scope = use_device(device, "cuMemCreate");
     const CUmemAllocationProp prop = allocation_prop(device);
     CUmemGenericAllocationHandle handle = 0;
     const CUresult result = api_.cuMemCreate(&handle, bytes, &prop, 0);
@@ -136,7 +155,7 @@ class CudaDriver final : public Driver {
   }
 
   void map(DevicePtr address, std::size_t bytes, PhysicalHandle handle, int device) override {
-    use_device(device, "cuMemMap");
+    const ContextScope scope = use_device(device, "cuMemMap");
     const std::string args = "address=" + hex(address) + ", " + size_device(bytes, device) +
                              ", handle=" + std::to_string(handle);
     check("cuMemMap", api_.cuMemMap(address, bytes, 0, handle, 0), args);
@@ -153,13 +172,13 @@ class CudaDriver final : public Driver {
 
   void unmap(DevicePtr address, std::size_t bytes) override {
     const int device = device_of_address(address);
-    if (device >= 0) use_device(device, "cuMemUnmap");
+    const ContextScope scope = use_device(device >= 0 ? device : current_device(), "cuMemUnmap");
     check("cuMemUnmap", api_.cuMemUnmap(address, bytes),
           "address=" + hex(address) + ", " + size_device(bytes, device));
   }
 
-  void* host_alloc(std::size_t bytes) override {
-    use_device(0, "cuMemHostAlloc");
+  void* host_alloc(std::size_t bytes, int device) override {
+    const ContextScope scope = use_device(device, "cuMemHostAlloc");
     void* ptr = nullptr;
     const CUresult result = api_.cuMemHostAlloc(&ptr, bytes, CU_MEMHOSTALLOC_PORTABLE);
     if (result == CUDA_ERROR_OUT_OF_MEMORY)
@@ -167,20 +186,31 @@ class CudaDriver final : public Driver {
           "cuMemHostAlloc", result,
           "cuMemHostAlloc(size=" + std::to_string(bytes) + ") failed: " + api_.error_text(result))
           .set_out_of_memory(true);
-    check("cuMemHostAlloc", result, "size=" + std::to_string(bytes));
+    check("cuMemHostAlloc", result, size_device(bytes, device));
+    std::lock_guard<std::mutex> lock(mutex_);
+    host_devices_[ptr] = device;
     return ptr;
   }
 
   void host_free(void* ptr, std::size_t bytes) override {
     if (ptr == nullptr) return;
-    use_device(0, "cuMemFreeHost");
+    int device = current_device();
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      auto it = host_devices_.find(ptr);
+      if (it != host_devices_.end()) {
+        device = it->second;
+        host_devices_.erase(it);
+      }
+    }
+    const ContextScope scope = use_device(device, "cuMemFreeHost");
     check("cuMemFreeHost", api_.cuMemFreeHost(ptr),
           "address=" + hex(reinterpret_cast<std::uintptr_t>(ptr)) +
               ", size=" + std::to_string(bytes));
   }
 
   StreamHandle create_stream(int device) override {
-    use_device(device, "cuStreamCreate");
+    const ContextScope scope = use_device(device, "cuStreamCreate");
     CUstream stream = nullptr;
     check("cuStreamCreate", api_.cuStreamCreate(&stream, CU_STREAM_NON_BLOCKING),
           "device=" + std::to_string(device));
@@ -190,8 +220,8 @@ class CudaDriver final : public Driver {
   }
 
   void destroy_stream(StreamHandle stream) override {
-    const int device = device_of_stream(stream);
-    use_device(device, "cuStreamDestroy");
+    const int device = device_of_stream(stream, 0);
+    const ContextScope scope = use_device(device, "cuStreamDestroy");
     check("cuStreamDestroy", api_.cuStreamDestroy(static_cast<CUstream>(stream)),
           stream_args(stream, device));
     std::lock_guard<std::mutex> lock(mutex_);
@@ -199,19 +229,19 @@ class CudaDriver final : public Driver {
   }
 
   void synchronize_stream(StreamHandle stream) override {
-    const int device = device_of_stream(stream);
-    use_device(device, "cuStreamSynchronize");
+    const int device = device_of_stream(stream, 0);
+    const ContextScope scope = use_device(device, "cuStreamSynchronize");
     check("cuStreamSynchronize", api_.cuStreamSynchronize(static_cast<CUstream>(stream)),
           stream_args(stream, device));
   }
 
   void synchronize_device(int device) override {
-    use_device(device, "cuCtxSynchronize");
+    const ContextScope scope = use_device(device, "cuCtxSynchronize");
     check("cuCtxSynchronize", api_.cuCtxSynchronize(), "device=" + std::to_string(device));
   }
 
   EventHandle create_event(int device) override {
-    use_device(device, "cuEventCreate");
+    const ContextScope scope = use_device(device, "cuEventCreate");
     CUevent event = nullptr;
     check("cuEventCreate", api_.cuEventCreate(&event, CU_EVENT_DISABLE_TIMING),
           "device=" + std::to_string(device));
@@ -222,7 +252,7 @@ class CudaDriver final : public Driver {
 
   void destroy_event(EventHandle event) override {
     const int device = device_of_event(event);
-    use_device(device, "cuEventDestroy");
+    const ContextScope scope = use_device(device, "cuEventDestroy");
     check("cuEventDestroy", api_.cuEventDestroy(static_cast<CUevent>(event)),
           event_args(event, device));
     std::lock_guard<std::mutex> lock(mutex_);
@@ -231,7 +261,7 @@ class CudaDriver final : public Driver {
 
   void record_event(EventHandle event, StreamHandle stream) override {
     const int device = device_of_event(event);
-    use_device(device, "cuEventRecord");
+    const ContextScope scope = use_device(device, "cuEventRecord");
     check("cuEventRecord",
           api_.cuEventRecord(static_cast<CUevent>(event), static_cast<CUstream>(stream)),
           event_args(event, device) + ", stream=" + hex(reinterpret_cast<std::uintptr_t>(stream)));
@@ -239,7 +269,7 @@ class CudaDriver final : public Driver {
 
   bool event_done(EventHandle event) override {
     const int device = device_of_event(event);
-    use_device(device, "cuEventQuery");
+    const ContextScope scope = use_device(device, "cuEventQuery");
     const CUresult result = api_.cuEventQuery(static_cast<CUevent>(event));
     if (result == CUDA_ERROR_NOT_READY) return false;
     check("cuEventQuery", result, event_args(event, device));
@@ -248,15 +278,15 @@ class CudaDriver final : public Driver {
 
   void synchronize_event(EventHandle event) override {
     const int device = device_of_event(event);
-    use_device(device, "cuEventSynchronize");
+    const ContextScope scope = use_device(device, "cuEventSynchronize");
     check("cuEventSynchronize", api_.cuEventSynchronize(static_cast<CUevent>(event)),
           event_args(event, device));
   }
 
   void copy_to_host_async(void* dst, DevicePtr src, std::size_t bytes,
                           StreamHandle stream) override {
-    const int device = device_of_stream(stream);
-    use_device(device, "cuMemcpyDtoHAsync");
+    const int device = device_of_stream(stream, src);
+    const ContextScope scope = use_device(device, "cuMemcpyDtoHAsync");
     check("cuMemcpyDtoHAsync",
           api_.cuMemcpyDtoHAsync(dst, src, bytes, static_cast<CUstream>(stream)),
           "dst=" + hex(reinterpret_cast<std::uintptr_t>(dst)) + ", src=" + hex(src) +
@@ -265,8 +295,8 @@ class CudaDriver final : public Driver {
 
   void copy_to_device_async(DevicePtr dst, const void* src, std::size_t bytes,
                             StreamHandle stream) override {
-    const int device = device_of_stream(stream);
-    use_device(device, "cuMemcpyHtoDAsync");
+    const int device = device_of_stream(stream, dst);
+    const ContextScope scope = use_device(device, "cuMemcpyHtoDAsync");
     check("cuMemcpyHtoDAsync",
           api_.cuMemcpyHtoDAsync(dst, src, bytes, static_cast<CUstream>(stream)),
           "dst=" + hex(dst) + ", src=" + hex(reinterpret_cast<std::uintptr_t>(src)) +
@@ -301,13 +331,43 @@ class CudaDriver final : public Driver {
                             " CUDA device(s))");
   }
 
-  /// Makes the device's primary context current on this thread.
-  void use_device(int device, const char* call) const {
+  /// The context that was current on the thread before a call, made current
+  /// again when the call ends (also when it throws).
+  class ContextScope {
+   public:
+    ContextScope(const CudaApi& api, CUcontext previous, bool switched)
+        : api_(api), previous_(previous), switched_(switched) {}
+    ~ContextScope() {
+      // Nothing to report a failure to here; the call's own result stands.
+      if (switched_) api_.cuCtxSetCurrent(previous_);
+    }
+    ContextScope(const ContextScope&) = delete;
+    ContextScope& operator=(const ContextScope&) = delete;
+
+   private:
+    const CudaApi& api_;
+    CUcontext previous_;
+    bool switched_;
+  };
+
+  /// Makes the device's primary context current on this thread until the returned scope ends.
+  [[nodiscard]] ContextScope use_device(int device, const char* call) const {
     check_device(device, call);
     const CUcontext wanted = contexts_[static_cast<std::size_t>(device)];
     CUcontext current = nullptr;
-    if (api_.cuCtxGetCurrent(&current) == CUDA_SUCCESS && current == wanted) return;
+    if (api_.cuCtxGetCurrent(&current) == CUDA_SUCCESS && current == wanted)
+      return ContextScope(api_, current, false);
     check("cuCtxSetCurrent", api_.cuCtxSetCurrent(wanted), "device=" + std::to_string(device));
+    return ContextScope(api_, current, true);
+  }
+
+  /// The device whose primary context is current on this thread; 0 when none of ours is.
+  int current_device() const {
+    CUcontext current = nullptr;
+    if (api_.cuCtxGetCurrent(&current) != CUDA_SUCCESS || current == nullptr) return 0;
+    for (std::size_t i = 0; i < contexts_.size(); ++i)
+      if (contexts_[i] == current) return static_cast<int>(i);
+    return 0;
   }
 
   CUmemAllocationProp allocation_prop(int device) const {
@@ -333,11 +393,17 @@ class CudaDriver final : public Driver {
     return it == handles_.end() ? Range{} : it->second;
   }
 
-  /// The null stream and unknown streams run in device 0's context.
-  int device_of_stream(StreamHandle stream) const {
-    std::lock_guard<std::mutex> lock(mutex_);
-    auto it = stream_devices_.find(stream);
-    return it == stream_devices_.end() ? 0 : it->second;
+  /// The device of a stream this driver created. The null stream and streams
+  /// of others (torch's) run in the context of the device owning `address`
+  /// (the device memory of the call) when known, else the thread's current one.
+  int device_of_stream(StreamHandle stream, DevicePtr address) const {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      auto it = stream_devices_.find(stream);
+      if (it != stream_devices_.end()) return it->second;
+    }
+    const int owner = address != 0 ? device_of_address(address) : -1;
+    return owner >= 0 ? owner : current_device();
   }
 
   int device_of_event(EventHandle event) const {
@@ -365,6 +431,7 @@ class CudaDriver final : public Driver {
   std::unordered_map<PhysicalHandle, Range> handles_;
   std::unordered_map<StreamHandle, int> stream_devices_;
   std::unordered_map<EventHandle, int> event_devices_;
+  std::unordered_map<void*, int> host_devices_;
 };
 
 }  // namespace

@@ -94,8 +94,10 @@ class Driver {
   virtual void unmap(DevicePtr address, std::size_t bytes) = 0;
 
   // --- pinned host memory ----------------------------------------------------
-  /// Page-locked host memory usable by async copies. Slow to allocate: callers pool it.
-  virtual void* host_alloc(std::size_t bytes) = 0;
+  /// Page-locked host memory usable by async copies with any device, allocated
+  /// in `device`'s context (the device whose memory it will back: no other
+  /// device's context is created for it). Slow to allocate: callers pool it.
+  virtual void* host_alloc(std::size_t bytes, int device) = 0;
   virtual void host_free(void* ptr, std::size_t bytes) = 0;
 
   // --- streams, events, copies -----------------------------------------------

@@ -297,7 +297,8 @@ void EmulatedDriver::unmap(DevicePtr address, std::size_t bytes) {
 
 // --- pinned host memory ------------------------------------------------------
 
-void* EmulatedDriver::host_alloc(std::size_t bytes) {
+void* EmulatedDriver::host_alloc(std::size_t bytes, int device) {
+  check_device(device, "host_alloc");
   const std::size_t rounded =
       std::max<std::size_t>(kPageBytes, (bytes + kPageBytes - 1) / kPageBytes * kPageBytes);
   void* ptr = std::aligned_alloc(kPageBytes, rounded);

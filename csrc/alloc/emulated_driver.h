@@ -73,7 +73,7 @@ class EmulatedDriver final : public Driver {
   void map(DevicePtr address, std::size_t bytes, PhysicalHandle handle, int device) override;
   void unmap(DevicePtr address, std::size_t bytes) override;
 
-  void* host_alloc(std::size_t bytes) override;
+  void* host_alloc(std::size_t bytes, int device) override;
   void host_free(void* ptr, std::size_t bytes) override;
 
   StreamHandle create_stream(int device) override;

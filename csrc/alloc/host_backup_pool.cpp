@@ -1,5 +1,7 @@
 #include "alloc/host_backup_pool.h"
 
+#include <algorithm>
+#include <cstdint>
 #include <string>
 
 #include "alloc/arena.h"
@@ -11,6 +13,18 @@ void HostBuffer::reset() {
   pool_ = nullptr;
   data_ = nullptr;
   bytes_ = 0;
+}
+
+std::size_t HostBackupPool::class_bytes(std::size_t bytes) {
+  constexpr std::size_t kStep = std::size_t{2} << 20;
+  constexpr std::size_t kLinearUpTo = std::size_t{16} << 20;
+  if (bytes <= kLinearUpTo) return (std::max<std::size_t>(bytes, 1) + kStep - 1) / kStep * kStep;
+  // 8 classes per doubling: steps of 1/8 of the power of two at or below `bytes`.
+  std::size_t power = kLinearUpTo;
+  while (power <= bytes / 2) power *= 2;
+  const std::size_t step = power / 8;
+  if (bytes > SIZE_MAX - step) return bytes;  // no class above: exactly what is asked
+  return (bytes + step - 1) / step * step;
 }
 
 HostBackupPool::~HostBackupPool() { trim(); }
@@ -33,10 +47,12 @@ void HostBackupPool::free_cached_until_fits(std::size_t bytes) {
   }
 }
 
-HostBuffer HostBackupPool::acquire(std::size_t bytes) {
+HostBuffer HostBackupPool::acquire(std::size_t requested_bytes) {
+  const std::size_t bytes = class_bytes(requested_bytes);
   if (!fits(bytes)) {
-    throw HostBackupLimitExceeded("host backup pool: " + std::to_string(bytes) +
-                                  " bytes requested with " + std::to_string(in_use_bytes_) +
+    throw HostBackupLimitExceeded("host backup pool: " + std::to_string(requested_bytes) +
+                                  " bytes requested (a buffer of " + std::to_string(bytes) +
+                                  ") with " + std::to_string(in_use_bytes_) +
                                   " in use of a limit of " + std::to_string(limit_bytes_) +
                                   " bytes");
   }
@@ -47,7 +63,7 @@ HostBuffer HostBackupPool::acquire(std::size_t bytes) {
     cached_.erase(it);
   } else {
     free_cached_until_fits(bytes);
-    data = driver_.host_alloc(bytes);
+    data = driver_.host_alloc(bytes, device_);
     pinned_bytes_ += bytes;
   }
   in_use_bytes_ += bytes;

@@ -1,13 +1,16 @@
-// The C ABI of libacb_alloc.so, in the shape torch's CUDAPluggableAllocator
-// loads (torch/csrc/cuda/CUDAPluggableAllocator.h:
+// The C ABI of libacb_alloc.so, in the shape of torch's CUDAPluggableAllocator
+// callbacks (torch/csrc/cuda/CUDAPluggableAllocator.h:
 //   alloc_fn(size_t size, int device, cudaStream_t stream)
 //   free_fn(void* ptr, size_t size, int device, cudaStream_t stream)),
-// e.g.
-//   torch.cuda.memory.CUDAPluggableAllocator(path, "acb_alloc_malloc", "acb_alloc_free")
-// Each call goes to the process registry's arena of `device`
-// (process_arenas.h). None of these functions throws: errors are printed to
-// stderr; acb_alloc_malloc returns NULL on failure (torch then raises its
-// out-of-memory error), after printing the OutOfMemory message with sizes.
+// for C callers and tools. Each call goes to the process registry's arena of
+// `device` (process_arenas.h). None of these functions throws: errors are
+// printed to stderr and acb_alloc_malloc returns NULL on failure.
+//
+// torch itself is given acb_alloc_free only: torch does not check what its
+// alloc_fn returns (NULL would become a tensor at address 0), so its alloc_fn
+// is acb._C's cuda_malloc, which raises torch's out-of-memory error
+// (csrc/torch/cuda_allocator.h), and its record_stream and empty_cache
+// callbacks, which throw, are set by csrc/torch/pluggable_hooks.h.
 #pragma once
 
 #include <sys/types.h>  // ssize_t

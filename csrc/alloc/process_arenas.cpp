@@ -3,6 +3,7 @@
 #include <pthread.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <cctype>
@@ -79,10 +80,39 @@ void arenas_after_fork_in_child() {
 
 }  // namespace
 
+std::size_t host_ram_bytes() {
+  const long pages = ::sysconf(_SC_PHYS_PAGES);
+  const long page_bytes = ::sysconf(_SC_PAGESIZE);
+  if (pages <= 0 || page_bytes <= 0)
+    throw std::runtime_error("sysconf(_SC_PHYS_PAGES) cannot tell the host's memory: set "
+                             "ACB_HOST_BACKUP_LIMIT in bytes (e.g. 16GiB)");
+  return static_cast<std::size_t>(pages) * static_cast<std::size_t>(page_bytes);
+}
+
+std::size_t parse_host_backup_limit(const std::string& text, std::size_t ram_bytes) {
+  if (text.empty() || text.back() != '%') return static_cast<std::size_t>(parse_byte_size(text));
+  const std::string number = text.substr(0, text.size() - 1);
+  std::size_t percent = 0;
+  if (number.empty() || number.size() > 3 ||
+      !std::all_of(number.begin(), number.end(),
+                   [](char c) { return std::isdigit(static_cast<unsigned char>(c)) != 0; }) ||
+      (percent = std::stoul(number)) == 0 || percent > 100)
+    throw std::invalid_argument("not a share of host RAM: '" + text +
+                                "' (expected 1% to 100%, e.g. 50%, or a byte size such as 16GiB)");
+  return ram_bytes / 100 * percent;
+}
+
 ArenaOptions arena_options_from_env() {
   ArenaOptions options;
-  options.host_backup_limit_bytes =
-      env_size("ACB_HOST_BACKUP_LIMIT", options.host_backup_limit_bytes);
+  const char* limit = std::getenv("ACB_HOST_BACKUP_LIMIT");
+  const std::string limit_text =
+      limit != nullptr && *limit != '\0' ? limit : kDefaultHostBackupLimit;
+  try {
+    options.host_backup_limit_bytes =
+        parse_host_backup_limit(limit_text, limit_text.back() == '%' ? host_ram_bytes() : 0);
+  } catch (const std::invalid_argument& error) {
+    throw std::invalid_argument(std::string("ACB_HOST_BACKUP_LIMIT: ") + error.what());
+  }
   options.va_reserve_bytes = env_size("ACB_VA_RESERVE", options.va_reserve_bytes);
   options.copy_chunk_bytes = env_size("ACB_COPY_CHUNK", options.copy_chunk_bytes);
   return options;

@@ -6,9 +6,10 @@
 // The driver comes from the environment: ACB_EMULATED_DEVICE set ->
 // the emulated device it names ("name[:capacity]"); otherwise the CUDA driver.
 // Arena options come from the environment too:
-//   ACB_HOST_BACKUP_LIMIT   bound on pinned host backup bytes ("8GiB", "512MiB", bytes; 0 or unset:
-//   none) ACB_VA_RESERVE          VA reserved per device (default 4 x device memory) ACB_COPY_CHUNK
-//   bytes per offload/restore copy chunk (default 8MiB)
+//   ACB_HOST_BACKUP_LIMIT   bound on pinned host backup bytes: a share of host RAM ("50%", the
+//                           default, kDefaultHostBackupLimit) or bytes ("8GiB", "512MiB"); 0: none
+//   ACB_VA_RESERVE          VA reserved per device (default 4 x device memory)
+//   ACB_COPY_CHUNK          bytes per offload/restore copy chunk (default 8MiB)
 //
 // Arenas are never destroyed before exit (torch may free tensors during
 // static destruction); they are reachable from a global, so leak checkers
@@ -43,6 +44,14 @@ void for_each_process_arena(Fn&& fn);
 Driver& process_driver();
 /// Options from the environment (see above). Throws std::invalid_argument on malformed values.
 ArenaOptions arena_options_from_env();
+/// ACB_HOST_BACKUP_LIMIT when unset: pinned memory cannot be swapped, so a
+/// process that pinned all of the host's RAM would starve everything else on
+/// it. Mirrors the default of host_backup_limit in csrc/common/options.json.
+inline constexpr const char* kDefaultHostBackupLimit = "50%";
+/// Parses ACB_HOST_BACKUP_LIMIT's text: "N%" (1 to 100) of `ram_bytes`, else a byte size (common/byte_size.h).
+std::size_t parse_host_backup_limit(const std::string& text, std::size_t ram_bytes);
+/// The host's physical memory (sysconf). Throws std::runtime_error when it cannot tell.
+std::size_t host_ram_bytes();
 /// Destroys every arena and the driver (tests only: no memory of them may be in use).
 void shutdown_process_arenas();
 

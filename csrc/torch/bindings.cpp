@@ -6,11 +6,14 @@
 
 #include <torch/csrc/autograd/python_variable.h>
 
+#include "alloc/pluggable_allocator.h"
 #include "client/broker_client.h"
+#include "torch/cuda_allocator.h"
 #include "torch/dirty_tracker.h"
 #include "torch/export_pins.h"
 #include "torch/hook_probe.h"
 #include "torch/op_hook.h"
+#include "torch/pluggable_hooks.h"
 #include "torch/python_held_call.h"
 #include "torch/python_threads.h"
 #include "torch/session.h"
@@ -65,6 +68,9 @@ py::dict status_dict(const th::ControllerStatus& s) {
   d["offload_copied_bytes"] = s.offload_copied_bytes;
   d["skipped_clean_bytes"] = s.skipped_clean_bytes;
   d["restored_bytes"] = s.restored_bytes;
+  d["host_backup_bytes"] = s.host_backup_bytes;
+  d["host_pinned_bytes"] = s.host_pinned_bytes;
+  d["host_backup_limit_bytes"] = s.host_backup_limit_bytes;
   d["regions"] = s.regions;
   d["oom_regrows"] = s.oom_regrows;
   d["reconnects"] = s.reconnects;
@@ -125,6 +131,21 @@ PYBIND11_MODULE(_C, m) {
         "safe mode for good: for code that finds work acb cannot see (said once on stderr with the reason)");
   m.def("enabled", &th::enabled);
   m.def("status", [] { return status_dict(th::status()); });
+  // torch's CUDA pluggable allocator (acb._api._install_cuda_allocator).
+  m.def("cuda_allocator_functions", [] {
+    return py::make_tuple(reinterpret_cast<std::uintptr_t>(&th::cuda_malloc),
+                          reinterpret_cast<std::uintptr_t>(&acb_alloc_free));
+  }, "(alloc_fn, free_fn) addresses for torch._C._cuda_customAllocator");
+  m.def("cuda_allocator_hooks_missing", [] { return th::pluggable_hooks_missing(th::default_torch_cuda_libraries()); },
+        "why record_stream/empty_cache cannot be given to torch's pluggable allocator; '' when they can");
+  m.def("install_cuda_allocator_hooks", [] { th::install_pluggable_hooks(th::default_torch_cuda_libraries()); },
+        "gives torch's current pluggable allocator acb's record_stream and empty_cache");
+  m.def("_cuda_malloc", [](std::size_t size, int device) {
+    return reinterpret_cast<std::uintptr_t>(th::cuda_malloc(size, device, nullptr));
+  }, "tests only: the alloc_fn torch calls, on the null stream");
+  m.def("_cuda_free", [](std::uintptr_t ptr, int device) {
+    acb_alloc_free(reinterpret_cast<void*>(ptr), 0, device, nullptr);
+  }, "tests only: the free_fn torch calls, on the null stream");
   m.def("set_priority", &th::set_priority, py::call_guard<py::gil_scoped_release>());
   m.def(
       "broker_status",

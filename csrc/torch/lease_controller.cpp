@@ -478,6 +478,9 @@ ControllerStatus LeaseController::status() const {
   out.offload_copied_bytes = stats.offload_copied_bytes;
   out.skipped_clean_bytes = stats.skipped_clean_bytes;
   out.restored_bytes = stats.restored_bytes;
+  out.host_backup_bytes = stats.host_backup_bytes;
+  out.host_pinned_bytes = stats.host_pinned_bytes;
+  out.host_backup_limit_bytes = arena_.host_backup_limit_bytes();
   std::lock_guard<std::mutex> lock(mutex_);
   out.waits = wait_ms_.size();
   out.wait_total_ms = wait_total_ms_;

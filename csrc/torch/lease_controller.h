@@ -98,6 +98,9 @@ struct ControllerStatus {
   std::uint64_t offload_copied_bytes = 0;
   std::uint64_t skipped_clean_bytes = 0;
   std::uint64_t restored_bytes = 0;
+  std::uint64_t host_backup_bytes = 0;        ///< pinned host bytes holding backups
+  std::uint64_t host_pinned_bytes = 0;        ///< pinned host bytes held, backups plus cached buffers
+  std::uint64_t host_backup_limit_bytes = 0;  ///< bound on host_pinned_bytes' backups; 0: none
   std::uint64_t regions = 0;
   std::uint64_t oom_regrows = 0;
   std::uint64_t reconnects = 0;  ///< broker connections re-established after a loss

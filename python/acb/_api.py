@@ -12,7 +12,6 @@ import os
 import sys
 import threading
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Iterator, List, Optional, Tuple
 
 from acb import AcbError
@@ -117,22 +116,32 @@ def broker_device_for(local_device: int, emulated: bool) -> int:
     return node_gpu(local_device, os.environ.get("CUDA_VISIBLE_DEVICES"))
 
 
-def library_path() -> Path:
-    """libacb_alloc.so inside the installed package (the one acb._C links)."""
-    path = Path(__file__).resolve().parent / "lib" / "libacb_alloc.so"
-    if not path.is_file():
-        raise AcbError(f"acb: the allocator library {path} is missing; reinstall acb "
-                       "(pip install --no-build-isolation .)")
-    return path
-
-
-def _install_cuda_allocator(torch_module) -> None:
+def _install_cuda_allocator(torch_module, c_module=None) -> None:
+    """Makes acb's arena torch's CUDA allocator: a CUDAPluggableAllocator whose alloc_fn raises
+    torch.cuda.OutOfMemoryError instead of returning NULL (acb._C's cuda_malloc), and whose
+    record_stream and empty_cache reach the arena (acb._C sets them in C++, the only place torch
+    lets them be set). Refuses with AcbError, changing nothing, where that torch does not let acb
+    see record_stream: memory used on a side stream would be reused too early."""
     global _allocator_installed
     if _allocator_installed:
         return
+    if c_module is None:
+        from acb import _loader
+
+        c_module = _loader.load()
+    missing = c_module.cuda_allocator_hooks_missing()
+    if missing:
+        raise AcbError(
+            f"acb: cannot manage CUDA memory with torch {torch_module.__version__}: acb must receive the "
+            f"record_stream and empty_cache calls of torch's CUDA pluggable allocator, or memory that a side "
+            f"stream still uses would be reused too early, and this torch does not let it ({missing}). Use a "
+            "CUDA build of torch 2.x whose torch/csrc/cuda/CUDAPluggableAllocator.h has set_record_stream_fn "
+            "and set_reset_fn, or run without acb.")
     memory = torch_module.cuda.memory
-    allocator = memory.CUDAPluggableAllocator(str(library_path()), "acb_alloc_malloc", "acb_alloc_free")
+    alloc_fn, free_fn = c_module.cuda_allocator_functions()
+    allocator = memory._CUDAAllocator(torch_module._C._cuda_customAllocator(alloc_fn, free_fn))
     memory.change_current_allocator(allocator)
+    c_module.install_cuda_allocator_hooks()
     _allocator_installed = True
     from acb import _graphs
 

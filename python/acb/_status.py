@@ -34,6 +34,12 @@ class Status:
     offload_copied_bytes: int = 0
     skipped_clean_bytes: int = 0
     restored_bytes: int = 0
+    #: pinned host memory: bytes holding backups of offloaded (or clean) memory, all pinned
+    #: bytes (backups plus buffers kept for reuse), and the limit on backups (0: none;
+    #: ACB_HOST_BACKUP_LIMIT, default 50% of host RAM)
+    host_backup_bytes: int = 0
+    host_pinned_bytes: int = 0
+    host_backup_limit_bytes: int = 0
     #: regions of GPU work seen (first op after an idle gap to the last before one)
     regions: int = 0
     oom_regrows: int = 0

@@ -17,7 +17,7 @@ namespace {
 class HostBuffer {
  public:
   HostBuffer(Driver& driver, std::size_t bytes)
-      : driver_(driver), bytes_(bytes), ptr_(driver.host_alloc(bytes)) {}
+      : driver_(driver), bytes_(bytes), ptr_(driver.host_alloc(bytes, 0)) {}
   ~HostBuffer() { driver_.host_free(ptr_, bytes_); }
   HostBuffer(const HostBuffer&) = delete;
   HostBuffer& operator=(const HostBuffer&) = delete;

@@ -9,6 +9,14 @@
 //
 // FAKE_CUDA_DEVICES=N in the environment makes it report N devices (0: none);
 // each reports 64 MiB as its total memory, the driver tests use device 0 only.
+// FAKE_CUDA_NO_VMM=1 makes every device report no virtual memory management.
+//
+// Each device has its own primary context token, so tests can see which
+// context a call ran in (fake_cuda_primary_context, and
+// fake_cuda_host_alloc_context: the one current at the last cuMemHostAlloc).
+// fake_cuda_pause_stream(stream, 1) holds a stream busy, as a long kernel
+// would: an event recorded on it then is not ready until
+// fake_cuda_pause_stream(stream, 0), or a synchronize that waits for it.
 #include <cuda.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -26,7 +34,28 @@ constexpr size_t kGranule = size_t{2} << 20;
 constexpr size_t kTotal = size_t{64} << 20;
 std::atomic<size_t> g_used{0};
 thread_local CUcontext t_current = nullptr;
-int g_context_token = 0;
+int g_context_tokens[64] = {};
+CUcontext g_host_alloc_context = nullptr;
+CUcontext g_copy_context = nullptr;
+
+struct FakeStream {
+  bool paused = false;
+  unsigned resumes = 0;  ///< times it was resumed: work recorded before one is done
+};
+struct FakeEvent {
+  FakeStream* stream = nullptr;
+  unsigned resumes_at_record = 0;
+  bool waits = false;  ///< recorded while its stream was paused
+};
+std::mutex g_stream_mutex;
+std::map<FakeStream*, int> g_streams;
+
+void resume(FakeStream* stream) {
+  if (stream != nullptr && stream->paused) {
+    stream->paused = false;
+    ++stream->resumes;
+  }
+}
 bool g_initialised = false;
 
 struct Allocation {
@@ -103,8 +132,20 @@ CUresult CUDAAPI cuDeviceTotalMem(size_t* bytes, CUdevice device) {
   *bytes = kTotal;
   return CUDA_SUCCESS;
 }
-CUresult CUDAAPI cuDevicePrimaryCtxRetain(CUcontext* context, CUdevice) {
-  *context = reinterpret_cast<CUcontext>(&g_context_token);
+CUresult CUDAAPI cuDeviceGetAttribute(int* value, CUdevice_attribute attribute, CUdevice device) {
+  int count = 0;
+  if (cuDeviceGetCount(&count) != CUDA_SUCCESS) return CUDA_ERROR_NOT_INITIALIZED;
+  if (device < 0 || device >= count) return CUDA_ERROR_INVALID_DEVICE;
+  *value = 0;
+  if (attribute == CU_DEVICE_ATTRIBUTE_VIRTUAL_MEMORY_MANAGEMENT_SUPPORTED) {
+    const char* no_vmm = std::getenv("FAKE_CUDA_NO_VMM");
+    *value = no_vmm != nullptr && std::strcmp(no_vmm, "1") == 0 ? 0 : 1;
+  }
+  return CUDA_SUCCESS;
+}
+CUresult CUDAAPI cuDevicePrimaryCtxRetain(CUcontext* context, CUdevice device) {
+  if (device < 0 || device >= static_cast<CUdevice>(std::size(g_context_tokens))) return CUDA_ERROR_INVALID_DEVICE;
+  *context = reinterpret_cast<CUcontext>(&g_context_tokens[device]);
   return CUDA_SUCCESS;
 }
 CUresult CUDAAPI cuDevicePrimaryCtxRelease(CUdevice) { return CUDA_SUCCESS; }
@@ -117,7 +158,10 @@ CUresult CUDAAPI cuCtxSetCurrent(CUcontext context) {
   return CUDA_SUCCESS;
 }
 CUresult CUDAAPI cuCtxSynchronize(void) {
-  return t_current ? CUDA_SUCCESS : CUDA_ERROR_INVALID_CONTEXT;
+  if (!t_current) return CUDA_ERROR_INVALID_CONTEXT;
+  std::lock_guard<std::mutex> lock(g_stream_mutex);
+  for (auto& entry : g_streams) resume(entry.first);  // waits for every stream's work
+  return CUDA_SUCCESS;
 }
 CUresult CUDAAPI cuMemGetInfo(size_t* free_bytes, size_t* total_bytes) {
   if (t_current == nullptr) return CUDA_ERROR_INVALID_CONTEXT;
@@ -150,8 +194,11 @@ CUresult CUDAAPI cuMemAddressFree(CUdeviceptr ptr, size_t size) {
 }
 CUresult CUDAAPI cuMemCreate(CUmemGenericAllocationHandle* handle, size_t size,
                              const CUmemAllocationProp* prop, unsigned long long) {
+  int count = 0;
+  if (cuDeviceGetCount(&count) != CUDA_SUCCESS) return CUDA_ERROR_NOT_INITIALIZED;
   if (size == 0 || size % kGranule != 0 || prop->type != CU_MEM_ALLOCATION_TYPE_PINNED ||
-      prop->location.type != CU_MEM_LOCATION_TYPE_DEVICE || prop->location.id != 0)
+      prop->location.type != CU_MEM_LOCATION_TYPE_DEVICE || prop->location.id < 0 ||
+      prop->location.id >= count)
     return CUDA_ERROR_INVALID_VALUE;
   size_t used = g_used.load();
   do {
@@ -214,6 +261,7 @@ CUresult CUDAAPI cuMemUnmap(CUdeviceptr ptr, size_t size) {
   return got == MAP_FAILED ? CUDA_ERROR_INVALID_VALUE : CUDA_SUCCESS;
 }
 CUresult CUDAAPI cuMemHostAlloc(void** ptr, size_t size, unsigned int) {
+  g_host_alloc_context = t_current;
   *ptr = std::aligned_alloc(4096, (size + 4095) / 4096 * 4096);
   return *ptr ? CUDA_SUCCESS : CUDA_ERROR_OUT_OF_MEMORY;
 }
@@ -222,6 +270,7 @@ CUresult CUDAAPI cuMemFreeHost(void* ptr) {
   return CUDA_SUCCESS;
 }
 CUresult CUDAAPI cuMemcpyHtoDAsync(CUdeviceptr dst, const void* src, size_t size, CUstream) {
+  g_copy_context = t_current;
   std::memcpy(reinterpret_cast<void*>(dst), src, size);
   return CUDA_SUCCESS;
 }
@@ -231,25 +280,73 @@ CUresult CUDAAPI cuMemcpyDtoHAsync(void* dst, CUdeviceptr src, size_t size, CUst
 }
 CUresult CUDAAPI cuStreamCreate(CUstream* stream, unsigned int flags) {
   if (flags != CU_STREAM_NON_BLOCKING) return CUDA_ERROR_INVALID_VALUE;
-  *stream = reinterpret_cast<CUstream>(new int(0));
+  auto* fake = new FakeStream;
+  std::lock_guard<std::mutex> lock(g_stream_mutex);
+  g_streams[fake] = 0;
+  *stream = reinterpret_cast<CUstream>(fake);
   return CUDA_SUCCESS;
 }
 CUresult CUDAAPI cuStreamDestroy(CUstream stream) {
-  delete reinterpret_cast<int*>(stream);
+  auto* fake = reinterpret_cast<FakeStream*>(stream);
+  std::lock_guard<std::mutex> lock(g_stream_mutex);
+  g_streams.erase(fake);
+  delete fake;
   return CUDA_SUCCESS;
 }
-CUresult CUDAAPI cuStreamSynchronize(CUstream) { return CUDA_SUCCESS; }
+CUresult CUDAAPI cuStreamSynchronize(CUstream stream) {
+  std::lock_guard<std::mutex> lock(g_stream_mutex);
+  resume(reinterpret_cast<FakeStream*>(stream));
+  return CUDA_SUCCESS;
+}
 CUresult CUDAAPI cuEventCreate(CUevent* event, unsigned int flags) {
   if (flags != CU_EVENT_DISABLE_TIMING) return CUDA_ERROR_INVALID_VALUE;
-  *event = reinterpret_cast<CUevent>(new int(0));
+  *event = reinterpret_cast<CUevent>(new FakeEvent);
   return CUDA_SUCCESS;
 }
 CUresult CUDAAPI cuEventDestroy(CUevent event) {
-  delete reinterpret_cast<int*>(event);
+  delete reinterpret_cast<FakeEvent*>(event);
   return CUDA_SUCCESS;
 }
-CUresult CUDAAPI cuEventRecord(CUevent, CUstream) { return CUDA_SUCCESS; }
-CUresult CUDAAPI cuEventQuery(CUevent) { return CUDA_SUCCESS; }
-CUresult CUDAAPI cuEventSynchronize(CUevent) { return CUDA_SUCCESS; }
+CUresult CUDAAPI cuEventRecord(CUevent event, CUstream stream) {
+  auto* fake = reinterpret_cast<FakeEvent*>(event);
+  auto* on = reinterpret_cast<FakeStream*>(stream);  // the null stream: never paused
+  std::lock_guard<std::mutex> lock(g_stream_mutex);
+  fake->stream = on;
+  fake->waits = on != nullptr && on->paused;
+  fake->resumes_at_record = on != nullptr ? on->resumes : 0;
+  return CUDA_SUCCESS;
+}
+CUresult CUDAAPI cuEventQuery(CUevent event) {
+  auto* fake = reinterpret_cast<FakeEvent*>(event);
+  std::lock_guard<std::mutex> lock(g_stream_mutex);
+  return fake->waits && fake->stream->resumes == fake->resumes_at_record ? CUDA_ERROR_NOT_READY
+                                                                          : CUDA_SUCCESS;
+}
+CUresult CUDAAPI cuEventSynchronize(CUevent event) {
+  auto* fake = reinterpret_cast<FakeEvent*>(event);
+  std::lock_guard<std::mutex> lock(g_stream_mutex);
+  if (fake->waits && fake->stream->resumes == fake->resumes_at_record) resume(fake->stream);
+  return CUDA_SUCCESS;
+}
+
+// --- test controls (not part of libcuda) -----------------------------------
+void fake_cuda_pause_stream(CUstream stream, int paused);
+CUcontext fake_cuda_primary_context(int device);
+CUcontext fake_cuda_host_alloc_context();
+CUcontext fake_cuda_copy_context();
+
+void fake_cuda_pause_stream(CUstream stream, int paused) {
+  auto* fake = reinterpret_cast<FakeStream*>(stream);
+  std::lock_guard<std::mutex> lock(g_stream_mutex);
+  if (paused)
+    fake->paused = true;
+  else
+    resume(fake);
+}
+CUcontext fake_cuda_primary_context(int device) {
+  return reinterpret_cast<CUcontext>(&g_context_tokens[device]);
+}
+CUcontext fake_cuda_host_alloc_context() { return g_host_alloc_context; }
+CUcontext fake_cuda_copy_context() { return g_copy_context; }
 
 }  // extern "C"

@@ -36,7 +36,7 @@ class LazyCopyDriver final : public Driver {
     inner_.map(address, bytes, handle, device);
   }
   void unmap(DevicePtr address, std::size_t bytes) override { inner_.unmap(address, bytes); }
-  void* host_alloc(std::size_t bytes) override { return inner_.host_alloc(bytes); }
+  void* host_alloc(std::size_t bytes, int device) override { return inner_.host_alloc(bytes, device); }
   void host_free(void* ptr, std::size_t bytes) override { inner_.host_free(ptr, bytes); }
 
   StreamHandle create_stream(int device) override {

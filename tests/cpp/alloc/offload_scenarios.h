@@ -18,7 +18,10 @@ struct LiveBlock {
 };
 
 /// Small and large blocks with known data, offloaded and restored at the same addresses.
-inline void scenario_offload_restore_roundtrip(Driver& driver) {
+/// `exact_memory_info`: the device's free bytes grow by exactly what the arena released
+/// (emulated device, fake libcuda); on a GPU the driver's own allocations and other
+/// processes move them too, so only their growth is checked.
+inline void scenario_offload_restore_roundtrip(Driver& driver, bool exact_memory_info = true) {
   Arena arena(driver, 0);
   std::vector<LiveBlock> live;
   std::uint64_t seed = 1;
@@ -40,7 +43,10 @@ inline void scenario_offload_restore_roundtrip(Driver& driver) {
   CHECK(out.skipped_clean_bytes == 0);
   CHECK(arena.resident_bytes() == 0);
   CHECK(arena.stats().offloaded_bytes == reserved);
-  CHECK(driver.memory_info(0).free_bytes == free_before + reserved);
+  if (exact_memory_info)
+    CHECK(driver.memory_info(0).free_bytes == free_before + reserved);
+  else
+    CHECK(driver.memory_info(0).free_bytes > free_before);
   for (const LiveBlock& b : live) CHECK_FALSE(arena.is_resident(b.ptr, b.bytes));
 
   CHECK(arena.restore_all() == reserved);

@@ -102,4 +102,24 @@ TEST_CASE("the registry takes the host backup limit from the environment", "[c_a
   process_arena(0).validate();
   acb_alloc_free(a, 0, 0, nullptr);
   acb_alloc_free(b, 0, 0, nullptr);
+  CHECK(parse_host_backup_limit("8GiB", 0) == 8192 * kMiB);
+  CHECK(parse_host_backup_limit("50%", 1000 * kMiB) == 500 * kMiB);
+  CHECK(parse_host_backup_limit("100%", 1000 * kMiB) == 1000 * kMiB);
+  CHECK(parse_host_backup_limit("0", 1000 * kMiB) == 0);  // unbounded
+  for (const char* bad : {"0%", "101%", "%", "12.5%", "-5%", "1000%"}) {
+    INFO(bad);
+    CHECK_THROWS_AS(parse_host_backup_limit(bad, 1000 * kMiB), std::invalid_argument);
+  }
+}
+
+TEST_CASE("without ACB_HOST_BACKUP_LIMIT the limit is half of the host's RAM", "[c_abi]") {
+  EmulatedProcessDevice device;
+  ::unsetenv("ACB_HOST_BACKUP_LIMIT");
+  const std::size_t ram = host_ram_bytes();
+  CHECK(ram > 0);
+  CHECK(process_arena(0).host_backup_limit_bytes() == ram / 100 * 50);
+  CHECK(std::string(kDefaultHostBackupLimit) == "50%");
+  ::setenv("ACB_HOST_BACKUP_LIMIT", "150%", 1);
+  CHECK_THROWS_WITH(arena_options_from_env(),
+                    acb_test::has_substring("ACB_HOST_BACKUP_LIMIT: not a share of host RAM: '150%'"));
 }

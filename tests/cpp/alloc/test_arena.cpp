@@ -266,6 +266,8 @@ TEST_CASE("out of memory is an exception with the sizes", "[arena][oom]") {
     CHECK_THAT_TEXT(error.what(), "free 2097152 of 8388608 bytes");
     CHECK_THAT_TEXT(error.what(), "reserved 6291456 bytes");
     CHECK_THAT_TEXT(error.what(), "allocated 6291456 bytes");
+    CHECK_THAT_TEXT(error.what(), "tried: releasing this arena's cached free segments");
+    CHECK_THAT_TEXT(error.what(), "no out-of-memory handler is set");
   }
   arena.validate();
   CHECK_THROWS_AS(arena.malloc(SIZE_MAX - 100, nullptr), OutOfMemory);  // too large to round
@@ -305,9 +307,22 @@ TEST_CASE("the out-of-memory handler runs unlocked and is asked for the segment 
   });
   CHECK_THROWS_AS(arena.malloc(6 * kMiB, nullptr), OutOfMemory);
   CHECK(calls == 1);
+  // A handler that says it could not help: its answer is in the error.
+  arena.set_out_of_memory_handler([&](std::size_t) {
+    ++calls;
+    return false;
+  });
+  try {
+    (void)arena.malloc(6 * kMiB, nullptr);
+    FAIL("allocation beyond the capacity succeeded");
+  } catch (const OutOfMemory& error) {
+    CHECK_THAT_TEXT(error.what(), "asking the out-of-memory handler (the broker) for 6291456 bytes, "
+                                  "which could not make room");
+  }
+  CHECK(calls == 2);
   arena.set_out_of_memory_handler({});
   CHECK_THROWS_AS(arena.malloc(6 * kMiB, nullptr), OutOfMemory);
-  CHECK(calls == 1);
+  CHECK(calls == 2);
   arena.free(p, nullptr);
   arena.validate();
   other.validate();

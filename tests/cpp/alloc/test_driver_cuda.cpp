@@ -1,10 +1,14 @@
 // The CUDA driver without a GPU: its loader's failures, and the conformance
 // scenarios run through CudaDriver against fake_libcuda.cpp (a host-memory
 // stand-in for libcuda.so.1 that exports the names cuda.h maps to).
+#include <dlfcn.h>
+
 #include <cstdlib>
 #include <string>
+#include <vector>
 
 #include "acb_catch.hpp"
+#include "alloc/arena.h"
 #include "alloc/driver.h"
 #include "driver_conformance.h"
 #include "driver_test_support.h"
@@ -90,5 +94,128 @@ TEST_CASE("driver conformance: cuda driver over a fake libcuda", "[driver][cuda]
       CHECK_THAT_TEXT(e.what(), "total=67108864");
     }
     CHECK_THROWS_AS(driver->create(std::size_t{2} << 20, 3), DriverError);  // no such device
+  }
+}
+
+namespace {
+
+/// The fake libcuda's test controls (fake_libcuda.cpp), from the copy the driver loaded.
+struct FakeCuda {
+  FakeCuda() : handle(::dlopen(ACB_FAKE_LIBCUDA, RTLD_NOW | RTLD_NOLOAD)) {
+    REQUIRE(handle != nullptr);
+    pause_stream = reinterpret_cast<void (*)(void*, int)>(::dlsym(handle, "fake_cuda_pause_stream"));
+    primary_context = reinterpret_cast<void* (*)(int)>(::dlsym(handle, "fake_cuda_primary_context"));
+    host_alloc_context = reinterpret_cast<void* (*)()>(::dlsym(handle, "fake_cuda_host_alloc_context"));
+    copy_context = reinterpret_cast<void* (*)()>(::dlsym(handle, "fake_cuda_copy_context"));
+    set_current = reinterpret_cast<int (*)(void*)>(::dlsym(handle, "cuCtxSetCurrent"));
+    get_current = reinterpret_cast<int (*)(void**)>(::dlsym(handle, "cuCtxGetCurrent"));
+    REQUIRE((pause_stream && primary_context && host_alloc_context && copy_context && set_current &&
+             get_current));
+  }
+  ~FakeCuda() { ::dlclose(handle); }
+  void* current() const {
+    void* context = nullptr;
+    get_current(&context);
+    return context;
+  }
+  void* handle;
+  void (*pause_stream)(void*, int) = nullptr;
+  void* (*primary_context)(int) = nullptr;
+  void* (*host_alloc_context)() = nullptr;
+  void* (*copy_context)() = nullptr;
+  int (*set_current)(void*) = nullptr;
+  int (*get_current)(void**) = nullptr;
+};
+
+}  // namespace
+
+TEST_CASE("the cuda driver refuses a device without virtual memory management", "[driver][cuda]") {
+  ScopedEnv library("ACB_CUDA_LIBRARY", ACB_FAKE_LIBCUDA);
+  ScopedEnv no_vmm("FAKE_CUDA_NO_VMM", "1");
+  try {
+    (void)make_cuda_driver();
+    FAIL("a device without VMM was accepted");
+  } catch (const DriverError& e) {
+    CHECK_THAT_TEXT(e.what(), "CUDA device 0 does not support virtual memory management");
+    CHECK_THAT_TEXT(e.what(), "CUDA_VISIBLE_DEVICES");
+  }
+}
+
+TEST_CASE("the cuda driver leaves the thread's context as it found it", "[driver][cuda]") {
+  ScopedEnv library("ACB_CUDA_LIBRARY", ACB_FAKE_LIBCUDA);
+  ScopedEnv devices("FAKE_CUDA_DEVICES", "2");
+  auto driver = make_cuda_driver();
+  FakeCuda fake;
+  REQUIRE(fake.primary_context(0) != fake.primary_context(1));
+  // torch works on device 1 on this thread; acb's calls for device 0 must not move it.
+  fake.set_current(fake.primary_context(1));
+  (void)driver->memory_info(0);
+  CHECK(fake.current() == fake.primary_context(1));
+  StreamHandle stream = driver->create_stream(0);
+  CHECK(fake.current() == fake.primary_context(1));
+  driver->destroy_stream(stream);
+  fake.set_current(nullptr);  // a thread without a context keeps none
+  (void)driver->memory_info(0);
+  CHECK(fake.current() == nullptr);
+  CHECK_THROWS_AS(driver->memory_info(5), DriverError);
+  CHECK(fake.current() == nullptr);
+
+  SECTION("pinned host memory is allocated in the context of the device it backs") {
+    void* on1 = driver->host_alloc(4096, 1);
+    CHECK(fake.host_alloc_context() == fake.primary_context(1));
+    void* on0 = driver->host_alloc(4096, 0);
+    CHECK(fake.host_alloc_context() == fake.primary_context(0));
+    CHECK(fake.current() == nullptr);
+    driver->host_free(on0, 4096);
+    driver->host_free(on1, 4096);
+  }
+  SECTION("a copy on the null stream runs in the context of the memory it copies") {
+    const std::size_t granule = driver->granularity(1);
+    DevicePtr base = driver->reserve(granule, 1);
+    PhysicalHandle handle = driver->create(granule, 1);
+    driver->map(base, granule, handle, 1);
+    std::vector<unsigned char> host(4096, 7);
+    fake.set_current(fake.primary_context(0));
+    driver->copy_to_device_async(base, host.data(), host.size(), nullptr);
+    CHECK(fake.copy_context() == fake.primary_context(1));
+    CHECK(fake.current() == fake.primary_context(0));
+    driver->synchronize_stream(nullptr);
+    driver->unmap(base, granule);
+    driver->release(handle);
+    driver->free_reservation(base, granule);
+    fake.set_current(nullptr);
+  }
+}
+
+TEST_CASE("record_stream on the cuda driver: a freed block waits for the other stream's event",
+          "[driver][cuda]") {
+  ScopedEnv library("ACB_CUDA_LIBRARY", ACB_FAKE_LIBCUDA);
+  auto driver = make_cuda_driver();
+  FakeCuda fake;
+  const std::size_t free_before = driver->memory_info(0).free_bytes;
+  {
+    ArenaOptions options;
+    options.va_reserve_bytes = std::size_t{64} << 20;
+    Arena arena(*driver, 0, options);
+    StreamHandle main = driver->create_stream(0);
+    StreamHandle side = driver->create_stream(0);
+    void* p = arena.malloc(std::size_t{2} << 20, main);
+    arena.record_stream(p, side);
+    fake.pause_stream(side, 1);  // a long kernel on the side stream still reads p
+    arena.free(p, main);
+    void* q = arena.malloc(std::size_t{2} << 20, main);
+    CHECK(q != p);
+    arena.validate();
+    fake.pause_stream(side, 0);
+    void* r = arena.malloc(std::size_t{2} << 20, main);
+    CHECK(r == p);
+    arena.free(q, main);
+    arena.free(r, main);
+    arena.empty_cache();
+    arena.validate();
+    CHECK(arena.stats().reserved_bytes == 0);
+    CHECK(driver->memory_info(0).free_bytes == free_before);
+    driver->destroy_stream(main);
+    driver->destroy_stream(side);
   }
 }
