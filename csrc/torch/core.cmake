@@ -6,6 +6,7 @@
 # csrc/torch/CMakeLists.txt (ACB_BUILD_TORCH=ON) adds torch's compile flags
 # to it and links it into acb._C.
 add_library(acb_torch_core STATIC
+  ${CMAKE_CURRENT_LIST_DIR}/device_sync.cpp
   ${CMAKE_CURRENT_LIST_DIR}/gate.cpp
   ${CMAKE_CURRENT_LIST_DIR}/lease_controller.cpp)
 set_target_properties(acb_torch_core PROPERTIES POSITION_INDEPENDENT_CODE ON)
