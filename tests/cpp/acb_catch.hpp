@@ -57,8 +57,9 @@ inline bool gpu_required() {
 #endif
 
 /// Skips a [gpu] case that cannot run here; fails it under ACB_REQUIRE_GPU=1.
-#define ACB_SKIP_GPU_CASE(why)                                                      \
-  do {                                                                              \
-    if (acb_test::gpu_required()) FAIL("ACB_REQUIRE_GPU=1 but this [gpu] case would skip: " << why); \
-    ACB_SKIP_CASE("no GPU: " << why);                                               \
+#define ACB_SKIP_GPU_CASE(why)                                                  \
+  do {                                                                          \
+    if (acb_test::gpu_required())                                               \
+      FAIL("ACB_REQUIRE_GPU=1 but this [gpu] case would skip: " << why);        \
+    ACB_SKIP_CASE("no GPU: " << why);                                           \
   } while (false)
