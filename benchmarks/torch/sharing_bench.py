@@ -43,8 +43,8 @@ def main() -> None:
     sequential = sum(s["elapsed_s"] for s in alone)
     ideal = max(sum(s["gpu_s"] for s in alone), max(s["elapsed_s"] for s in alone))
 
-    # Holds two of the three working sets, not three: jobs evict each other.
-    # On CUDA each working set also holds cuBLAS's workspace (32 MiB).
+    # On CUDA each working set also holds cuBLAS's workspace (32 MiB with the
+    # deterministic CUBLAS_WORKSPACE_CONFIG of bench_common.plain_env).
     broker = Broker("64MiB", *BROKER_FLAGS, cuda_capacity="128MiB")
     try:
         paths = [work / f"acb{i}.json" for i in range(len(JOBS))]
