@@ -1,5 +1,10 @@
-"""Shared by the torch benchmarks: start a private broker with one emulated
-device, build job environments, run jobs and read their status files."""
+"""Shared by the torch benchmarks: start a private broker with one device,
+build job environments, run jobs and read their status files.
+
+The device is emulated unless ACB_BENCH_DEVICE=cuda: then the jobs compute
+on GPU 0 (`--device cuda`, deterministic cuBLAS as in the tests) and the
+broker's device is that GPU, with the capacity the benchmark gives for CUDA
+(working sets there include what cuBLAS allocates through torch)."""
 
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ from typing import Dict, List, Sequence
 
 ROOT = Path(__file__).resolve().parents[2]
 JOBS = ROOT / "tests" / "python" / "torch_jobs"
+ON_CUDA = os.environ.get("ACB_BENCH_DEVICE", "emulated") == "cuda"
 
 
 def figure(name: str, value: float, unit: str) -> None:
@@ -21,16 +27,17 @@ def figure(name: str, value: float, unit: str) -> None:
 
 
 class Broker:
-    """A private acb-broker (ephemeral port, own token directory) with one emulated device."""
+    """A private acb-broker (ephemeral port, own token directory) with one device:
+    emulated with `capacity`, or GPU 0 with `cuda_capacity` (ACB_BENCH_DEVICE=cuda)."""
 
-    def __init__(self, capacity: str, *flags: str) -> None:
+    def __init__(self, capacity: str, *flags: str, cuda_capacity: str = "") -> None:
         import acb
 
         binary = Path(acb.__file__).resolve().parent / "bin" / "acb-broker"
         if not binary.is_file():
             raise SystemExit(f"benchmarks/torch: {binary} is missing; pip install the package first")
         self.workdir = Path(tempfile.mkdtemp(prefix="acb-bench-"))
-        self.device = f"acbbench{uuid.uuid4().hex[:8]}:{capacity}"
+        self.device = f"gpu0:{cuda_capacity or capacity}" if ON_CUDA else f"acbbench{uuid.uuid4().hex[:8]}:{capacity}"
         env = {k: v for k, v in os.environ.items() if not k.startswith("ACB_")}
         env["ACB_TOKEN_DIR"] = str(self.workdir / "tokens")
         self.log = open(self.workdir / "broker.log", "wb")
@@ -43,8 +50,9 @@ class Broker:
 
     def env(self, **extra: str) -> Dict[str, str]:
         env = plain_env()
-        env.update({"ACB_TOKEN_DIR": str(self.workdir / "tokens"), "ACB_BROKER": self.address,
-                    "ACB_EMULATED_DEVICE": self.device, "ACB_ENABLE": "1"})
+        env.update({"ACB_TOKEN_DIR": str(self.workdir / "tokens"), "ACB_BROKER": self.address, "ACB_ENABLE": "1"})
+        if not ON_CUDA:
+            env["ACB_EMULATED_DEVICE"] = self.device
         env.update(extra)
         return env
 
@@ -58,11 +66,13 @@ class Broker:
 def plain_env() -> Dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ACB_")}
     env["OMP_NUM_THREADS"] = "1"
+    if ON_CUDA:
+        env["CUBLAS_WORKSPACE_CONFIG"] = ":4096:8"  # the jobs use deterministic algorithms on CUDA
     return env
 
 
 def job_cmd(script: str, *args: str) -> List[str]:
-    return [sys.executable, str(JOBS / script), *args]
+    return [sys.executable, str(JOBS / script), *args, *(("--device", "cuda") if ON_CUDA else ())]
 
 
 def run_all(cmds: Sequence[Sequence[str]], envs: Sequence[Dict[str, str]], timeout_s: float = 300) -> None:

@@ -19,7 +19,7 @@ ARGS = ("--model", "mlp", "--steps", "40", "--cpu-ms", "0")
 
 def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="acb-overhead-"))
-    broker = Broker("256MiB")
+    broker = Broker("256MiB", cuda_capacity="1GiB")
     plain, shared = [], []
     try:
         for r in range(ROUNDS):

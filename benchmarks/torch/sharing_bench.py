@@ -1,4 +1,5 @@
-"""Sharing: N training jobs with device and CPU phases on one emulated device.
+"""Sharing: N training jobs with device and CPU phases on one device
+(emulated; a GPU with ACB_BENCH_DEVICE=cuda, see bench_common.py).
 
 - sequential: each job alone without acb, one after another (sum of loop times);
 - acb: all at once under acb (makespan = last loop end - first loop start);
@@ -42,7 +43,9 @@ def main() -> None:
     sequential = sum(s["elapsed_s"] for s in alone)
     ideal = max(sum(s["gpu_s"] for s in alone), max(s["elapsed_s"] for s in alone))
 
-    broker = Broker("64MiB", *BROKER_FLAGS)
+    # On CUDA each working set also holds cuBLAS's workspace (32 MiB with the
+    # deterministic CUBLAS_WORKSPACE_CONFIG of bench_common.plain_env).
+    broker = Broker("64MiB", *BROKER_FLAGS, cuda_capacity="128MiB")
     try:
         paths = [work / f"acb{i}.json" for i in range(len(JOBS))]
         start = ("--start-at", str(time.monotonic() + START_DELAY_S))

@@ -74,6 +74,7 @@ py::dict status_dict(const th::ControllerStatus& s) {
   d["regions"] = s.regions;
   d["oom_regrows"] = s.oom_regrows;
   d["reconnects"] = s.reconnects;
+  d["yield_sync_timeouts"] = s.yield_sync_timeouts;
   d["safe_mode_reason"] = s.safe_mode_reason;
   return d;
 }

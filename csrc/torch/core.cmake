@@ -7,6 +7,7 @@
 # csrc/torch/CMakeLists.txt (ACB_BUILD_TORCH=ON) adds torch's compile flags
 # to it and links it into acb._C.
 add_library(acb_torch_core STATIC
+  ${CMAKE_CURRENT_LIST_DIR}/device_sync.cpp
   ${CMAKE_CURRENT_LIST_DIR}/gate.cpp
   ${CMAKE_CURRENT_LIST_DIR}/lease_controller.cpp
   ${CMAKE_CURRENT_LIST_DIR}/pluggable_hooks.cpp)

@@ -27,7 +27,7 @@ const char* state_name(LeaseState state) {
 }  // namespace
 
 LeaseController::LeaseController(alloc::Arena& arena, Gate& gate, ControllerOptions options)
-    : arena_(arena), gate_(gate), options_(std::move(options)) {
+    : arena_(arena), gate_(gate), options_(std::move(options)), device_sync_(arena.driver(), arena.device()) {
   if (options_.idle_gap.count() < 1) options_.idle_gap = std::chrono::milliseconds{1};
   main_thread_ = std::this_thread::get_id();
   client_ = connect();
@@ -275,10 +275,30 @@ void LeaseController::manage() {
 
 void LeaseController::yield_now() {
   if (!gate_.close_and_drain()) return;
+  bool pinned = in_safe_mode();
+  const SyncOutcome synced = device_sync_.synchronize(options_.yield_sync_timeout);
+  if (synced.kind == SyncOutcome::Kind::failed) {
+    // Not a lost connection: the device failed work of this process. What
+    // that work left in memory is all there is; keep every byte where it is.
+    const std::string reason = "the device reported an error when synchronised at a yield: " + synced.error;
+    std::fprintf(stderr, "acb: error: %s; the lease is released with all memory kept on the device (safe mode)\n",
+                 synced.error.c_str());
+    enter_safe_mode(reason);
+    pinned = true;
+  } else if (synced.kind == SyncOutcome::Kind::timed_out) {
+    std::fprintf(stderr,
+                 "acb: the device did not synchronise within %lld ms at a yield (work still runs on it, e.g. a "
+                 "collective waiting for a peer that waits for this device); the lease is released with the "
+                 "memory kept on the device until it does (ACB_YIELD_SYNC_TIMEOUT_MS)\n",
+                 static_cast<long long>(options_.yield_sync_timeout.count()));
+    std::lock_guard<std::mutex> lock(mutex_);
+    late_sync_ = true;
+    ++yield_sync_timeouts_;
+    pinned = true;
+  }
   try {
-    arena_.driver().synchronize_device(arena_.device());
-    client()->release(arena_.resident_bytes(), /*pinned=*/in_safe_mode());
-  } catch (...) {
+    client()->release(arena_.resident_bytes(), pinned);
+  } catch (const client::BrokerError&) {
     // The connection is gone: the broker has reclaimed the lease anyway.
   }
   {
@@ -286,6 +306,22 @@ void LeaseController::yield_now() {
     ++releases_;
   }
   gate_.mark_released();
+}
+
+void LeaseController::late_sync_returned(std::unique_lock<std::mutex>& lock) {
+  late_sync_ = false;
+  if (unmanaged_ || !safe_mode_reason_.empty()) return;  // pinned for other reasons
+  std::shared_ptr<client::BrokerClient> connection = client_;
+  lock.unlock();
+  std::fprintf(stderr, "acb: the device's late synchronisation has returned: its memory is evictable again\n");
+  // Holding: the next release reports it. Released: the broker hears it now.
+  if (gate_.state() == LeaseState::released) {
+    try {
+      connection->report_residency(arena_.resident_bytes());
+    } catch (const client::BrokerError&) {
+    }
+  }
+  lock.lock();
 }
 
 bool LeaseController::regrow(std::size_t shortfall_bytes) {
@@ -340,10 +376,12 @@ void LeaseController::on_evict(client::BrokerClient& from, const client::Evict& 
     std::lock_guard<std::mutex> lock(mutex_);
     ++evicts_;
     safe = !safe_mode_reason_.empty();
-    unmanaged = unmanaged_ || (safe && !main_inside_);
+    // late_sync_: work may still run on the device (an offload would wait for it on this I/O thread).
+    unmanaged = unmanaged_ || (safe && !main_inside_) || late_sync_;
   }
   if (unmanaged) {
-    // Ops run ungated, or unseen work may run: nothing may be offloaded. The broker hears why.
+    // Ops run ungated, unseen work may run, or a yield's synchronisation has
+    // not returned: nothing may be offloaded. The broker hears why.
     try {
       from.report_residency(arena_.resident_bytes(), /*pinned=*/true);
     } catch (const client::BrokerError&) {
@@ -423,6 +461,8 @@ void LeaseController::monitor_loop() {
     } else if (in_region && now - last_activity >= options_.idle_gap) {
       in_region = false;
     }
+    if (late_sync_ && !device_sync_.busy()) late_sync_returned(lock);
+    if (stop_) break;
     if (unmanaged_) {
       // Ungated ops may grow or shrink the arena: keep the broker's count true.
       const std::uint64_t resident = arena_.resident_bytes();
@@ -498,6 +538,7 @@ ControllerStatus LeaseController::status() const {
   out.regions = regions_;
   out.oom_regrows = oom_regrows_;
   out.reconnects = reconnects_;
+  out.yield_sync_timeouts = yield_sync_timeouts_;
   out.safe_mode_reason = safe_mode_reason_;
   return out;
 }

@@ -37,6 +37,18 @@
 //     is the memory evictable, and every offload then copies all of it
 //     (every segment marked written first). What it cannot cover: work on
 //     threads other than the enabling one that acb does not gate.
+//   - A yield synchronises the device for at most yield_sync_timeout
+//     (DeviceSync; cuCtxSynchronize may wait forever behind a collective
+//     whose peer waits for this device). In time and without error: the
+//     release as above. Not in time: the lease is released with the memory
+//     resident and pinned, so that the peer can run while nothing of this
+//     process is offloaded; evicts are answered with the pinned residency
+//     until the synchronisation returns, then the residency is reported
+//     again as evictable (if not holding). The device reports an error: the
+//     error is printed as one, the process enters safe mode with it as the
+//     reason (memory may be in any state the failed work left: nothing is
+//     skipped as clean from now on), and the lease is released pinned.
+//     Either way stderr says why, and no byte is dropped.
 //   - A lost broker connection (the broker stopped or crashed) ends the
 //     lease: it is honoured like a revoke past its deadline, at the next op
 //     boundary. The next op that needs the device reconnects (calling
@@ -63,6 +75,7 @@
 
 #include "alloc/arena.h"
 #include "client/broker_client.h"
+#include "torch/device_sync.h"
 #include "torch/gate.h"
 
 namespace acb::torch_hook {
@@ -73,6 +86,9 @@ struct ControllerOptions {
   std::chrono::milliseconds idle_gap{10};
   /// After losing the broker, how long an op keeps trying to reconnect.
   std::chrono::milliseconds reconnect_timeout{30000};
+  /// How long a yield waits for the device to synchronise before it releases
+  /// the lease with the memory pinned (ACB_YIELD_SYNC_TIMEOUT_MS, default 2000).
+  std::chrono::milliseconds yield_sync_timeout{2000};
   /// Called before each reconnect attempt (e.g. restart the embedded broker);
   /// may throw, which counts as a failed attempt. Empty: plain reconnects.
   std::function<void()> before_reconnect;
@@ -104,6 +120,7 @@ struct ControllerStatus {
   std::uint64_t regions = 0;
   std::uint64_t oom_regrows = 0;
   std::uint64_t reconnects = 0;  ///< broker connections re-established after a loss
+  std::uint64_t yield_sync_timeouts = 0;  ///< yields whose device synchronisation did not finish in time
   std::string safe_mode_reason;  ///< why the process is in safe mode; empty when it is not
 };
 
@@ -165,6 +182,9 @@ class LeaseController {
   void leave_acquire(bool unpinned, bool held);
   bool in_safe_mode() const;
   std::uint64_t declared_need() const;
+  /// Monitor: a synchronisation that timed out at a yield has returned; the
+  /// memory it kept pinned is evictable again. Called with `lock` held.
+  void late_sync_returned(std::unique_lock<std::mutex>& lock);
 
   alloc::Arena& arena_;
   Gate& gate_;
@@ -187,7 +207,10 @@ class LeaseController {
   std::uint64_t need_floor_bytes_ = 0;
   std::uint64_t declared_bytes_ = 0;  ///< the need the broker last heard
   bool evict_kept_pins_ = false;      ///< an evict left pinned memory resident (pins_released)
+  bool late_sync_ = false;            ///< a yield released while the device still synchronised
+  std::uint64_t yield_sync_timeouts_ = 0;
 
+  DeviceSync device_sync_;
   std::thread monitor_;
 };
 

@@ -11,6 +11,7 @@
 #include <stdexcept>
 
 #include "alloc/process_arenas.h"
+#include "common/options.h"
 #include "torch/arena_cpu_allocator.h"
 #include "torch/dirty_tracker.h"
 #include "torch/op_hook.h"
@@ -138,6 +139,8 @@ void enable(const EnableOptions& options) {
   controller_options.client.need_bytes = arena.stats().reserved_bytes;
   controller_options.idle_gap = std::chrono::milliseconds(options.idle_gap_ms);
   controller_options.reconnect_timeout = std::chrono::milliseconds(std::max<std::int64_t>(0, options.reconnect_timeout_ms));
+  controller_options.yield_sync_timeout =
+      std::chrono::milliseconds(std::max<std::int64_t>(1, acb::options::int_value("yield_sync_timeout_ms")));
   controller_options.before_reconnect = options.before_reconnect;
 
   Gate& gate = process_gate();

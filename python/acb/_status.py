@@ -45,6 +45,9 @@ class Status:
     oom_regrows: int = 0
     #: broker connections re-established after the broker went away
     reconnects: int = 0
+    #: yields whose device synchronisation did not finish within
+    #: ACB_YIELD_SYNC_TIMEOUT_MS (the lease was released with the memory kept on the device)
+    yield_sync_timeouts: int = 0
     #: why the process is in safe mode (acb.enable(safe=True), ACB_SAFE_MODE=1,
     #: acb._C.enter_safe_mode); "" when it is not
     safe_mode_reason: str = ""

@@ -13,13 +13,21 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 import acb
+from conftest import NO_CUDA_LIBRARY
 
 
-def package_env(broker_bin: str, extra: Optional[Dict[str, str]] = None) -> Dict[str, str]:
+def package_env(broker_bin: str, extra: Optional[Dict[str, str]] = None,
+                probe_gpu: bool = False) -> Dict[str, str]:
+    """The environment of a subprocess using this acb and broker_bin. Unless
+    probe_gpu, no CUDA library: a broker it starts without --device (the
+    embedded one) gets its single default device instead of the machine's
+    GPUs, as in conftest's broker_factory."""
     env = {k: v for k, v in os.environ.items() if k not in ("ACB_TOKEN", "ACB_ADMIN_TOKEN", "ACB_BROKER")}
     root = str(Path(acb.__file__).resolve().parents[1])
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     env["ACB_BROKER_BIN"] = broker_bin
+    if not probe_gpu:
+        env["ACB_CUDA_LIBRARY"] = NO_CUDA_LIBRARY
     env.update(extra or {})
     return env
 

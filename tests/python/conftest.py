@@ -5,7 +5,9 @@
 - `broker_factory`: starts brokers on ephemeral ports with a private token
   directory (`preexec_fn` runs in the child before exec, e.g. to set
   rlimits); every broker is stopped at teardown, and the test fails if one
-  crashed or did not exit 0 on SIGTERM.
+  crashed or did not exit 0 on SIGTERM. A broker started without --device
+  does not probe the machine's GPUs (it gets the broker's single default
+  device, GPU or not) unless the test asks for it with probe_gpu=True.
 - `broker`: one broker with the default flags.
 - `client_proc`: starts a client process (python running CLIENT_SCRIPT) that
   reports what happens to it on stdout, one JSON object per line.
@@ -39,6 +41,8 @@ from acb import _wire  # noqa: E402
 
 START_TIMEOUT_S = 20.0
 STOP_TIMEOUT_S = 10.0
+# The CUDA library a broker that must not probe the GPUs is pointed at (ACB_CUDA_LIBRARY): none.
+NO_CUDA_LIBRARY = "/nonexistent/acb-tests-do-not-probe/libcuda.so.1"
 
 
 def _installed_broker() -> Optional[str]:
@@ -144,7 +148,7 @@ def broker_factory(broker_bin: str, tmp_path: Path) -> Iterator[Callable[..., Br
     counter = [0]
 
     def start(*args: str, env: Optional[dict] = None, port: int = 0, metrics_port: int = 0,
-              preexec_fn: Optional[Callable[[], None]] = None) -> Broker:
+              preexec_fn: Optional[Callable[[], None]] = None, probe_gpu: bool = False) -> Broker:
         counter[0] += 1
         workdir = tmp_path / f"broker{counter[0]}"
         token_dir = workdir / "tokens"
@@ -152,6 +156,11 @@ def broker_factory(broker_bin: str, tmp_path: Path) -> Iterator[Callable[..., Br
         full_env = {k: v for k, v in os.environ.items()
                     if k not in ("ACB_TOKEN", "ACB_ADMIN_TOKEN", "ACB_EMULATED_DEVICE")}
         full_env["ACB_TOKEN_DIR"] = str(token_dir)
+        if not probe_gpu and "--device" not in args:
+            # Without --device the broker asks the CUDA driver for the node's
+            # GPUs (device_probe.h): the same test would see other devices on
+            # a GPU machine than here.
+            full_env["ACB_CUDA_LIBRARY"] = NO_CUDA_LIBRARY
         full_env.update(env or {})
         stderr_path = workdir / "stderr.log"
         with open(stderr_path, "wb") as stderr:

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import wait_for, wait_for_stderr
+from conftest import NO_CUDA_LIBRARY, wait_for, wait_for_stderr
 
 
 def metric(text: str, name: str, labels: str = "") -> float:
@@ -60,6 +60,17 @@ def test_status_and_metrics_report_leases_and_devices(broker_factory):
         assert 'acb_lease_wait_seconds_bucket{le="+Inf"} 2' in text
     with pytest.raises(Exception, match="404"):
         broker.metrics("/nothing")
+
+
+def test_a_test_broker_without_device_does_not_probe_the_gpus(broker_factory):
+    # On any machine, GPU or not: the default device, because the probe was
+    # pointed at no CUDA library, never at the node's GPUs.
+    broker = broker_factory()
+    assert wait_for_stderr(broker, "no --device given and no GPU found")
+    assert NO_CUDA_LIBRARY in broker.stderr_text()
+    with broker.connect(name="a") as a:
+        devices = a.request({"op": "status"})["devices"]
+    assert [(d["name"], d["capacity_bytes"]) for d in devices] == [("0", 0)], devices  # 0: unknown capacity
 
 
 def test_trace_returns_the_lease_timeline(broker):

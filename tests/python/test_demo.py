@@ -49,8 +49,9 @@ def test_demo_runs_real_pytorch_jobs_through_acb(broker_bin, tmp_path):
     pytest.importorskip("torch")
     if not _loader.module_files():
         pytest.skip("acb is not installed with its torch extension (pip install --no-build-isolation --no-deps .)")
-    result = run_cli(["demo", *SMALL, "--json"], package_env(broker_bin, {"ACB_TOKEN_DIR": str(tmp_path)}),
-                     timeout_s=120)
+    # On a GPU machine the demo's jobs and broker use the GPU: the test means it.
+    result = run_cli(["demo", *SMALL, "--json"],
+                     package_env(broker_bin, {"ACB_TOKEN_DIR": str(tmp_path)}, probe_gpu=True), timeout_s=120)
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
     assert summary["kind"] == "torch"

@@ -55,7 +55,10 @@ def test_ensure_broker_starts_a_detached_broker_that_exits_when_idle(embedded):
     token = (embedded["dir"] / "token").read_text().strip()
     with Connection("127.0.0.1", embedded["port"], token=token, name="probe") as conn:
         assert conn.welcome["op"] == "welcome"
-    assert "listening on" in (embedded["dir"] / "broker.log").read_text()
+    log = (embedded["dir"] / "broker.log").read_text()
+    assert "listening on" in log
+    # Started without --device, it did not probe this machine's GPUs (package_env).
+    assert "no --device given and no GPU found (dlopen(/nonexistent/acb-tests-do-not-probe/" in log
     # Without clients it leaves by itself (ACB_EMBEDDED_IDLE_EXIT_S=2). Only the pid is
     # watched: a probing connection would count as a client and keep it alive.
     assert wait_until(lambda: not pid_alive(info["pid"]), 20)

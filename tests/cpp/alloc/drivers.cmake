@@ -7,7 +7,7 @@ add_library(acb_fake_libcuda MODULE ${CMAKE_CURRENT_LIST_DIR}/fake_libcuda.cpp)
 target_include_directories(acb_fake_libcuda SYSTEM PRIVATE ${ACB_CUDA_INCLUDE_DIR})
 acb_target_warnings(acb_fake_libcuda)
 
-acb_add_test(test_drivers
+acb_add_test(test_drivers GPU_CASES
   SOURCES
     ${CMAKE_CURRENT_LIST_DIR}/driver_conformance.cpp
     ${CMAKE_CURRENT_LIST_DIR}/test_driver_parse.cpp

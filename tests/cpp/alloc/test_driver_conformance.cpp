@@ -1,7 +1,8 @@
 // The driver conformance suite instantiated for the emulated device and, where
-// make_cuda_driver() succeeds, for the real CUDA driver; elsewhere the CUDA
-// case says "no GPU: skipped". (test_driver_cuda.cpp also runs it through the
-// CUDA driver against a fake libcuda.)
+// this machine has a GPU, for the real CUDA driver; without libcuda or a
+// device the CUDA case skips (fails under ACB_REQUIRE_GPU=1), and any other
+// failure to open the driver fails it. (test_driver_cuda.cpp also runs it
+// through the CUDA driver against a fake libcuda.)
 #include <memory>
 
 #include "acb_catch.hpp"
@@ -24,14 +25,7 @@ TEST_CASE("driver conformance: emulated", "[driver][emulated]") {
 }
 
 TEST_CASE("driver conformance: cuda", "[driver][gpu]") {
-  std::unique_ptr<Driver> driver;
-  try {
-    driver = make_cuda_driver();
-  } catch (const DriverError& e) {
-    WARN("no GPU: skipped (" << e.what() << ")");
-    SUCCEED("no GPU: skipped");
-    return;
-  }
+  ACB_CUDA_DRIVER_OR_SKIP(driver);
   CHECK(driver->name() == "cuda");
   run_conformance(*driver, /*exact_memory_info=*/false);
 }

@@ -75,6 +75,42 @@ TEST_CASE("make_cuda_driver fails cleanly when there is no device", "[driver][cu
   }
 }
 
+TEST_CASE("a [gpu] case skips only without libcuda or a device, and fails on any other driver error",
+          "[driver][cuda]") {
+  using acb::alloc::testing::cuda_driver_unless_no_gpu;
+  std::string why;
+  {
+    ScopedEnv library("ACB_CUDA_LIBRARY", "/nonexistent/libcuda.so.1");
+    CHECK(cuda_driver_unless_no_gpu(why) == nullptr);
+    CHECK_THAT_TEXT(why, "no libcuda: dlopen(/nonexistent/libcuda.so.1)");
+  }
+  {
+    ScopedEnv library("ACB_CUDA_LIBRARY", ACB_FAKE_LIBCUDA);
+    ScopedEnv devices("FAKE_CUDA_DEVICES", "0");
+    why.clear();
+    CHECK(cuda_driver_unless_no_gpu(why) == nullptr);
+    CHECK_THAT_TEXT(why, "no device: ");
+  }
+  {
+    // A library that loads but is not a usable driver is an error of the
+    // CUDA path: the case must fail, never pass as "no GPU".
+    ScopedEnv library("ACB_CUDA_LIBRARY", "libc.so.6");
+    why.clear();
+    CHECK_THROWS_AS(cuda_driver_unless_no_gpu(why), DriverError);
+    CHECK(why.empty());
+  }
+  {
+    ScopedEnv library("ACB_CUDA_LIBRARY", ACB_FAKE_LIBCUDA);
+    why.clear();
+    auto driver = cuda_driver_unless_no_gpu(why);
+    CHECK(driver != nullptr);
+    CHECK(why.empty());
+  }
+  CHECK(acb::alloc::testing::no_gpu_reason(DriverError("cuInit", 100, "cuInit failed")) ==
+        "no device: cuInit failed");
+  CHECK(acb::alloc::testing::no_gpu_reason(DriverError("cuInit", 304, "cuInit failed")).empty());
+}
+
 TEST_CASE("driver conformance: cuda driver over a fake libcuda", "[driver][cuda]") {
   ScopedEnv library("ACB_CUDA_LIBRARY", ACB_FAKE_LIBCUDA);
   auto driver = make_cuda_driver();

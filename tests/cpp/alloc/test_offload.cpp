@@ -1,13 +1,15 @@
 // Offload and restore on the emulated device: same addresses with data
 // intact, partial (LRU) offload, clean-segment skipping, the host backup
 // limit, restore without room, faults on offloaded memory, malloc/free while
-// offloaded; and the same scenarios on a GPU ([gpu], skipped without one).
+// offloaded; and the same scenarios on a GPU ([gpu]: skipped without
+// libcuda or a device, a failure then under ACB_REQUIRE_GPU=1).
 #include <cstdint>
 #include <cstring>
 #include <memory>
 
 #include "acb_catch.hpp"
 #include "alloc/host_backup_pool.h"
+#include "driver_test_support.h"
 #include "lazy_copy_driver.h"
 #include "offload_scenarios.h"
 
@@ -308,13 +310,7 @@ TEST_CASE("malloc and free while offloaded never hand out unmapped memory", "[of
 }
 
 TEST_CASE("offload/restore scenarios on a GPU", "[gpu]") {
-  std::unique_ptr<Driver> cuda;
-  try {
-    cuda = make_cuda_driver();
-  } catch (const DriverError& error) {
-    WARN("no GPU: skipped (" << error.what() << ")");
-    return;
-  }
+  ACB_CUDA_DRIVER_OR_SKIP(cuda);
   scenario_offload_restore_roundtrip(*cuda, /*exact_memory_info=*/false);
   scenario_partial_offload_lru(*cuda);
   scenario_clean_segments_skip_copies(*cuda);

@@ -7,6 +7,7 @@
 // asks for a larger need, and waits are counted.
 // Every wait is bounded; assertions run on the main thread only.
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <functional>
 #include <memory>
@@ -604,4 +605,125 @@ TEST_CASE("waits for the lease are counted and timed; the monitor counts regions
   CHECK(s.wait_total_ms >= s.wait_max_ms);
   CHECK(s.wait_total_ms <= s.wait_max_ms * 2);
   REQUIRE(wait_until([&] { return rig.controller->status().regions >= 1; }));
+}
+
+namespace {
+
+/// Work that keeps the emulated device busy, as a kernel that waits (a
+/// collective waiting for its peer): a device-to-host copy queued on a
+/// paused stream. synchronize_device waits for it until resume(), or throws
+/// once the driver's wait timeout passes.
+class StuckWork {
+ public:
+  StuckWork(acb::alloc::EmulatedDriver& driver, void* device_ptr) : driver_(driver) {
+    stream_ = driver_.create_stream(0);
+    driver_.pause_stream(stream_);
+    driver_.copy_to_host_async(host_.data(), reinterpret_cast<acb::alloc::DevicePtr>(device_ptr), host_.size(),
+                               stream_);
+  }
+  ~StuckWork() {
+    resume();
+    driver_.destroy_stream(stream_);
+  }
+  StuckWork(const StuckWork&) = delete;
+  StuckWork& operator=(const StuckWork&) = delete;
+
+  void resume() {
+    if (resumed_) return;
+    resumed_ = true;
+    driver_.resume_stream(stream_);
+  }
+
+ private:
+  acb::alloc::EmulatedDriver& driver_;
+  acb::alloc::StreamHandle stream_ = nullptr;
+  std::array<unsigned char, 4096> host_{};
+  bool resumed_ = false;
+};
+
+}  // namespace
+
+TEST_CASE("a yield whose device does not synchronise in time releases with the memory pinned, evictable again "
+          "once the synchronisation returns",
+          "[lease][yield]") {
+  Rig rig("lc-sync-late", 64 * kMiB, 5ms, [](ControllerOptions& o) { o.yield_sync_timeout = 100ms; });
+  rig.device.driver.set_wait_timeout(30000ms);  // the device waits as long as the work does
+  void* p = rig.arena.malloc(kMiB, nullptr);
+  write_pattern(rig.device.driver, p, kMiB, 61);
+  rig.run_op();
+  REQUIRE(rig.broker.wait_for("acquire"));
+  StuckWork work(rig.device.driver, p);
+
+  rig.revoke(60000);  // honoured at the idle gap: only the synchronisation holds it up
+  const auto release = rig.broker.wait_for("release", 5000ms);
+  REQUIRE(release);
+  CHECK(release->value("pinned", false));  // nothing may be offloaded while work may still run
+  CHECK((*release)["resident_bytes"].get<std::uint64_t>() == rig.arena.resident_bytes());
+  REQUIRE(wait_until([&] { return rig.gate.state() == LeaseState::released; }));
+  CHECK(rig.controller->status().yield_sync_timeouts == 1);
+  CHECK(rig.controller->status().safe_mode_reason.empty());  // late is not an error
+
+  // An evict meanwhile is answered with the memory kept (pinned), not executed.
+  rig.broker.send(0, {{"op", "evict"}, {"device", 0}, {"bytes", 0}});
+  const auto kept = rig.broker.wait_for("residency");
+  REQUIRE(kept);
+  CHECK(kept->value("pinned", false));
+  CHECK(rig.arena.resident_bytes() >= kMiB);
+  CHECK(rig.controller->status().offloads == 0);
+
+  // Once the work ends the memory is reported evictable, unasked, and an evict offloads it.
+  work.resume();
+  const auto evictable = rig.broker.wait_for("residency", 5000ms);
+  REQUIRE(evictable);
+  CHECK_FALSE(evictable->value("pinned", false));
+  CHECK((*evictable)["resident_bytes"].get<std::uint64_t>() == rig.arena.resident_bytes());
+  rig.broker.send(0, {{"op", "evict"}, {"device", 0}, {"bytes", 0}});
+  REQUIRE(rig.broker.wait_for("residency"));
+  CHECK(rig.arena.resident_bytes() == 0);
+
+  rig.gate.enter();  // restores what the evict offloaded
+  const bool intact = has_pattern(rig.device.driver, p, kMiB, 61);
+  rig.gate.exit();
+  CHECK(intact);
+  rig.arena.free(p, nullptr);
+}
+
+TEST_CASE("a device error at a yield is reported as an error: released pinned, safe mode with the reason, "
+          "memory intact",
+          "[lease][yield]") {
+  Rig rig("lc-sync-error", 64 * kMiB, 5ms, [](ControllerOptions& o) { o.yield_sync_timeout = 10000ms; });
+  // The device's synchronisation fails (the emulated driver's wait times out
+  // with a DriverError) well before the controller would stop waiting.
+  rig.device.driver.set_wait_timeout(50ms);
+  void* p = rig.arena.malloc(kMiB, nullptr);
+  write_pattern(rig.device.driver, p, kMiB, 71);
+  rig.run_op();
+  REQUIRE(rig.broker.wait_for("acquire"));
+  StuckWork work(rig.device.driver, p);
+
+  rig.revoke(60000);
+  const auto release = rig.broker.wait_for("release", 5000ms);
+  REQUIRE(release);  // an error of the device is no lost connection: the lease is given back
+  CHECK(release->value("pinned", false));
+  CHECK((*release)["resident_bytes"].get<std::uint64_t>() == rig.arena.resident_bytes());
+  REQUIRE(wait_until([&] { return rig.gate.state() == LeaseState::released; }));
+  const auto s = rig.controller->status();
+  CHECK(s.releases == 1);
+  CHECK(s.yield_sync_timeouts == 0);
+  CHECK_THAT_TEXT(s.safe_mode_reason, "the device reported an error when synchronised at a yield");
+  CHECK_THAT_TEXT(s.safe_mode_reason, "synchronize_device(device=0)");
+  CHECK(has_pattern(rig.device.driver, p, kMiB, 71));
+
+  // An evict while the enabling thread is not inside acb keeps everything (safe mode).
+  rig.broker.send(0, {{"op", "evict"}, {"device", 0}, {"bytes", 0}});
+  const auto kept = rig.broker.wait_for("residency");
+  REQUIRE(kept);
+  CHECK(kept->value("pinned", false));
+  CHECK(rig.arena.resident_bytes() >= kMiB);
+
+  work.resume();
+  rig.run_op();  // the process goes on: the next op acquires again
+  CHECK(rig.broker.wait_count("acquire", 2));
+  CHECK(rig.controller->status().switches == 2);
+  rig.arena.free(p, nullptr);
 }
