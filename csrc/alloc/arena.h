@@ -118,7 +118,9 @@ class Arena {
   /// the allocated ranges of dirty segments to pinned host backups; the VA
   /// stays reserved. Throws HostBackupLimitExceeded (nothing released) when
   /// the backups would exceed ArenaOptions::host_backup_limit_bytes, and
-  /// DriverError when a copy fails (nothing released either).
+  /// DriverError when a copy fails: what was released before it (the free
+  /// segments, and those whose copies had completed) stays offloaded with a
+  /// complete backup, every other segment stays resident.
   OffloadResult offload(std::size_t budget_bytes = SIZE_MAX);
   /// Keeps the segments overlapping [ptr, ptr + bytes) resident until the
   /// matching unpin(ptr, bytes): memory handed to code that reads and writes
