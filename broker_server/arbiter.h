@@ -10,7 +10,9 @@
 //  - one exclusive compute lease per device;
 //  - priority classes inference > training > batch, FIFO inside a class;
 //  - a higher class preempts the holder at once (revoke, short deadline);
-//  - after `quantum_ms` an equal-priority waiter preempts the holder;
+//  - an equal-priority waiter asks the holder at once to give the device
+//    away at its next idle gap (an idle holder yields at once); after
+//    `quantum_ms` it preempts the holder even when busy;
 //  - aging: a waiter that waited `aging_ms` counts one class higher, so the
 //    lowest class is never starved;
 //  - memory-aware grants: before granting, residents of the device are asked
@@ -54,14 +56,16 @@ std::optional<Priority> parse_priority(const std::string& text);
 
 /// Why a holder is asked to give its lease back. preempt: a better class
 /// waits; quantum: an equal class waits and the lease used its quantum;
-/// drain: the device is being drained; share: only a worse class waits and
-/// the lease used its quantum, so give the device away at the next idle gap
-/// (no deadline: a busy holder is never forced off by a worse class).
+/// drain: the device is being drained; share: give the device away at the
+/// next idle gap, without a deadline (an equal class waits and the lease is
+/// inside its quantum, or only a worse class waits and the lease used its
+/// quantum: a busy holder is not forced off until the quantum, and never by
+/// a worse class).
 enum class RevokeReason { preempt, quantum, drain, share };
 const char* to_string(RevokeReason r);
 
 struct ArbiterConfig {
-  std::uint64_t quantum_ms = 200;            ///< equal-priority time slice
+  std::uint64_t quantum_ms = 200;            ///< how long a busy holder keeps the device against an equal waiter
   std::uint64_t preempt_deadline_ms = 200;   ///< revoke deadline when a higher class waits
   std::uint64_t quantum_deadline_ms = 1000;  ///< revoke deadline at quantum expiry / drain
   std::uint64_t revoke_grace_ms = 2000;      ///< after the deadline, before disconnecting

@@ -203,19 +203,21 @@ void Arbiter::State::schedule(DeviceRec& d, TimeUs now, Decisions& out) {
       revoke(RevokeReason::drain, config.quantum_deadline_ms);
       return;
     }
+    const bool quantum_used = sat_sub(now, h.lease_start_us) >= config.quantum_ms * 1000;
     if (h.state == ClientState::revoked) {
       // Already revoked with a longer deadline (quantum, drain) or none
       // (share), and the head of the queue got more urgent: a better class
       // now waits, so the short preempt deadline applies from here; or, after
-      // a share revoke, the waiter aged into the holder's class, so the
-      // quantum deadline does.
+      // a share revoke, an equal class waits (it came so, or aged into the
+      // holder's class) and the lease has used its quantum, so the quantum
+      // deadline does: a busy holder keeps the device no longer than that.
       if (d.queue.empty()) return;
       const int head_class = waiter_class(clients.at(*queue_head(d, now)), now);
       if (head_class < h.lease_class && h.revoke_deadline_us > now + config.preempt_deadline_ms * 1000) {
         ++counters.preemptions;
         ++h.preemptions;
         revoke(RevokeReason::preempt, config.preempt_deadline_ms);
-      } else if (head_class == h.lease_class && h.revoked_without_deadline()) {
+      } else if (head_class == h.lease_class && h.revoked_without_deadline() && quantum_used) {
         revoke(RevokeReason::quantum, config.quantum_deadline_ms);
       }
       return;
@@ -227,7 +229,7 @@ void Arbiter::State::schedule(DeviceRec& d, TimeUs now, Decisions& out) {
       ++counters.preemptions;
       ++h.preemptions;
       revoke(RevokeReason::preempt, config.preempt_deadline_ms);
-    } else if (sat_sub(now, h.lease_start_us) >= config.quantum_ms * 1000) {
+    } else if (quantum_used) {
       // An equal class takes turns by quanta. A worse class gets the device
       // whenever the holder is idle (lazy holding must not keep an idle
       // device from it), but never forces a busy holder off until it ages.
@@ -236,6 +238,15 @@ void Arbiter::State::schedule(DeviceRec& d, TimeUs now, Decisions& out) {
       } else {
         revoke(RevokeReason::share, std::nullopt);
       }
+    } else if (head_class == h.lease_class && !penalized(head, now)) {
+      // An equal class waits inside the quantum: the holder gives the device
+      // away at its next idle gap (at once if it is idle now), and keeps it
+      // while busy until the quantum ends (the quantum revoke above). Only
+      // the holder knows whether it is busy; a revoke without a deadline
+      // lets it decide without a round trip. A revoke offender is not
+      // served early: a free device reaches it only once it has been free
+      // a quantum, so an early release would leave the device idle.
+      revoke(RevokeReason::share, std::nullopt);
     }
     return;
   }
@@ -263,6 +274,9 @@ void Arbiter::State::schedule(DeviceRec& d, TimeUs now, Decisions& out) {
   d.holder = head.id;
   open_slice(head, now);
   out.push_back(Grant{head.id, d.id, head.lease, waited});
+  // The new holder may owe the next waiter a revoke already (an equal class
+  // queued behind it: yield at the idle gap); decided now, not at the next event.
+  schedule(d, now, out);
 }
 
 void Arbiter::State::schedule_all(TimeUs now, Decisions& out) {

@@ -92,15 +92,19 @@ std::optional<TimeUs> Arbiter::next_wakeup(TimeUs now) const {
     }
     if (!d.holder || d.queue.empty()) continue;
     const ClientRec& h = s.clients.at(*d.holder);
+    const TimeUs quantum_end = h.lease_start_us + s.config.quantum_ms * 1000;
     if (h.state == ClientState::holding) {
-      // Any waiter but a better class (revoked at once) is served at the end
-      // of the quantum: an equal class by a quantum revoke, a worse by a share revoke.
-      consider(h.lease_start_us + s.config.quantum_ms * 1000);
-    } else if (h.revoked_without_deadline() &&
-               s.waiter_class(s.clients.at(*s.queue_head(d, now)), now) <= h.lease_class) {
-      // Shared without a deadline, and the waiter has aged into the holder's
-      // class since (its aging step is past): the deadline is due now.
-      consider(now);
+      // Any waiter but a better class or an unpenalised equal one (revoked at
+      // once) is served at the end of the quantum: an equal class by a
+      // quantum revoke, a worse by a share revoke.
+      consider(quantum_end);
+    } else if (h.revoked_without_deadline()) {
+      // Shared without a deadline: a better class (one that aged since) is
+      // due now, an equal class at the end of the quantum, when the holder's
+      // deadline starts.
+      const int head_class = s.waiter_class(s.clients.at(*s.queue_head(d, now)), now);
+      if (head_class < h.lease_class) consider(now);
+      if (head_class == h.lease_class) consider(quantum_end);
     }
   }
   if (at && *at < now) at = now;

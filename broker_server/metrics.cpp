@@ -89,9 +89,11 @@ std::string render_prometheus(const BrokerMetrics& metrics, const ArbiterCounter
   std::string out;
   out.reserve(4096);
   counter(out, "acb_leases_granted_total", "Compute leases granted.", counters.grants);
-  counter(out, "acb_preemptions_total", "Holders revoked because a waiter of a higher priority class came (the quantum's revokes are not counted here).",
+  counter(out, "acb_preemptions_total",
+          "Holders revoked because a waiter of a higher priority class came (the quantum's revokes are not "
+          "counted here).",
           counters.preemptions);
-  counter(out, "acb_revokes_total", "Revoke messages sent (preempt, quantum, drain).", counters.revokes);
+  counter(out, "acb_revokes_total", "Revoke messages sent (preempt, quantum, drain, share).", counters.revokes);
   counter(out, "acb_evict_requests_total", "Evict messages sent to resident clients.", counters.evict_requests);
   counter(out, "acb_evict_requested_bytes_total", "Bytes that resident clients were asked to offload.",
           counters.evict_requested_bytes);

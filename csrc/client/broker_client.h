@@ -57,7 +57,8 @@ struct Welcome {
 };
 struct Grant { int device = -1; std::uint64_t lease = 0; std::uint64_t quantum_ms = 0; };
 /// deadline_ms: none when the broker only asks for the device at the next
-/// idle gap (reason "share": a lower class waits).
+/// idle gap (reason "share": an equal class waits inside the quantum, or a
+/// lower class after it).
 struct Revoke { int device = -1; std::uint64_t lease = 0; std::optional<std::uint64_t> deadline_ms; std::string reason; };
 struct Evict { int device = -1; std::uint64_t bytes = 0; };
 

@@ -13,9 +13,11 @@ for users): on the emulated device the device *is* the CPU, and CPU work
 would compete with the other jobs' device phases for the same cores.
 
 simulated: no torch; the job speaks the broker protocol itself and holds
-the lease for GPU_MS per phase. If the broker revokes the lease it releases
-at once and asks again for the rest of its phase, as a real job yields at a
-safe point.
+the lease for GPU_MS per phase, releasing it at the phase's end. If the
+broker revokes the lease with a deadline it releases at once and asks again
+for the rest of its phase, as a real job yields at a safe point; a revoke
+without a deadline asks it to yield when idle, and it is busy until the
+phase ends, so it keeps the lease until then, as a real job does.
 
 Both report on stdout, one JSON object per line: {"event": "welcome",
 "client_id": N} once joined, then they wait for a line "go" on stdin (so
@@ -75,9 +77,10 @@ class Job:
             m = self.next_message(end)  # the simulated GPU phase: the lease is held meanwhile
             if m is None:
                 return time.monotonic() - start
-            if m["op"] == "revoke":
+            if m["op"] == "revoke" and m.get("deadline_ms") is not None:
                 self.revoked = True
                 return time.monotonic() - start
+            # A revoke without a deadline: yield when idle, at the phase's end.
 
     def idle(self, seconds: float) -> None:
         end = time.monotonic() + seconds

@@ -36,7 +36,8 @@ def test_status_and_metrics_report_leases_and_devices(broker_factory):
         assert dev["resident_bytes"] == 300 << 20 and dev["draining"] is False
         clients = {c["client_id"]: c for c in status["clients"]}
         ca = clients[a.welcome["client_id"]]
-        assert ca["name"] == "a" and ca["state"] == "holding" and ca["grants"] == 1
+        # b waits: a was asked at once to yield when idle (docs/scheduling.md, "Preemption").
+        assert ca["name"] == "a" and ca["state"] == "revoked" and ca["grants"] == 1
         assert ca["need_bytes"] == 1 << 20 and ca["priority"] == "training"
         assert clients[b.welcome["client_id"]]["state"] == "waiting"
         assert a.welcome["device_capacity_bytes"] == 1 << 30
@@ -49,6 +50,7 @@ def test_status_and_metrics_report_leases_and_devices(broker_factory):
         assert metric(text, "acb_device_resident_bytes", 'device="0",name="0"') == 300 << 20
         assert metric(text, "acb_restored_bytes_total") == 300 << 20
         assert metric(text, "acb_lease_wait_seconds_count") == 1
+        assert metric(text, "acb_revokes_total") == 1
 
         a.send({"op": "release", "resident_bytes": 100 << 20})
         wait_for(b, "grant")

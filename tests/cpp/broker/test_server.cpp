@@ -34,6 +34,11 @@ TEST_CASE("leases pass from holder to waiter on release and on disconnect") {
   b.send({{"op", "acquire"}});
   b.send({{"op", "status"}, {"seq", 1}});  // one connection's frames are handled in order:
   b.expect("status");                       // b is queued now
+  // An equal waiter: a is asked at once to yield when idle (no deadline).
+  const auto revoke = a.expect("revoke");
+  CHECK(revoke["lease"] == g1["lease"]);
+  CHECK(revoke["reason"] == "share");
+  CHECK_FALSE(revoke.contains("deadline_ms"));
   a.send({{"op", "status"}, {"seq", 9}});
   const auto status = a.expect("status");
   CHECK(status["seq"] == 9);
@@ -227,12 +232,14 @@ TEST_CASE("two hundred clients each get the lease once, in turn") {
     if (!first_grant) first_grant = c->expect("grant");
     c->expect("status");
   }
-  // FIFO within one priority: each holder releases and the next in line is granted.
+  // FIFO within one priority: each holder releases and the next in line is
+  // granted; every holder but the last was asked to yield, someone waiting.
   std::uint64_t last_lease = 0;
   for (auto& c : clients) {
     const auto grant = c == clients.front() ? *first_grant : c->expect("grant");
     CHECK(grant["lease"].get<std::uint64_t>() > last_lease);
     last_lease = grant["lease"];
+    if (c != clients.back()) CHECK(c->expect("revoke")["lease"] == grant["lease"]);
     c->send({{"op", "release"}});
   }
   clients.front()->send({{"op", "status"}, {"seq", 1}});

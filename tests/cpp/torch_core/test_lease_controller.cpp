@@ -2,9 +2,11 @@
 // FakeBroker on loopback, with an arena on a uniquely named emulated device:
 // acquire restores offloaded memory before the op runs, a revoke is honoured
 // at the idle gap or past its deadline at the next op boundary (memory stays
-// resident), an evict while not holding offloads and reports residency (one
-// read after the grant leaves memory as it is), the out-of-memory handler
-// asks for a larger need, and waits are counted.
+// resident; one without a deadline waits for the idle gap however long the
+// process stays busy, until a later revoke adds a deadline), an evict while
+// not holding offloads and reports residency (one read after the grant
+// leaves memory as it is), the out-of-memory handler asks for a larger
+// need, and waits are counted.
 // Every wait is bounded; assertions run on the main thread only.
 #include <algorithm>
 #include <array>
@@ -286,6 +288,49 @@ TEST_CASE("a revoke without a deadline never stops a running op; it is honoured 
   REQUIRE(rig.broker.wait_for("release", 5000ms));
   REQUIRE(wait_until([&] { return rig.gate.state() == LeaseState::released; }));
   CHECK(rig.controller->status().releases == 1);
+}
+
+TEST_CASE("an idle holder asked to share gives the device back at once, memory left resident", "[lease]") {
+  Rig rig("lc-share-idle", 64 * kMiB, 10ms);
+  void* p = rig.arena.malloc(kMiB, nullptr);
+  write_pattern(rig.device.driver, p, kMiB, 33);
+  rig.run_op();
+  REQUIRE(rig.broker.wait_for("acquire"));
+  // The op is done; the process holds lazily.
+  REQUIRE(wait_until([&] { return rig.controller->status().regions == 1 && rig.gate.in_flight() == 0; }));
+  CHECK(rig.gate.state() == LeaseState::holding);
+
+  rig.share();  // an equal waiter came: no deadline, only idleness explains a release
+  const auto release = rig.broker.wait_for("release", 5000ms);
+  REQUIRE(release);
+  REQUIRE(wait_until([&] { return rig.gate.state() == LeaseState::released; }));
+  CHECK((*release)["resident_bytes"].get<std::uint64_t>() == rig.arena.resident_bytes());
+  CHECK(has_pattern(rig.device.driver, p, kMiB, 33));
+  CHECK(rig.controller->status().offloads == 0);
+  rig.arena.free(p, nullptr);
+}
+
+TEST_CASE("a busy holder asked to share keeps the device until a deadline follows, then yields at the op boundary",
+          "[lease]") {
+  Rig rig("lc-share-quantum", 64 * kMiB, 10ms);
+  rig.run_op();
+  REQUIRE(rig.broker.wait_for("acquire"));
+
+  LongOp long_op(rig.gate);
+  rig.share();
+  REQUIRE(wait_until([&] { return rig.controller->status().revokes == 1; }));
+  CHECK_FALSE(rig.broker.wait_for("release", 50ms));  // busy: it keeps the device
+  CHECK(rig.gate.state() == LeaseState::holding);
+  // The quantum ended: the broker revokes the same lease again, with a deadline.
+  rig.revoke(20);
+  REQUIRE(wait_until([&] { return rig.gate.state() == LeaseState::yielding; }));
+  CHECK_FALSE(rig.broker.wait_for("release", 1ms));  // the running op finishes first
+  long_op.finish();
+  REQUIRE(rig.broker.wait_for("release", 5000ms));
+  REQUIRE(wait_until([&] { return rig.gate.state() == LeaseState::released; }));
+  const auto s = rig.controller->status();
+  CHECK(s.revokes == 2);
+  CHECK(s.releases == 1);
 }
 
 TEST_CASE("a lost broker ends the lease; the next op reconnects, reports residency and acquires",
