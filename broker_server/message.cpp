@@ -139,17 +139,17 @@ HelloMessage read_hello(const Reader& r) {
         ", whose handshake proves the token without sending it: upgrade this client (docs/protocol.md)");
   }
   hello.client_nonce = r.req_hex32("client_nonce");
-  hello.name = r.opt_string("name").value_or("");
-  hello.pid = static_cast<int>(r.opt_int("pid", 0, std::numeric_limits<int>::max()).value_or(0));
+  hello.client.name = r.opt_string("name").value_or("");
+  hello.client.pid = static_cast<int>(r.opt_int("pid", 0, std::numeric_limits<int>::max()).value_or(0));
   const std::string role = r.opt_string("role").value_or("client");
   if (role != "client" && role != "admin") r.fail("role", "must be \"client\" or \"admin\"");
   hello.admin = role == "admin";
-  hello.priority = r.opt_priority("priority").value_or(Priority::training);
-  hello.need_bytes = r.opt_bytes("need_bytes").value_or(0);
+  hello.client.priority = r.opt_priority("priority").value_or(Priority::training);
+  hello.client.need_bytes = r.opt_bytes("need_bytes").value_or(0);
   const auto device = r.opt_int("device", -1, std::numeric_limits<DeviceId>::max());
-  if (device && *device >= 0) hello.device = static_cast<DeviceId>(*device);
-  hello.fixed = r.opt_bool("fixed").value_or(false);
-  if (hello.fixed && !hello.device) r.fail("fixed", "needs a \"device\" to stay on");
+  if (device && *device >= 0) hello.client.pinned_device = static_cast<DeviceId>(*device);
+  hello.client.fixed = r.opt_bool("fixed").value_or(false);
+  if (hello.client.fixed && !hello.client.pinned_device) r.fail("fixed", "needs a \"device\" to stay on");
   return hello;
 }
 

@@ -42,16 +42,13 @@ using Seq = std::int64_t;
 
 /// The hello names the role and brings the client's nonce; the token itself
 /// never travels (docs/protocol.md, "Authentication and roles").
+/// The handshake's members, and what the arbiter is told of the client
+/// (`client`; its uid is the server's to fill in, from the socket, never the peer's word).
 struct HelloMessage {
   std::vector<std::int64_t> versions;
   wire::Bytes32 client_nonce{};
-  std::string name;
-  int pid = 0;
   bool admin = false;  ///< role "admin"
-  Priority priority = Priority::training;
-  std::uint64_t need_bytes = 0;
-  std::optional<DeviceId> device;  ///< nullopt: the broker places the client
-  bool fixed = false;              ///< never move it off `device` (its process computes on that GPU)
+  HelloInfo client;
 };
 /// The client's proof that it holds the role's token, answering "challenge".
 struct AuthMessage { wire::Bytes32 client_proof{}; };

@@ -376,7 +376,7 @@ void Server::handle_auth(Session& session, const AuthMessage& auth, TimeUs now) 
     // The same answer whatever was wrong (token, role, nonce): a prober learns nothing.
     ++metrics_.auth_failures_total;
     std::fprintf(stderr, "acb-broker: authentication failed from %s (role %s, name \"%s\"); closing that connection\n",
-                 session.peer().c_str(), hello.admin ? "admin" : "client", log_text(hello.name, 64).c_str());
+                 session.peer().c_str(), hello.admin ? "admin" : "client", log_text(hello.client.name, 64).c_str());
     session.close_after_error(wire::encode_message(error_message("authentication failed")));
     return;
   }
@@ -391,19 +391,13 @@ void Server::admit(Session& session, const HelloMessage& hello, int version, Tim
   welcome.heartbeat_timeout_ms = config_.arbiter.heartbeat_timeout_ms;
   welcome.heartbeat_interval_ms = heartbeat_interval_ms(config_.arbiter.heartbeat_timeout_ms);
   if (!hello.admin) {
-    if (const std::string why = priority_claim_refusal(config_.priority, state.uid, hello.priority); !why.empty()) {
+    if (const std::string why = priority_claim_refusal(config_.priority, state.uid, hello.client.priority); !why.empty()) {
       std::fprintf(stderr, "acb-broker: refusing client %llu from %s: %s\n",
                    static_cast<unsigned long long>(session.id()), session.peer().c_str(), why.c_str());
       session.close_after_error(wire::encode_message(error_message(why)));
       return;
     }
-    HelloInfo info;
-    info.name = hello.name;
-    info.pid = hello.pid;
-    info.priority = hello.priority;
-    info.need_bytes = hello.need_bytes;
-    info.pinned_device = hello.device;
-    info.fixed = hello.fixed;
+    HelloInfo info = hello.client;
     info.uid = state.uid;
     Placement placement;
     try {
@@ -425,7 +419,7 @@ void Server::admit(Session& session, const HelloMessage& hello, int version, Tim
   }
   state.authenticated = true;
   state.admin = hello.admin;
-  state.name = hello.name;
+  state.name = hello.client.name;
   ++authenticated_;
   send(session, welcome_message(welcome));
 }

@@ -27,26 +27,26 @@ TEST_CASE("hello: members, defaults and roles") {
   CHECK(h.client_nonce[31] == 0xab);
   CHECK(h.client_nonce[0] == 0);
   CHECK_FALSE(h.admin);
-  CHECK(h.priority == Priority::training);
-  CHECK(h.need_bytes == 0);
-  CHECK_FALSE(h.device);
+  CHECK(h.client.priority == Priority::training);
+  CHECK(h.client.need_bytes == 0);
+  CHECK_FALSE(h.client.pinned_device);
 
   auto full = validate_message(json::parse(
       R"({"op":"hello","versions":[2,3],"client_nonce":"00000000000000000000000000000000000000000000000000000000000000ab","name":"n","pid":7,"role":"admin","priority":"inference","need_bytes":1024,"device":2,"extra":"ignored"})"));
   const auto& f = std::get<HelloMessage>(full);
   CHECK(f.admin);
-  CHECK(f.name == "n");
-  CHECK(f.pid == 7);
-  CHECK(f.priority == Priority::inference);
-  CHECK(f.need_bytes == 1024);
-  CHECK(f.device == 2);
-  CHECK_FALSE(f.fixed);
+  CHECK(f.client.name == "n");
+  CHECK(f.client.pid == 7);
+  CHECK(f.client.priority == Priority::inference);
+  CHECK(f.client.need_bytes == 1024);
+  CHECK(f.client.pinned_device == 2);
+  CHECK_FALSE(f.client.fixed);
   CHECK(std::get<HelloMessage>(validate_message(
                   json::parse(R"({"op":"hello","versions":[2],"client_nonce":"00000000000000000000000000000000000000000000000000000000000000ab","device":1,"fixed":true})")))
-            .fixed);
+            .client.fixed);
   CHECK_FALSE(std::get<HelloMessage>(validate_message(
                   json::parse(R"({"op":"hello","versions":[2],"client_nonce":"00000000000000000000000000000000000000000000000000000000000000ab","device":-1})")))
-                  .device);
+                  .client.pinned_device);
   CHECK(std::string(op_name(full)) == "hello");
   CHECK_FALSE(seq_of(full));
 }
@@ -171,7 +171,7 @@ TEST_CASE("string members are bounded by kMaxStringBytes, and the error names th
                 {"versions", {2}},
                 {"client_nonce", "00000000000000000000000000000000000000000000000000000000000000ab"},
                 {"name", at_limit}};
-  CHECK(std::get<HelloMessage>(validate_message(hello)).name == at_limit);
+  CHECK(std::get<HelloMessage>(validate_message(hello)).client.name == at_limit);
   hello["name"] = over;
   const std::string why = rejection(hello);
   CHECK(why.find("\"name\"") != std::string::npos);
