@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <set>
 #include <stdexcept>
@@ -87,7 +88,7 @@ void Server::start() {
   metrics_http_.start(asio::ip::tcp::endpoint(address, config_.metrics_port));
   idle_since_ = std::chrono::steady_clock::now();
   do_accept();
-  arm_tick();
+  schedule_tick(now_us());
 }
 
 void Server::stop() {
@@ -186,25 +187,54 @@ void Server::on_accepted(asio::ip::tcp::socket socket) {
   session->state().admitted = true;
   sessions_.emplace(id, session);
   session->start();
+  schedule_tick(now_us());  // its hello timeout needs housekeeping
 }
 
-void Server::arm_tick() {
-  tick_timer_.expires_after(kTick);
+bool Server::needs_housekeeping() const {
+  if (config_.idle_exit_s > 0 && sessions_.empty()) return true;
+  for (const auto& [id, session] : sessions_)
+    if (!session->state().authenticated && !session->closing()) return true;
+  return false;
+}
+
+void Server::schedule_tick(TimeUs now) {
+  std::optional<TimeUs> at = arbiter_.next_wakeup(now);
+  if (needs_housekeeping()) {
+    const TimeUs housekeeping = last_housekeeping_us_ + kHousekeepingPeriodUs;
+    at = at ? std::min(*at, housekeeping) : housekeeping;
+  }
+  if (!at) {
+    // Nothing can become due without an event: sleep until one comes.
+    if (tick_armed_) tick_timer_.cancel();
+    tick_armed_ = false;
+    return;
+  }
+  // At least kMinTickSpacingUs after the last tick: something the arbiter
+  // says is due now but a tick leaves due costs a wake-up a millisecond, not a spin.
+  const TimeUs when = std::max({*at, now, last_tick_us_ + kMinTickSpacingUs});
+  if (tick_armed_ && tick_at_us_ <= when) return;  // an earlier wake-up recomputes then
+  tick_armed_ = true;
+  tick_at_us_ = when;
+  tick_timer_.expires_at(epoch_ + std::chrono::microseconds(when));  // cancels a later wait
   tick_timer_.async_wait([this](const error_code& ec) {
-    if (ec || stopped_) return;
+    if (ec || stopped_) return;  // operation_aborted: re-armed earlier, or stopped
+    tick_armed_ = false;
     on_tick();
-    if (!stopped_) arm_tick();
+    if (!stopped_) schedule_tick(now_us());
   });
 }
 
 void Server::on_tick() {
   const TimeUs now = now_us();
+  last_tick_us_ = now;
   try {
     apply(arbiter_.on_tick(now), now);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "acb-broker: arbiter tick failed: %s\n", e.what());
   }
-  if (++ticks_ % kHelloCheckTicks == 0) close_silent_connections(now);
+  if (now - last_housekeeping_us_ < kHousekeepingPeriodUs) return;
+  last_housekeeping_us_ = now;
+  close_silent_connections(now);
   if (config_.idle_exit_s > 0 && sessions_.empty() &&
       std::chrono::steady_clock::now() - idle_since_ >= std::chrono::seconds(config_.idle_exit_s)) {
     std::fprintf(stderr, "acb-broker: no client for %llu s, exiting (--idle-exit-s)\n",
@@ -414,6 +444,7 @@ void Server::admit(Session& session, const HelloMessage& hello, int version, Tim
       return;
     }
     state.in_arbiter = true;
+    schedule_tick(now);  // its heartbeat timeout is due some day
     welcome.device = *placement.device;
     welcome.device_capacity_bytes = reported_capacity(arbiter_.capacity_of(*placement.device));
   }
@@ -555,6 +586,8 @@ void Server::apply(const Decisions& decisions, TimeUs now) {
     }
     send(*session, decision_message(decision, quantum_ms_));
   }
+  // Every arbiter event comes through here: what it changed may fall due sooner.
+  schedule_tick(now);
 }
 
 void Server::on_session_closed(Session& session) {

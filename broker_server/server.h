@@ -4,10 +4,14 @@
 // (message.h), authenticates the connection (hello, challenge, auth:
 // handshake.h), feeds the arbiter its events and
 // turns the arbiter's decisions into frames (replies.h). A steady_timer
-// calls Arbiter::on_tick every kTick for quantum expiry, revoke deadlines
-// and heartbeat timeouts, implements --idle-exit-s, and closes connections
-// that say no hello within the heartbeat timeout (they would otherwise hold
-// a descriptor and keep an idle broker alive forever). Connections beyond
+// calls Arbiter::on_tick when Arbiter::next_wakeup says something falls due
+// (quantum expiry, revoke deadlines, heartbeat timeouts, aging), re-armed
+// after every event that may bring that sooner; while some connection has
+// not authenticated, or with --idle-exit-s and no client, it also fires
+// every kHousekeepingPeriodUs to close connections that say no hello within
+// the heartbeat timeout (they would otherwise hold a descriptor and keep an
+// idle broker alive forever) and to exit when idle. With nothing due, the
+// broker sleeps until the next event. Connections beyond
 // max_connections_per_uid or max_connections (connection_limits.h) get an
 // error frame at accept and are closed. When accept fails for want of
 // descriptors it backs off (accept_backoff.h) and closes the oldest
@@ -51,10 +55,11 @@ struct Tokens {
 
 class Server final : public SessionHost {
  public:
-  /// Period of Arbiter::on_tick.
-  static constexpr std::chrono::milliseconds kTick{10};
-  /// Every this many ticks, connections without hello are checked.
-  static constexpr unsigned kHelloCheckTicks = 50;
+  /// How often connections without hello and --idle-exit-s are checked,
+  /// while there is any such connection or the broker has no client.
+  static constexpr TimeUs kHousekeepingPeriodUs = 500'000;
+  /// Least time between two ticks.
+  static constexpr TimeUs kMinTickSpacingUs = 1'000;
 
   /// `command_line` is kept so that reload() can merge the same flags again.
   Server(boost::asio::io_context& io, BrokerConfig config, CommandLine command_line, Tokens tokens);
@@ -95,7 +100,11 @@ class Server final : public SessionHost {
   void do_accept();
   void on_accepted(boost::asio::ip::tcp::socket socket);
   void back_off_accepting(const boost::system::error_code& ec);
-  void arm_tick();
+  /// Arms the timer for the arbiter's next_wakeup (and housekeeping when
+  /// needed), earlier than it is armed only: call it after anything that may
+  /// have made something due sooner.
+  void schedule_tick(TimeUs now);
+  bool needs_housekeeping() const;
   void on_tick();
   void close_silent_connections(TimeUs now);
   TimeUs now_us() const;
@@ -136,7 +145,10 @@ class Server final : public SessionHost {
   std::size_t authenticated_ = 0;
   BrokerMetrics metrics_;
   bool stopped_ = false;
-  unsigned ticks_ = 0;
+  bool tick_armed_ = false;
+  TimeUs tick_at_us_ = 0;            ///< when the armed timer fires
+  TimeUs last_housekeeping_us_ = 0;
+  TimeUs last_tick_us_ = 0;
 };
 
 }  // namespace acb::broker

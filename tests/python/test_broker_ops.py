@@ -185,3 +185,32 @@ def test_help_describes_the_flags(broker_bin):
     assert result.returncode == 0
     for flag in (b"--port", b"--metrics-port", b"--device", b"--config", b"--idle-exit-s", b"--port-file"):
         assert flag in result.stdout
+
+
+def _wakeups(pid: int) -> int:
+    """Times the broker's thread went to sleep and was woken (it has one thread)."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("voluntary_ctxt_switches:"):
+                return int(line.split()[1])
+    raise AssertionError(f"no voluntary_ctxt_switches in /proc/{pid}/status")
+
+
+def test_a_broker_with_nothing_due_sleeps_until_an_event(broker_factory):
+    # A client holds the device and nobody waits: no quantum, no deadline is
+    # due before its heartbeat timeout (60 s). The broker must not wake on a
+    # clock meanwhile (it used to every 10 ms: about 200 times in 2 s).
+    broker = broker_factory("--heartbeat-timeout-ms", "60000")
+    holder = broker.connect(name="holder")
+    holder.send({"op": "acquire"})
+    wait_for(holder, "grant")
+    idle = broker.connect(name="idle")
+    assert idle.request({"op": "status"}, timeout_s=10)["op"] == "status"
+    before = _wakeups(broker.proc.pid)
+    time.sleep(2.0)  # the interval observed, not a synchronisation
+    woken = _wakeups(broker.proc.pid) - before
+    assert woken < 10, f"an idle broker woke {woken} times in 2 s"
+    # And an event still gets its decision at once: a waiter has the holder
+    # revoked (its lease is older than the quantum by now).
+    idle.send({"op": "acquire"})
+    assert wait_for(holder, "revoke")["reason"] == "quantum"

@@ -122,7 +122,7 @@ TEST_CASE("authentication: wrong tokens and the admin role") {
 
 TEST_CASE("a connection that got a challenge and never answers is closed like one without hello") {
   auto config = RunningServer::make_config();
-  config.arbiter.heartbeat_timeout_ms = 100;  // checked every Server::kHelloCheckTicks ticks (0.5 s)
+  config.arbiter.heartbeat_timeout_ms = 100;  // checked every Server::kHousekeepingPeriodUs (0.5 s)
   RunningServer server(config);
   TestClient silent(server.port());
   bool proved = false;
