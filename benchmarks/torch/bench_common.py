@@ -8,11 +8,14 @@ broker's device is that GPU, with the capacity the benchmark gives for CUDA
 
 from __future__ import annotations
 
+import ctypes
 import json
+import math
 import os
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 from pathlib import Path
 from typing import Dict, List, Sequence
@@ -24,6 +27,21 @@ ON_CUDA = os.environ.get("ACB_BENCH_DEVICE", "emulated") == "cuda"
 
 def figure(name: str, value: float, unit: str) -> None:
     print(f"FIGURE {name} {value:.4g} {unit}", flush=True)
+
+
+def raw_copy_ms(nbytes: int, passes: int = 5) -> float:
+    """The honest best case for moving nbytes: the fastest of `passes` memcpys
+    (ctypes.memmove, libc) between two host buffers touched beforehand, in ms."""
+    nbytes = max(1, int(nbytes))
+    src, dst = bytearray(b"\x01" * nbytes), bytearray(nbytes)
+    s = (ctypes.c_char * nbytes).from_buffer(src)
+    d = (ctypes.c_char * nbytes).from_buffer(dst)
+    best = math.inf
+    for _ in range(passes):
+        started = time.perf_counter()
+        ctypes.memmove(d, s, nbytes)
+        best = min(best, time.perf_counter() - started)
+    return best * 1000
 
 
 class Broker:
