@@ -32,7 +32,6 @@ FIGURE inference_p99_wait_ms (with >= 100 waits), inference_max_wait_ms
 from __future__ import annotations
 
 import tempfile
-import time
 from pathlib import Path
 
 from bench_common import Broker, figure, job_cmd, plain_env, raw_copy_ms, run_all, status
@@ -44,9 +43,6 @@ JOBS = [
 ]
 # A short quantum: an equal waiter gets the device at the holder's next idle gap.
 BROKER_FLAGS = ("--quantum-ms", "20", "--aging-ms", "300")
-# Jobs start their loops together, this long after launch (torch's import
-# alone takes seconds on a loaded 2-core machine).
-START_DELAY_S = 12.0
 PRESSURE_MARGIN = 1 << 20
 MIB = 1 << 20
 INFER_REQUESTS = 150
@@ -57,10 +53,18 @@ TRAINER_STEPS = "60"  # the two trainers beside inference run about as long as i
 def run_shared(broker: Broker, work: Path, label: str) -> list:
     """All JOBS at once under acb on `broker`; their status files."""
     paths = [work / f"{label}{i}.json" for i in range(len(JOBS))]
-    start = ("--start-at", str(time.monotonic() + START_DELAY_S))
+    start = ("--barrier", str(fresh_dir(work, label)))
     run_all([job_cmd("train_job.py", *args, *start, "--out", str(work / f"{label}{i}.pt"), "--status", str(p))
-             for i, (args, p) in enumerate(zip(JOBS, paths))], [broker.env() for _ in JOBS])
+             for i, (args, p) in enumerate(zip(JOBS, paths))], [broker.env() for _ in JOBS], barrier=Path(start[1]))
     return [status(p) for p in paths]
+
+
+def fresh_dir(work: Path, label: str) -> Path:
+    """A new barrier directory: the jobs start their loops together once all are ready
+    (torch's import alone takes seconds on a loaded 2-core machine, and varies)."""
+    path = work / f"barrier-{label}"
+    path.mkdir()
+    return path
 
 
 def makespan_of(shared: list) -> float:
@@ -92,12 +96,12 @@ def main() -> None:
         makespan = makespan_of(shared)
 
         infer_path = work / "infer.json"
-        start = ("--start-at", str(time.monotonic() + START_DELAY_S))
+        start = ("--barrier", str(fresh_dir(work, "infer")))
         run_all([job_cmd("infer_job.py", "--requests", str(INFER_REQUESTS), "--interval-ms", str(INFER_INTERVAL_MS),
                          *start, "--out", str(work / "i.pt"), "--status", str(infer_path)),
                  job_cmd("train_job.py", *with_steps(JOBS[0], TRAINER_STEPS), *start, "--out", str(work / "t0.pt")),
                  job_cmd("train_job.py", *with_steps(JOBS[1], TRAINER_STEPS), *start, "--out", str(work / "t1.pt"))],
-                [broker.env(ACB_PRIORITY="inference"), broker.env(), broker.env()])
+                [broker.env(ACB_PRIORITY="inference"), broker.env(), broker.env()], barrier=Path(start[1]))
         infer = status(infer_path)["acb"]
     finally:
         broker.close()
