@@ -8,14 +8,17 @@ broker's device is that GPU, with the capacity the benchmark gives for CUDA
 
 from __future__ import annotations
 
+import ctypes
 import json
+import math
 import os
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 from pathlib import Path
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 ROOT = Path(__file__).resolve().parents[2]
 JOBS = ROOT / "tests" / "python" / "torch_jobs"
@@ -24,6 +27,21 @@ ON_CUDA = os.environ.get("ACB_BENCH_DEVICE", "emulated") == "cuda"
 
 def figure(name: str, value: float, unit: str) -> None:
     print(f"FIGURE {name} {value:.4g} {unit}", flush=True)
+
+
+def raw_copy_ms(nbytes: int, passes: int = 5) -> float:
+    """The honest best case for moving nbytes: the fastest of `passes` memcpys
+    (ctypes.memmove, libc) between two host buffers touched beforehand, in ms."""
+    nbytes = max(1, int(nbytes))
+    src, dst = bytearray(b"\x01" * nbytes), bytearray(nbytes)
+    s = (ctypes.c_char * nbytes).from_buffer(src)
+    d = (ctypes.c_char * nbytes).from_buffer(dst)
+    best = math.inf
+    for _ in range(passes):
+        started = time.perf_counter()
+        ctypes.memmove(d, s, nbytes)
+        best = min(best, time.perf_counter() - started)
+    return best * 1000
 
 
 class Broker:
@@ -75,9 +93,22 @@ def job_cmd(script: str, *args: str) -> List[str]:
     return [sys.executable, str(JOBS / script), *args, *(("--device", "cuda") if ON_CUDA else ())]
 
 
-def run_all(cmds: Sequence[Sequence[str]], envs: Sequence[Dict[str, str]], timeout_s: float = 300) -> None:
+def run_all(cmds: Sequence[Sequence[str]], envs: Sequence[Dict[str, str]], timeout_s: float = 300,
+            barrier: Optional[Path] = None) -> None:
+    """Runs the commands at once and waits for them; fails with the stderr of one that failed.
+
+    With `barrier` (a fresh directory the commands were given as --barrier, see
+    tests/python/torch_jobs/lockstep.py) they start their loops together once
+    every one of them is ready, however long each took to start."""
     procs = [subprocess.Popen(list(c), env=e, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
              for c, e in zip(cmds, envs)]
+    if barrier is not None:
+        deadline = time.monotonic() + timeout_s
+        while sum(1 for n in os.listdir(barrier) if n.endswith(".ready")) < len(procs):
+            if any(p.poll() is not None for p in procs) or time.monotonic() > deadline:
+                break  # the failure is reported below
+            time.sleep(0.02)  # polling the jobs' ready files
+        (barrier / "go").touch()
     for p in procs:
         _, err = p.communicate(timeout=timeout_s)
         if p.returncode != 0:
