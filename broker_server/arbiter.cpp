@@ -96,13 +96,7 @@ Placement Arbiter::on_hello(ClientId client, const HelloInfo& info, TimeUs now) 
       return {std::nullopt, "device " + std::to_string(*info.pinned_device) + " is draining"};
     device = it->first;
   } else {
-    std::vector<policy::DeviceLoad> loads;
-    for (const auto& [id, d] : s.devices) {
-      std::uint64_t placed_need = 0;
-      for (ClientId m : d.members) placed_need += s.clients.at(m).need_bytes;
-      loads.push_back(
-          {id, d.capacity_bytes, d.draining, d.members.size(), d.queue.size(), placed_need});
-    }
+    const std::vector<policy::DeviceLoad> loads = s.device_loads();
     device = policy::choose_device(loads, info.need_bytes);
     // No device holds the need: place it anyway, its acquire is rejected with the reason.
     if (!device) device = policy::choose_device(loads, 0);

@@ -285,17 +285,21 @@ void Arbiter::State::schedule_all(TimeUs now, Decisions& out) {
   reap_devices();
 }
 
-std::optional<DeviceId> Arbiter::State::move_target(const ClientRec& c,
-                                                    std::uint64_t need_bytes) const {
+std::vector<policy::DeviceLoad> Arbiter::State::device_loads(std::optional<DeviceId> except) const {
   std::vector<policy::DeviceLoad> loads;
   for (const auto& [id, d] : devices) {
-    if (id == c.device) continue;
+    if (id == except) continue;
     std::uint64_t placed_need = 0;
     for (ClientId m : d.members) placed_need += clients.at(m).need_bytes;
     loads.push_back(
         {id, d.capacity_bytes, d.draining, d.members.size(), d.queue.size(), placed_need});
   }
-  return policy::choose_device(loads, need_bytes);
+  return loads;
+}
+
+std::optional<DeviceId> Arbiter::State::move_target(const ClientRec& c,
+                                                    std::uint64_t need_bytes) const {
+  return policy::choose_device(device_loads(c.device), need_bytes);
 }
 
 bool Arbiter::State::relocate(ClientRec& c, TimeUs now, Decisions& out) {

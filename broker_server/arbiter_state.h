@@ -24,6 +24,7 @@
 
 #include "broker_server/arbiter.h"
 #include "broker_server/policy_penalty.h"
+#include "broker_server/policy_placement.h"
 #include "broker_server/policy_queue.h"
 
 namespace acb::broker {
@@ -145,6 +146,8 @@ struct Arbiter::State {
   std::uint64_t reserved_bytes(const ClientRec& c) const;
   std::uint64_t device_bytes(const DeviceRec& d,
                              std::optional<ClientId> except = std::nullopt) const;
+  /// Every device as placement sees it (policy_placement.h), but `except`.
+  std::vector<policy::DeviceLoad> device_loads(std::optional<DeviceId> except = std::nullopt) const;
   std::vector<policy::Waiter> waiters_of(const DeviceRec& d, TimeUs now) const;
   std::vector<ClientId> ordered_queue(const DeviceRec& d, TimeUs now) const;
   /// The waiter granted next on `d`, as policy_queue.h orders them.
