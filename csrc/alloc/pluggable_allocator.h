@@ -19,8 +19,8 @@
 extern "C" {
 #endif
 
-/// Allocates `size` bytes on `device` for use on `stream` (a cudaStream_t). NULL on failure or size
-/// 0.
+/// Allocates `size` bytes on `device` for use on `stream` (a cudaStream_t).
+/// NULL on failure or for size 0.
 void* acb_alloc_malloc(ssize_t size, int device, void* stream);
 /// Frees `ptr` (NULL is a no-op); `size` is what torch passed to malloc (unused).
 void acb_alloc_free(void* ptr, ssize_t size, int device, void* stream);

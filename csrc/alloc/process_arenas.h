@@ -42,17 +42,21 @@ template <class Fn>
 void for_each_process_arena(Fn&& fn);
 /// The process's driver, opened on first use.
 Driver& process_driver();
-/// Options from the environment (see above). Throws std::invalid_argument on malformed values.
+/// Options from the environment (see above). Throws std::invalid_argument on
+/// malformed values.
 ArenaOptions arena_options_from_env();
 /// ACB_HOST_BACKUP_LIMIT when unset: pinned memory cannot be swapped, so a
 /// process that pinned all of the host's RAM would starve everything else on
 /// it. Mirrors the default of host_backup_limit in csrc/common/options.json.
 inline constexpr const char* kDefaultHostBackupLimit = "50%";
-/// Parses ACB_HOST_BACKUP_LIMIT's text: "N%" (1 to 100) of `ram_bytes`, else a byte size (common/byte_size.h).
+/// Parses ACB_HOST_BACKUP_LIMIT's text: "N%" (1 to 100) of `ram_bytes`, else
+/// a byte size (common/byte_size.h).
 std::size_t parse_host_backup_limit(const std::string& text, std::size_t ram_bytes);
-/// The host's physical memory (sysconf). Throws std::runtime_error when it cannot tell.
+/// The host's physical memory (sysconf). Throws std::runtime_error when it
+/// cannot tell.
 std::size_t host_ram_bytes();
-/// Destroys every arena and the driver (tests only: no memory of them may be in use).
+/// Destroys every arena and the driver (tests only: no memory of them may be
+/// in use).
 void shutdown_process_arenas();
 
 namespace detail {
