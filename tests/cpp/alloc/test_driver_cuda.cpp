@@ -4,6 +4,7 @@
 #include <dlfcn.h>
 
 #include <cstdlib>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -254,4 +255,68 @@ TEST_CASE("record_stream on the cuda driver: a freed block waits for the other s
     driver->destroy_stream(main);
     driver->destroy_stream(side);
   }
+}
+
+namespace {
+
+/// Copy calls the fake libcuda at `library` has run: single copies, batches, ranges in batches.
+struct CopyCounts {
+  unsigned long copies = 0, batches = 0, ranges = 0;
+};
+CopyCounts fake_copy_counts(const char* library) {
+  void* handle = ::dlopen(library, RTLD_NOW | RTLD_NOLOAD);
+  REQUIRE(handle != nullptr);
+  auto counts = reinterpret_cast<void (*)(unsigned long*, unsigned long*, unsigned long*)>(
+      ::dlsym(handle, "fake_cuda_copy_counts"));
+  REQUIRE(counts != nullptr);
+  CopyCounts out;
+  counts(&out.copies, &out.batches, &out.ranges);
+  ::dlclose(handle);
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("copy_batch_async is one cuMemcpyBatchAsync where libcuda has it, else one copy per range",
+          "[driver][cuda][coalesce]") {
+  const bool batch = GENERATE(true, false);
+  const char* path = batch ? ACB_FAKE_LIBCUDA : ACB_FAKE_LIBCUDA_NOBATCH;
+  INFO("library " << path);
+  ScopedEnv library("ACB_CUDA_LIBRARY", path);
+  auto driver = make_cuda_driver();
+  const std::size_t bytes = std::size_t{2} << 20;
+  const PhysicalHandle handle = driver->create(bytes, 0);
+  const DevicePtr base = driver->reserve(bytes, 0);
+  driver->map(base, bytes, handle, 0);
+  auto* host = static_cast<unsigned char*>(driver->host_alloc(3 * 4096, 0));
+  for (std::size_t i = 0; i < 3 * 4096; ++i) host[i] = static_cast<unsigned char>(i * 7 + 1);
+  StreamHandle stream = driver->create_stream(0);
+  const CopyRange ranges[] = {{base, host, 4096},
+                              {base + 65536, host + 4096, 4096},
+                              {base + 8192, host + 8192, 4096}};
+
+  const CopyCounts before = fake_copy_counts(path);
+  driver->copy_batch_async(ranges, 3, CopyDirection::to_device, stream);
+  std::memset(host, 0, 3 * 4096);
+  driver->copy_batch_async(ranges, 3, CopyDirection::to_host, stream);
+  driver->synchronize_stream(stream);
+  const CopyCounts after = fake_copy_counts(path);
+  for (std::size_t i = 0; i < 3 * 4096; ++i)
+    REQUIRE(host[i] == static_cast<unsigned char>(i * 7 + 1));
+  CHECK(after.batches - before.batches == (batch ? 2u : 0u));
+  CHECK(after.ranges - before.ranges == (batch ? 6u : 0u));
+  CHECK(after.copies - before.copies == (batch ? 0u : 6u));
+
+  // The null stream may not take a batch: one copy per range there.
+  driver->copy_batch_async(ranges, 3, CopyDirection::to_host, nullptr);
+  driver->synchronize_stream(nullptr);
+  const CopyCounts null_stream = fake_copy_counts(path);
+  CHECK(null_stream.batches == after.batches);
+  CHECK(null_stream.copies - after.copies == 3);
+
+  driver->destroy_stream(stream);
+  driver->host_free(host, 3 * 4096);
+  driver->unmap(base, bytes);
+  driver->free_reservation(base, bytes);
+  driver->release(handle);
 }
