@@ -4,6 +4,8 @@
 // third event poll. So copies complete after they are enqueued, as on a GPU,
 // and an arena that released or reused memory before its copies were done
 // would fail the data checks (or the emulated driver's mapping checks).
+// It counts the copies and bytes given to it (batches come through the
+// contract's default, one copy call per range).
 #pragma once
 
 #include <algorithm>
@@ -78,10 +80,12 @@ class LazyCopyDriver final : public Driver {
   }
   void copy_to_host_async(void* dst, DevicePtr src, std::size_t bytes,
                           StreamHandle stream) override {
+    count_copy(bytes);
     inner_.copy_to_host_async(dst, src, bytes, stream);
   }
   void copy_to_device_async(DevicePtr dst, const void* src, std::size_t bytes,
                             StreamHandle stream) override {
+    count_copy(bytes);
     inner_.copy_to_device_async(dst, src, bytes, stream);
   }
   void detach_after_fork(DevicePtr address, std::size_t bytes, const void* contents) override {
@@ -90,8 +94,17 @@ class LazyCopyDriver final : public Driver {
 
   /// Copies that were enqueued on lazy streams and ran late.
   std::size_t flushes() const { return flushes_; }
+  /// Copy calls (copy_to_host_async + copy_to_device_async) and their bytes so far.
+  std::size_t copies() const { return copies_; }
+  std::size_t copied_bytes() const { return copied_bytes_; }
 
  private:
+  void count_copy(std::size_t bytes) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    ++copies_;
+    copied_bytes_ += bytes;
+  }
+
   /// Lets the lazy streams run their queues, calls `fn`, then holds them again.
   template <class Fn>
   void while_running(Fn&& fn) {
@@ -112,6 +125,8 @@ class LazyCopyDriver final : public Driver {
   std::vector<StreamHandle> lazy_;
   std::size_t polls_ = 0;
   std::size_t flushes_ = 0;
+  std::size_t copies_ = 0;
+  std::size_t copied_bytes_ = 0;
 };
 
 }  // namespace acb::alloc::testing

@@ -3,6 +3,7 @@
 // stand-in for libcuda.so.1 that exports the names cuda.h maps to).
 #include <dlfcn.h>
 
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -11,6 +12,7 @@
 #include "acb_catch.hpp"
 #include "alloc/arena.h"
 #include "alloc/driver.h"
+#include "arena_test_support.h"
 #include "driver_conformance.h"
 #include "driver_test_support.h"
 
@@ -319,4 +321,55 @@ TEST_CASE("copy_batch_async is one cuMemcpyBatchAsync where libcuda has it, else
   driver->unmap(base, bytes);
   driver->free_reservation(base, bytes);
   driver->release(handle);
+}
+
+namespace {
+
+/// Small blocks with large free gaps between them (several copies per
+/// segment), offloaded and restored through `driver`; returns the fake's
+/// copy counts over both, after checking every byte came back.
+CopyCounts offload_and_restore_scattered(Driver& driver, const char* library) {
+  ArenaOptions options;
+  options.va_reserve_bytes = std::size_t{64} << 20;
+  Arena arena(driver, 0, options);
+  std::vector<void*> live;
+  std::vector<void*> gaps;
+  for (std::uint64_t i = 0; i < 6; ++i) {
+    live.push_back(arena.malloc(4096, nullptr));
+    gaps.push_back(arena.malloc(128 * 1024, nullptr));  // more than copy_merge_gap_bytes
+  }
+  for (std::size_t i = 0; i < live.size(); ++i)
+    acb::alloc::testing::write_pattern(driver, live[i], 4096, 70 + i);
+  for (void* g : gaps) arena.free(g, nullptr);
+  const CopyCounts before = fake_copy_counts(library);
+  arena.offload();
+  arena.restore_all();
+  const CopyCounts after = fake_copy_counts(library);
+  for (std::size_t i = 0; i < live.size(); ++i)
+    CHECK(acb::alloc::testing::has_pattern(driver, live[i], 4096, 70 + i));
+  for (void* p : live) arena.free(p, nullptr);
+  arena.validate();
+  return {after.copies - before.copies, after.batches - before.batches,
+          after.ranges - before.ranges};
+}
+
+}  // namespace
+
+TEST_CASE("offload and restore batch their copies where libcuda has cuMemcpyBatchAsync",
+          "[driver][cuda][coalesce]") {
+  SECTION("a CUDA 13 libcuda: one cuMemcpyBatchAsync per chunk, no single copies") {
+    ScopedEnv library("ACB_CUDA_LIBRARY", ACB_FAKE_LIBCUDA);
+    auto driver = make_cuda_driver();
+    CopyCounts counts = offload_and_restore_scattered(*driver, ACB_FAKE_LIBCUDA);
+    CHECK(counts.copies == 0);
+    CHECK(counts.batches == 2);  // one segment: one batch out, one back
+    CHECK(counts.ranges == 2 * 6);
+  }
+  SECTION("a libcuda without it: one copy per range") {
+    ScopedEnv library("ACB_CUDA_LIBRARY", ACB_FAKE_LIBCUDA_NOBATCH);
+    auto driver = make_cuda_driver();
+    CopyCounts counts = offload_and_restore_scattered(*driver, ACB_FAKE_LIBCUDA_NOBATCH);
+    CHECK(counts.batches == 0);
+    CHECK(counts.copies == 2 * 6);
+  }
 }
