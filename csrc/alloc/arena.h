@@ -123,9 +123,9 @@ class Arena {
   /// the allocated ranges of dirty segments to pinned host backups; the VA
   /// stays reserved. Throws HostBackupLimitExceeded (nothing released) when
   /// the backups would exceed ArenaOptions::host_backup_limit_bytes, and
-  /// DriverError when a copy fails: what was released before it (the free
-  /// segments, and those whose copies had completed) stays offloaded with a
-  /// complete backup, every other segment stays resident.
+  /// DriverError when a copy fails: the fully free segments are released
+  /// then, every segment that needed copying stays resident (segments are
+  /// released only once all copies are done).
   OffloadResult offload(std::size_t budget_bytes = SIZE_MAX);
   /// Keeps the segments overlapping [ptr, ptr + bytes) resident until the
   /// matching unpin(ptr, bytes): memory handed to code that reads and writes

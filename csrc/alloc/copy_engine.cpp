@@ -70,11 +70,6 @@ void CopyEngine::flush(CopyDirection direction) {
   ++enqueued_;
 }
 
-bool CopyEngine::done(std::uint64_t mark) {
-  while (completed_ < mark && driver_.event_done(ring_[completed_ % ring_size_])) ++completed_;
-  return completed_ >= mark;
-}
-
 void CopyEngine::copy(const std::vector<CopyRange>& ranges, CopyDirection direction) {
   ensure_started();
   for (const CopyRange& range : ranges) {

@@ -9,9 +9,7 @@
 // each. Up to `chunks_in_flight` chunks are enqueued ahead, each followed by
 // an event from a fixed ring, and the engine waits on the oldest event before
 // reusing its slot. So a large offload keeps the copy queue full without an
-// unbounded queue, and finish() is the only full synchronisation. mark()/
-// done() let the arena release a segment as soon as its own copies are done
-// while later ones are in flight.
+// unbounded queue, and finish() is the only full synchronisation.
 //
 // Not thread-safe: used under the arena's mutex.
 #pragma once
@@ -40,11 +38,6 @@ class CopyEngine {
   void copy(const std::vector<CopyRange>& ranges, CopyDirection direction);
   /// Waits until every enqueued copy is done.
   void finish();
-
-  /// A mark after everything enqueued so far (to ask later whether it is done).
-  std::uint64_t mark() const { return enqueued_; }
-  /// True when every chunk enqueued before `mark` has completed (polls, never waits).
-  bool done(std::uint64_t mark);
 
   /// Ranges handed to the driver so far (after cutting at chunk boundaries).
   std::uint64_t ranges_enqueued() const { return ranges_enqueued_; }

@@ -412,3 +412,43 @@ TEST_CASE("free gaps are copied only up to the limit and never clobber live data
     arena.validate();
   }
 }
+
+TEST_CASE("offload releases segments only after every copy is enqueued and done",
+          "[offload][coalesce]") {
+  // cuMemUnmap is synchronous: an unmap between copies would drain the copy
+  // queue. So all copies go first, then every release.
+  EmulatedDevice dev("releaseafter");
+  LazyCopyDriver lazy(dev.driver);
+  Arena arena(lazy, 0);
+  std::vector<LiveBlock> live;
+  for (std::uint64_t i = 0; i < 4; ++i) {  // four segments of 2 MiB, each dirty
+    void* p = arena.malloc(2 * kMiB, nullptr);
+    write_pattern(dev.driver, p, 2 * kMiB, 40 + i);
+    live.push_back({p, 2 * kMiB, 40 + i});
+  }
+  const std::size_t unmaps_before = lazy.copies_at_unmap().size();
+  arena.offload();
+  const std::vector<std::size_t> at_unmap = lazy.copies_at_unmap();
+  REQUIRE(at_unmap.size() - unmaps_before == 4);
+  for (std::size_t i = unmaps_before; i < at_unmap.size(); ++i) CHECK(at_unmap[i] == lazy.copies());
+  arena.restore_all();
+  for (const LiveBlock& b : live) CHECK(has_pattern(dev.driver, b.ptr, b.bytes, b.seed));
+
+  SECTION("a failed copy leaves every segment that needed copying resident") {
+    void* empty = arena.malloc(2 * kMiB, nullptr);
+    arena.free(empty, nullptr);  // a fully free segment: released before any copy
+    for (const LiveBlock& b : live) arena.mark_written(b.ptr, b.bytes);
+    lazy.fail_copy_after(2);
+    CHECK_THROWS_AS(arena.offload(), DriverError);
+    arena.validate();
+    for (const LiveBlock& b : live) CHECK(arena.is_resident(b.ptr, b.bytes));
+    CHECK(arena.stats().offloaded_bytes == 0);
+    CHECK(arena.stats().reserved_bytes == 4 * 2 * kMiB);
+    for (const LiveBlock& b : live) CHECK(has_pattern(dev.driver, b.ptr, b.bytes, b.seed));
+    arena.offload();  // the next one works
+    arena.restore_all();
+    for (const LiveBlock& b : live) CHECK(has_pattern(dev.driver, b.ptr, b.bytes, b.seed));
+  }
+  for (const LiveBlock& b : live) arena.free(b.ptr, nullptr);
+  arena.validate();
+}
