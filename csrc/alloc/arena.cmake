@@ -6,6 +6,7 @@ target_sources(acb_alloc PRIVATE
   ${CMAKE_CURRENT_LIST_DIR}/block_pool.cpp
   ${CMAKE_CURRENT_LIST_DIR}/va_space.cpp
   ${CMAKE_CURRENT_LIST_DIR}/host_backup_pool.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/copy_plan.cpp
   ${CMAKE_CURRENT_LIST_DIR}/copy_engine.cpp
   ${CMAKE_CURRENT_LIST_DIR}/arena.cpp
   ${CMAKE_CURRENT_LIST_DIR}/arena_offload.cpp

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "alloc/arena_impl.h"
+#include "alloc/copy_plan.h"
 
 namespace acb::alloc {
 
@@ -116,35 +117,42 @@ OffloadResult Arena::Impl::offload(std::size_t budget_bytes) {
     release_segment(s);
   }
 
-  // Copy the allocated ranges of dirty segments (clean ones are skipped) and
-  // release each segment as soon as its own copies are done, while later
-  // copies are in flight. A released segment's backup is complete, so a
-  // failure part-way leaves every segment either resident or offloaded.
-  std::vector<std::pair<Segment*, std::uint64_t>> copying;  // segment, copy mark
-  std::size_t next_release = 0;
-  auto release_done = [&](bool wait) {
-    if (wait) copier.finish();
-    while (next_release < copying.size() && copier.done(copying[next_release].second)) {
-      Segment* s = copying[next_release++].first;
-      s->backup_current = true;
-      result.released_bytes += s->bytes;
-      make_offloaded(s);
-    }
-  };
-  for (Segment* s : offload_now) {
-    if (s->backup_current) {
-      result.skipped_clean_bytes += s->allocated_bytes;
-    } else {
-      for (Block* b = s->first_block; b != nullptr; b = b->next) {
-        if (!b->allocated) continue;
-        copier.to_host(s->backup.data() + (b->address - s->address), b->address, b->bytes);
-        result.copied_bytes += b->bytes;
+  // Copy the allocated ranges of dirty segments (clean ones are skipped),
+  // coalesced (copy_plan.h), then release them all once every copy is done.
+  // Not one by one while later copies are in flight: cuMemUnmap is
+  // documented as synchronous (cuda.h marks it \note_sync), so an unmap in
+  // the middle would stall the host until the queue drained and leave the
+  // copy engine idle while it ran. A failed copy leaves every one of them
+  // resident (only the fully free segments above are released).
+  const std::uint64_t ranges_before = copier.ranges_enqueued();
+  const std::uint64_t batches_before = copier.batches_enqueued();
+  try {
+    for (Segment* s : offload_now) {
+      if (s->backup_current) {
+        result.skipped_clean_bytes += s->allocated_bytes;
+        continue;
       }
+      copier.copy(plan_copies(s->first_block, s->address, s->backup.data(),
+                              options.copy_merge_gap_bytes),
+                  CopyDirection::to_host);
+      result.copied_bytes += s->allocated_bytes;
     }
-    copying.emplace_back(s, copier.mark());
-    release_done(false);
+    copier.finish();
+  } catch (...) {
+    // Let the copies already queued end before anyone reuses their backups.
+    try {
+      copier.finish();
+    } catch (...) {
+    }
+    throw;
   }
-  release_done(true);
+  for (Segment* s : offload_now) {
+    s->backup_current = true;
+    result.released_bytes += s->bytes;
+    make_offloaded(s);
+  }
+  stats.copy_range_count += copier.ranges_enqueued() - ranges_before;
+  stats.copy_batch_count += copier.batches_enqueued() - batches_before;
   stats.offload_count += 1;
   stats.offload_copied_bytes += result.copied_bytes;
   stats.skipped_clean_bytes += result.skipped_clean_bytes;
@@ -173,6 +181,8 @@ std::size_t Arena::Impl::restore_segments(std::vector<Segment*> wanted) {
   };
   bool released_cache = false;
   std::size_t copied = 0;
+  const std::uint64_t ranges_before = copier.ranges_enqueued();
+  const std::uint64_t batches_before = copier.batches_enqueued();
   for (std::size_t i = 0; i < wanted.size();) {
     Segment* s = wanted[i];
     try {
@@ -203,11 +213,10 @@ std::size_t Arena::Impl::restore_segments(std::vector<Segment*> wanted) {
     mapped.push_back(s);
     ++i;
     try {
-      for (Block* b = s->first_block; b != nullptr; b = b->next) {
-        if (!b->allocated) continue;
-        copier.to_device(b->address, s->backup.data() + (b->address - s->address), b->bytes);
-        copied += b->bytes;
-      }
+      copier.copy(plan_copies(s->first_block, s->address, s->backup.data(),
+                              options.copy_merge_gap_bytes),
+                  CopyDirection::to_device);
+      copied += s->allocated_bytes;
     } catch (...) {
       roll_back();
       throw;
@@ -220,6 +229,8 @@ std::size_t Arena::Impl::restore_segments(std::vector<Segment*> wanted) {
     throw;
   }
   for (Segment* s : mapped) make_resident(s);
+  stats.copy_range_count += copier.ranges_enqueued() - ranges_before;
+  stats.copy_batch_count += copier.batches_enqueued() - batches_before;
   stats.restore_count += 1;
   stats.restored_bytes += copied;
   stats.restore_ns += elapsed_ns(start);

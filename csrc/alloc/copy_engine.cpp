@@ -52,36 +52,44 @@ void CopyEngine::wait_for_slot() {
   }
 }
 
-void CopyEngine::chunk_enqueued() {
+void CopyEngine::flush(CopyDirection direction) {
+  if (batch_.empty()) return;
+  try {
+    wait_for_slot();
+    driver_.copy_batch_async(batch_.data(), batch_.size(), direction, stream_);
+  } catch (...) {
+    // Dropped: the caller waits in finish() and must not see it retried later.
+    batch_.clear();
+    batch_bytes_ = 0;
+    throw;
+  }
+  ranges_enqueued_ += batch_.size();
+  batch_.clear();
+  batch_bytes_ = 0;
   driver_.record_event(ring_[enqueued_ % ring_size_], stream_);
   ++enqueued_;
 }
 
-bool CopyEngine::done(std::uint64_t mark) {
-  while (completed_ < mark && driver_.event_done(ring_[completed_ % ring_size_])) ++completed_;
-  return completed_ >= mark;
+void CopyEngine::copy(const std::vector<CopyRange>& ranges, CopyDirection direction) {
+  ensure_started();
+  for (const CopyRange& range : ranges) {
+    for (std::size_t done = 0; done < range.bytes;) {
+      const std::size_t n = std::min(chunk_bytes_ - batch_bytes_, range.bytes - done);
+      batch_.push_back({range.device + done, static_cast<std::byte*>(range.host) + done, n});
+      batch_bytes_ += n;
+      done += n;
+      if (batch_bytes_ == chunk_bytes_) flush(direction);
+    }
+  }
+  flush(direction);
 }
 
 void CopyEngine::to_host(void* dst, DevicePtr src, std::size_t bytes) {
-  ensure_started();
-  auto* out = static_cast<std::byte*>(dst);
-  for (std::size_t done = 0; done < bytes; done += chunk_bytes_) {
-    std::size_t n = std::min(chunk_bytes_, bytes - done);
-    wait_for_slot();
-    driver_.copy_to_host_async(out + done, src + done, n, stream_);
-    chunk_enqueued();
-  }
+  copy({{src, dst, bytes}}, CopyDirection::to_host);
 }
 
 void CopyEngine::to_device(DevicePtr dst, const void* src, std::size_t bytes) {
-  ensure_started();
-  const auto* in = static_cast<const std::byte*>(src);
-  for (std::size_t done = 0; done < bytes; done += chunk_bytes_) {
-    std::size_t n = std::min(chunk_bytes_, bytes - done);
-    wait_for_slot();
-    driver_.copy_to_device_async(dst + done, in + done, n, stream_);
-    chunk_enqueued();
-  }
+  copy({{dst, const_cast<void*>(src), bytes}}, CopyDirection::to_device);
 }
 
 void CopyEngine::finish() {

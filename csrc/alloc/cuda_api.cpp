@@ -34,6 +34,10 @@ CudaApi CudaApi::load(const std::string& library) {
                           "(acb needs CUDA 11.0 or newer)");
   ACB_CUDA_FUNCTIONS(ACB_CUDA_RESOLVE)
 #undef ACB_CUDA_RESOLVE
+#define ACB_CUDA_RESOLVE_OPTIONAL(name, symbol) \
+  api.name = reinterpret_cast<decltype(api.name)>(::dlsym(handle, symbol));
+  ACB_CUDA_OPTIONAL_FUNCTIONS(ACB_CUDA_RESOLVE_OPTIONAL)
+#undef ACB_CUDA_RESOLVE_OPTIONAL
   return api;
 }
 

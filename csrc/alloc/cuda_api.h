@@ -56,14 +56,27 @@ struct CudaApi {
   X(cuEventQuery, "cuEventQuery")                                   \
   X(cuEventSynchronize, "cuEventSynchronize")
 
+  // Optional entry points: resolved when libcuda exports them, null
+  // otherwise (callers fall back). cuMemcpyBatchAsync came with CUDA 12.8
+  // (with a failIdx argument); CUDA 13's header maps the name to
+  // cuMemcpyBatchAsync_v2, without it, which is the one used: only when
+  // acb is built with CUDA 13 headers, and only drivers of 13.0 or newer
+  // export it (older ones take the per-range copies).
+#if CUDA_VERSION >= 13000
+#define ACB_CUDA_OPTIONAL_FUNCTIONS(X) X(cuMemcpyBatchAsync, "cuMemcpyBatchAsync_v2")
+#else
+#define ACB_CUDA_OPTIONAL_FUNCTIONS(X)
+#endif
+
   // decltype of the header's declaration (the macro picks the versioned one),
   // so a signature mismatch with the exported symbol cannot creep in.
 #define ACB_CUDA_POINTER(name, symbol) decltype(&::name) name = nullptr;
   ACB_CUDA_FUNCTIONS(ACB_CUDA_POINTER)
+  ACB_CUDA_OPTIONAL_FUNCTIONS(ACB_CUDA_POINTER)
 #undef ACB_CUDA_POINTER
 
   /// Opens `library` (libcuda.so.1 unless ACB_CUDA_LIBRARY names another) and
-  /// resolves every function. Throws DriverError (call "dlopen" or "dlsym")
+  /// resolves every function (the optional ones where present). Throws DriverError (call "dlopen" or "dlsym")
   /// naming the library and the missing symbol. The library is never closed:
   /// CUDA objects may outlive any one driver until process exit.
   static CudaApi load(const std::string& library);

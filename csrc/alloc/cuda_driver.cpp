@@ -6,6 +6,11 @@
 //   host_alloc/host_free       cuMemHostAlloc(PORTABLE) / cuMemFreeHost
 //   streams, events            non-blocking streams, events without timing
 //   copies                     cuMemcpyHtoDAsync_v2 / cuMemcpyDtoHAsync_v2
+//   batches of copies          cuMemcpyBatchAsync_v2 where libcuda exports it
+//                              (CUDA 13+) and the stream is not the null
+//                              stream, else one copy per range; a batch the
+//                              driver refuses as not supported switches to
+//                              per-range copies for the driver's life
 //
 // Every call runs in the device's primary context (the one the CUDA runtime
 // and torch use), made current on the calling thread for the call when it is
@@ -23,6 +28,7 @@
 //
 // Thread-safety: CUDA calls are thread-safe; the bookkeeping maps are
 // guarded by one mutex that is never held across a blocking CUDA call.
+#include <atomic>
 #include <cerrno>
 #include <map>
 #include <mutex>
@@ -303,6 +309,56 @@ class CudaDriver final : public Driver {
               ", size=" + std::to_string(bytes) + ", " + stream_args(stream, device));
   }
 
+  void copy_batch_async(const CopyRange* ranges, std::size_t count, CopyDirection direction,
+                        StreamHandle stream) override {
+#if CUDA_VERSION >= 13000
+    // The null stream is not allowed for a batch; one range needs none.
+    if (api_.cuMemcpyBatchAsync != nullptr && stream != nullptr && count > 1 &&
+        batch_supported_.load(std::memory_order_relaxed)) {
+      const int device = device_of_stream(stream, ranges[0].device);
+      const ContextScope scope = use_device(device, "cuMemcpyBatchAsync");
+      const bool to_host = direction == CopyDirection::to_host;
+      std::vector<CUdeviceptr> dsts(count);
+      std::vector<CUdeviceptr> srcs(count);
+      std::vector<std::size_t> sizes(count);
+      std::size_t total = 0;
+      for (std::size_t i = 0; i < count; ++i) {
+        const auto host = reinterpret_cast<CUdeviceptr>(ranges[i].host);  // unified addressing
+        dsts[i] = to_host ? host : ranges[i].device;
+        srcs[i] = to_host ? ranges[i].device : host;
+        sizes[i] = ranges[i].bytes;
+        total += ranges[i].bytes;
+      }
+      // One attribute for all: read the source in stream order (it may be
+      // written by earlier work on the stream); the location hints matter
+      // only for managed memory, which acb never copies.
+      CUmemcpyAttributes attributes{};
+      attributes.srcAccessOrder = CU_MEMCPY_SRC_ACCESS_ORDER_STREAM;
+      CUmemLocation host_location{};
+      host_location.type = CU_MEM_LOCATION_TYPE_HOST;
+      CUmemLocation device_location{};
+      device_location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+      device_location.id = device;
+      attributes.srcLocHint = to_host ? device_location : host_location;
+      attributes.dstLocHint = to_host ? host_location : device_location;
+      std::size_t first_attribute = 0;
+      const CUresult result =
+          api_.cuMemcpyBatchAsync(dsts.data(), srcs.data(), sizes.data(), count, &attributes,
+                                  &first_attribute, 1, static_cast<CUstream>(stream));
+      if (result != CUDA_ERROR_NOT_SUPPORTED) {
+        check("cuMemcpyBatchAsync", result,
+              std::string(to_host ? "device->host" : "host->device") +
+                  ", count=" + std::to_string(count) + ", size=" + std::to_string(total) +
+                  ", first dst=" + hex(dsts[0]) + ", first src=" + hex(srcs[0]) + ", " +
+                  stream_args(stream, device));
+        return;
+      }
+      batch_supported_.store(false, std::memory_order_relaxed);
+    }
+#endif
+    Driver::copy_batch_async(ranges, count, direction, stream);
+  }
+
   void detach_after_fork(DevicePtr, std::size_t, const void*) override {
     // Nothing to do: a forked child cannot use the parent's CUDA context
     // (every CUDA call in it fails with an initialization error), so the
@@ -425,6 +481,8 @@ class CudaDriver final : public Driver {
   std::vector<CUdevice> devices_;
   std::vector<CUcontext> contexts_;
   std::vector<std::size_t> granularity_;
+  /// Cleared when a batch came back CUDA_ERROR_NOT_SUPPORTED: per-range copies from then on.
+  std::atomic<bool> batch_supported_{true};
 
   mutable std::mutex mutex_;
   std::map<DevicePtr, Range> reservations_;

@@ -1,5 +1,6 @@
 // The driver contract's free functions that belong to no implementation:
-// parsing the emulated device's specification (ACB_EMULATED_DEVICE).
+// parsing the emulated device's specification (ACB_EMULATED_DEVICE), and the
+// default of Driver::copy_batch_async (one copy call per range).
 #include "alloc/driver.h"
 
 #include <cctype>
@@ -27,6 +28,17 @@ std::size_t parse_capacity(const std::string& text, const std::string& spec) {
 }
 
 }  // namespace
+
+void Driver::copy_batch_async(const CopyRange* ranges, std::size_t count, CopyDirection direction,
+                              StreamHandle stream) {
+  for (std::size_t i = 0; i < count; ++i) {
+    const CopyRange& r = ranges[i];
+    if (direction == CopyDirection::to_host)
+      copy_to_host_async(r.host, r.device, r.bytes, stream);
+    else
+      copy_to_device_async(r.device, r.host, r.bytes, stream);
+  }
+}
 
 EmulatedDeviceOptions parse_emulated_device(const std::string& spec) {
   EmulatedDeviceOptions options;

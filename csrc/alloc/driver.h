@@ -54,6 +54,16 @@ class DriverError : public std::runtime_error {
   bool out_of_memory_ = false;
 };
 
+/// One copy of a batch: `bytes` between device address `device` and host
+/// address `host` (pinned, from host_alloc), in the batch's direction.
+struct CopyRange {
+  DevicePtr device = 0;
+  void* host = nullptr;
+  std::size_t bytes = 0;
+};
+
+enum class CopyDirection { to_host, to_device };
+
 /// Device memory figures, in bytes.
 struct MemoryInfo {
   std::size_t free_bytes = 0;
@@ -121,6 +131,14 @@ class Driver {
   /// Enqueues a copy of `bytes` from host `src` to device `dst` on `stream`.
   virtual void copy_to_device_async(DevicePtr dst, const void* src, std::size_t bytes,
                                     StreamHandle stream) = 0;
+  /// Enqueues `count` copies in `direction` on `stream` as one batch: the
+  /// batch runs in stream order, the copies within it in any order, so the
+  /// ranges must not overlap. Cheaper than one call per range where the
+  /// driver batches (the CUDA driver uses cuMemcpyBatchAsync when libcuda has
+  /// it and the stream is not the null stream); this default makes one
+  /// copy_to_host_async / copy_to_device_async per range, in order.
+  virtual void copy_batch_async(const CopyRange* ranges, std::size_t count,
+                                CopyDirection direction, StreamHandle stream);
 
   // --- fork --------------------------------------------------------------------
   /// In a forked child only, on its single thread, with no call of this driver

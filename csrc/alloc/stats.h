@@ -12,6 +12,9 @@
 //   offload_copied_bytes bytes copied device -> host by offloads
 //   restored_bytes       bytes copied host -> device by restores
 //   skipped_clean_bytes  live bytes an offload did not copy because the backup was current
+//   copy_range_count     copies (ranges) offloads and restores gave the driver, after
+//                        coalescing adjacent blocks (copy_plan.h) and cutting at chunks
+//   copy_batch_count     driver batch calls those ranges went in (Driver::copy_batch_async)
 //   segment_create_count / segment_release_count: physical segments created / released
 //   oom_count            allocations that found no memory before the handler ran
 #pragma once
@@ -36,6 +39,8 @@ namespace acb::alloc {
   X(restore_count, counter)         \
   X(restored_bytes, counter)        \
   X(skipped_clean_bytes, counter)   \
+  X(copy_range_count, counter)      \
+  X(copy_batch_count, counter)      \
   X(segment_create_count, counter)  \
   X(segment_release_count, counter) \
   X(oom_count, counter)             \

@@ -6,6 +6,11 @@
 add_library(acb_fake_libcuda MODULE ${CMAKE_CURRENT_LIST_DIR}/fake_libcuda.cpp)
 target_include_directories(acb_fake_libcuda SYSTEM PRIVATE ${ACB_CUDA_INCLUDE_DIR})
 acb_target_warnings(acb_fake_libcuda)
+# The same without cuMemcpyBatchAsync, as a libcuda older than CUDA 13.
+add_library(acb_fake_libcuda_nobatch MODULE ${CMAKE_CURRENT_LIST_DIR}/fake_libcuda.cpp)
+target_include_directories(acb_fake_libcuda_nobatch SYSTEM PRIVATE ${ACB_CUDA_INCLUDE_DIR})
+target_compile_definitions(acb_fake_libcuda_nobatch PRIVATE FAKE_CUDA_NO_BATCH)
+acb_target_warnings(acb_fake_libcuda_nobatch)
 
 acb_add_test(test_drivers GPU_CASES
   SOURCES
@@ -17,5 +22,6 @@ acb_add_test(test_drivers GPU_CASES
     ${CMAKE_CURRENT_LIST_DIR}/test_driver_cuda.cpp
     ${CMAKE_CURRENT_LIST_DIR}/test_driver_stress.cpp
   LIBS acb_alloc)
-add_dependencies(test_drivers acb_fake_libcuda)
-target_compile_definitions(test_drivers PRIVATE ACB_FAKE_LIBCUDA="$<TARGET_FILE:acb_fake_libcuda>")
+add_dependencies(test_drivers acb_fake_libcuda acb_fake_libcuda_nobatch)
+target_compile_definitions(test_drivers PRIVATE ACB_FAKE_LIBCUDA="$<TARGET_FILE:acb_fake_libcuda>"
+  ACB_FAKE_LIBCUDA_NOBATCH="$<TARGET_FILE:acb_fake_libcuda_nobatch>")

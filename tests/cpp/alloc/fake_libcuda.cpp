@@ -14,6 +14,9 @@
 // Each device has its own primary context token, so tests can see which
 // context a call ran in (fake_cuda_primary_context, and
 // fake_cuda_host_alloc_context: the one current at the last cuMemHostAlloc).
+// It exports cuMemcpyBatchAsync_v2 (CUDA 13) unless built with
+// FAKE_CUDA_NO_BATCH (as acb_fake_libcuda_nobatch, a driver without it);
+// fake_cuda_copy_counts() tells how many single and batch copies it ran.
 // fake_cuda_pause_stream(stream, 1) holds a stream busy, as a long kernel
 // would: an event recorded on it then is not ready until
 // fake_cuda_pause_stream(stream, 0), or a synchronize that waits for it.
@@ -37,6 +40,9 @@ thread_local CUcontext t_current = nullptr;
 int g_context_tokens[64] = {};
 CUcontext g_host_alloc_context = nullptr;
 CUcontext g_copy_context = nullptr;
+std::atomic<unsigned long> g_copy_calls{0};    // cuMemcpyHtoDAsync + cuMemcpyDtoHAsync
+std::atomic<unsigned long> g_batch_calls{0};   // cuMemcpyBatchAsync
+std::atomic<unsigned long> g_batch_ranges{0};  // copies in those batches
 
 struct FakeStream {
   bool paused = false;
@@ -271,13 +277,40 @@ CUresult CUDAAPI cuMemFreeHost(void* ptr) {
 }
 CUresult CUDAAPI cuMemcpyHtoDAsync(CUdeviceptr dst, const void* src, size_t size, CUstream) {
   g_copy_context = t_current;
+  ++g_copy_calls;
   std::memcpy(reinterpret_cast<void*>(dst), src, size);
   return CUDA_SUCCESS;
 }
 CUresult CUDAAPI cuMemcpyDtoHAsync(void* dst, CUdeviceptr src, size_t size, CUstream) {
+  ++g_copy_calls;
   std::memcpy(dst, reinterpret_cast<const void*>(src), size);
   return CUDA_SUCCESS;
 }
+#ifndef FAKE_CUDA_NO_BATCH
+// CUDA 13's signature (cuda.h maps the name to cuMemcpyBatchAsync_v2), with
+// the checks the real one documents: not the legacy null stream, attrsIdxs[0]
+// == 0, increasing indices below count, a valid source access order.
+CUresult CUDAAPI cuMemcpyBatchAsync(CUdeviceptr* dsts, CUdeviceptr* srcs, size_t* sizes,
+                                    size_t count, CUmemcpyAttributes* attrs, size_t* attrsIdxs,
+                                    size_t numAttrs, CUstream stream) {
+  if (stream == nullptr || count == 0 || numAttrs == 0 || numAttrs > count || attrsIdxs[0] != 0)
+    return CUDA_ERROR_INVALID_VALUE;
+  for (size_t k = 0; k < numAttrs; ++k) {
+    if (k > 0 && attrsIdxs[k] <= attrsIdxs[k - 1]) return CUDA_ERROR_INVALID_VALUE;
+    if (attrsIdxs[k] >= count) return CUDA_ERROR_INVALID_VALUE;
+    if (attrs[k].srcAccessOrder == CU_MEMCPY_SRC_ACCESS_ORDER_INVALID ||
+        attrs[k].srcAccessOrder > CU_MEMCPY_SRC_ACCESS_ORDER_ANY)
+      return CUDA_ERROR_INVALID_VALUE;
+  }
+  g_copy_context = t_current;
+  ++g_batch_calls;
+  g_batch_ranges += count;
+  for (size_t i = 0; i < count; ++i)
+    std::memcpy(reinterpret_cast<void*>(dsts[i]), reinterpret_cast<const void*>(srcs[i]),
+                sizes[i]);
+  return CUDA_SUCCESS;
+}
+#endif
 CUresult CUDAAPI cuStreamCreate(CUstream* stream, unsigned int flags) {
   if (flags != CU_STREAM_NON_BLOCKING) return CUDA_ERROR_INVALID_VALUE;
   auto* fake = new FakeStream;
@@ -334,6 +367,7 @@ void fake_cuda_pause_stream(CUstream stream, int paused);
 CUcontext fake_cuda_primary_context(int device);
 CUcontext fake_cuda_host_alloc_context();
 CUcontext fake_cuda_copy_context();
+void fake_cuda_copy_counts(unsigned long* copies, unsigned long* batches, unsigned long* ranges);
 
 void fake_cuda_pause_stream(CUstream stream, int paused) {
   auto* fake = reinterpret_cast<FakeStream*>(stream);
@@ -348,5 +382,10 @@ CUcontext fake_cuda_primary_context(int device) {
 }
 CUcontext fake_cuda_host_alloc_context() { return g_host_alloc_context; }
 CUcontext fake_cuda_copy_context() { return g_copy_context; }
+void fake_cuda_copy_counts(unsigned long* copies, unsigned long* batches, unsigned long* ranges) {
+  *copies = g_copy_calls;
+  *batches = g_batch_calls;
+  *ranges = g_batch_ranges;
+}
 
 }  // extern "C"

@@ -4,9 +4,13 @@
 // third event poll. So copies complete after they are enqueued, as on a GPU,
 // and an arena that released or reused memory before its copies were done
 // would fail the data checks (or the emulated driver's mapping checks).
+// It counts the copies and bytes given to it (batches come through the
+// contract's default, one copy call per range), records how many copies had
+// been enqueued at each unmap, and can fail a later copy on request.
 #pragma once
 
 #include <algorithm>
+#include <cerrno>
 #include <mutex>
 #include <vector>
 
@@ -35,7 +39,13 @@ class LazyCopyDriver final : public Driver {
   void map(DevicePtr address, std::size_t bytes, PhysicalHandle handle, int device) override {
     inner_.map(address, bytes, handle, device);
   }
-  void unmap(DevicePtr address, std::size_t bytes) override { inner_.unmap(address, bytes); }
+  void unmap(DevicePtr address, std::size_t bytes) override {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      copies_at_unmap_.push_back(copies_);
+    }
+    inner_.unmap(address, bytes);
+  }
   void* host_alloc(std::size_t bytes, int device) override { return inner_.host_alloc(bytes, device); }
   void host_free(void* ptr, std::size_t bytes) override { inner_.host_free(ptr, bytes); }
 
@@ -78,10 +88,12 @@ class LazyCopyDriver final : public Driver {
   }
   void copy_to_host_async(void* dst, DevicePtr src, std::size_t bytes,
                           StreamHandle stream) override {
+    count_copy(bytes);
     inner_.copy_to_host_async(dst, src, bytes, stream);
   }
   void copy_to_device_async(DevicePtr dst, const void* src, std::size_t bytes,
                             StreamHandle stream) override {
+    count_copy(bytes);
     inner_.copy_to_device_async(dst, src, bytes, stream);
   }
   void detach_after_fork(DevicePtr address, std::size_t bytes, const void* contents) override {
@@ -90,8 +102,31 @@ class LazyCopyDriver final : public Driver {
 
   /// Copies that were enqueued on lazy streams and ran late.
   std::size_t flushes() const { return flushes_; }
+  /// Copy calls (copy_to_host_async + copy_to_device_async) and their bytes so far.
+  std::size_t copies() const { return copies_; }
+  std::size_t copied_bytes() const { return copied_bytes_; }
+  /// copies() as it was at each unmap so far, in order.
+  std::vector<std::size_t> copies_at_unmap() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return copies_at_unmap_;
+  }
+  /// Makes the copy after the next `n` throw DriverError (once).
+  void fail_copy_after(std::size_t n) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    fail_at_ = copies_ + n + 1;
+  }
 
  private:
+  void count_copy(std::size_t bytes) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    ++copies_;
+    if (copies_ == fail_at_) {
+      fail_at_ = 0;
+      throw DriverError("copy", EIO, "injected copy failure (LazyCopyDriver::fail_copy_after)");
+    }
+    copied_bytes_ += bytes;
+  }
+
   /// Lets the lazy streams run their queues, calls `fn`, then holds them again.
   template <class Fn>
   void while_running(Fn&& fn) {
@@ -108,10 +143,14 @@ class LazyCopyDriver final : public Driver {
   }
 
   EmulatedDriver& inner_;
-  std::mutex mutex_;
+  mutable std::mutex mutex_;
   std::vector<StreamHandle> lazy_;
   std::size_t polls_ = 0;
   std::size_t flushes_ = 0;
+  std::size_t copies_ = 0;
+  std::size_t copied_bytes_ = 0;
+  std::size_t fail_at_ = 0;  // 0: none
+  std::vector<std::size_t> copies_at_unmap_;
 };
 
 }  // namespace acb::alloc::testing

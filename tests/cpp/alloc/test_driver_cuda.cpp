@@ -3,13 +3,16 @@
 // stand-in for libcuda.so.1 that exports the names cuda.h maps to).
 #include <dlfcn.h>
 
+#include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <string>
 #include <vector>
 
 #include "acb_catch.hpp"
 #include "alloc/arena.h"
 #include "alloc/driver.h"
+#include "arena_test_support.h"
 #include "driver_conformance.h"
 #include "driver_test_support.h"
 
@@ -253,5 +256,120 @@ TEST_CASE("record_stream on the cuda driver: a freed block waits for the other s
     CHECK(driver->memory_info(0).free_bytes == free_before);
     driver->destroy_stream(main);
     driver->destroy_stream(side);
+  }
+}
+
+namespace {
+
+/// Copy calls the fake libcuda at `library` has run: single copies, batches, ranges in batches.
+struct CopyCounts {
+  unsigned long copies = 0, batches = 0, ranges = 0;
+};
+CopyCounts fake_copy_counts(const char* library) {
+  void* handle = ::dlopen(library, RTLD_NOW | RTLD_NOLOAD);
+  REQUIRE(handle != nullptr);
+  auto counts = reinterpret_cast<void (*)(unsigned long*, unsigned long*, unsigned long*)>(
+      ::dlsym(handle, "fake_cuda_copy_counts"));
+  REQUIRE(counts != nullptr);
+  CopyCounts out;
+  counts(&out.copies, &out.batches, &out.ranges);
+  ::dlclose(handle);
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("copy_batch_async is one cuMemcpyBatchAsync where libcuda has it, else one copy per range",
+          "[driver][cuda][coalesce]") {
+  const bool batch = GENERATE(true, false);
+  const char* path = batch ? ACB_FAKE_LIBCUDA : ACB_FAKE_LIBCUDA_NOBATCH;
+  INFO("library " << path);
+  ScopedEnv library("ACB_CUDA_LIBRARY", path);
+  auto driver = make_cuda_driver();
+  const std::size_t bytes = std::size_t{2} << 20;
+  const PhysicalHandle handle = driver->create(bytes, 0);
+  const DevicePtr base = driver->reserve(bytes, 0);
+  driver->map(base, bytes, handle, 0);
+  auto* host = static_cast<unsigned char*>(driver->host_alloc(3 * 4096, 0));
+  for (std::size_t i = 0; i < 3 * 4096; ++i) host[i] = static_cast<unsigned char>(i * 7 + 1);
+  StreamHandle stream = driver->create_stream(0);
+  const CopyRange ranges[] = {{base, host, 4096},
+                              {base + 65536, host + 4096, 4096},
+                              {base + 8192, host + 8192, 4096}};
+
+  const CopyCounts before = fake_copy_counts(path);
+  driver->copy_batch_async(ranges, 3, CopyDirection::to_device, stream);
+  std::memset(host, 0, 3 * 4096);
+  driver->copy_batch_async(ranges, 3, CopyDirection::to_host, stream);
+  driver->synchronize_stream(stream);
+  const CopyCounts after = fake_copy_counts(path);
+  for (std::size_t i = 0; i < 3 * 4096; ++i)
+    REQUIRE(host[i] == static_cast<unsigned char>(i * 7 + 1));
+  CHECK(after.batches - before.batches == (batch ? 2u : 0u));
+  CHECK(after.ranges - before.ranges == (batch ? 6u : 0u));
+  CHECK(after.copies - before.copies == (batch ? 0u : 6u));
+
+  // The null stream may not take a batch: one copy per range there.
+  driver->copy_batch_async(ranges, 3, CopyDirection::to_host, nullptr);
+  driver->synchronize_stream(nullptr);
+  const CopyCounts null_stream = fake_copy_counts(path);
+  CHECK(null_stream.batches == after.batches);
+  CHECK(null_stream.copies - after.copies == 3);
+
+  driver->destroy_stream(stream);
+  driver->host_free(host, 3 * 4096);
+  driver->unmap(base, bytes);
+  driver->free_reservation(base, bytes);
+  driver->release(handle);
+}
+
+namespace {
+
+/// Small blocks with large free gaps between them (several copies per
+/// segment), offloaded and restored through `driver`; returns the fake's
+/// copy counts over both, after checking every byte came back.
+CopyCounts offload_and_restore_scattered(Driver& driver, const char* library) {
+  ArenaOptions options;
+  options.va_reserve_bytes = std::size_t{64} << 20;
+  Arena arena(driver, 0, options);
+  std::vector<void*> live;
+  std::vector<void*> gaps;
+  for (std::uint64_t i = 0; i < 6; ++i) {
+    live.push_back(arena.malloc(4096, nullptr));
+    gaps.push_back(arena.malloc(128 * 1024, nullptr));  // more than copy_merge_gap_bytes
+  }
+  for (std::size_t i = 0; i < live.size(); ++i)
+    acb::alloc::testing::write_pattern(driver, live[i], 4096, 70 + i);
+  for (void* g : gaps) arena.free(g, nullptr);
+  const CopyCounts before = fake_copy_counts(library);
+  arena.offload();
+  arena.restore_all();
+  const CopyCounts after = fake_copy_counts(library);
+  for (std::size_t i = 0; i < live.size(); ++i)
+    CHECK(acb::alloc::testing::has_pattern(driver, live[i], 4096, 70 + i));
+  for (void* p : live) arena.free(p, nullptr);
+  arena.validate();
+  return {after.copies - before.copies, after.batches - before.batches,
+          after.ranges - before.ranges};
+}
+
+}  // namespace
+
+TEST_CASE("offload and restore batch their copies where libcuda has cuMemcpyBatchAsync",
+          "[driver][cuda][coalesce]") {
+  SECTION("a CUDA 13 libcuda: one cuMemcpyBatchAsync per chunk, no single copies") {
+    ScopedEnv library("ACB_CUDA_LIBRARY", ACB_FAKE_LIBCUDA);
+    auto driver = make_cuda_driver();
+    CopyCounts counts = offload_and_restore_scattered(*driver, ACB_FAKE_LIBCUDA);
+    CHECK(counts.copies == 0);
+    CHECK(counts.batches == 2);  // one segment: one batch out, one back
+    CHECK(counts.ranges == 2 * 6);
+  }
+  SECTION("a libcuda without it: one copy per range") {
+    ScopedEnv library("ACB_CUDA_LIBRARY", ACB_FAKE_LIBCUDA_NOBATCH);
+    auto driver = make_cuda_driver();
+    CopyCounts counts = offload_and_restore_scattered(*driver, ACB_FAKE_LIBCUDA_NOBATCH);
+    CHECK(counts.batches == 0);
+    CHECK(counts.copies == 2 * 6);
   }
 }

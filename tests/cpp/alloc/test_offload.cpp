@@ -315,3 +315,140 @@ TEST_CASE("offload/restore scenarios on a GPU", "[gpu]") {
   scenario_partial_offload_lru(*cuda);
   scenario_clean_segments_skip_copies(*cuda);
 }
+
+TEST_CASE("many small adjacent blocks are offloaded and restored in few copies",
+          "[offload][coalesce]") {
+  EmulatedDevice dev("coalesce");
+  LazyCopyDriver lazy(dev.driver);
+  Arena arena(lazy, 0);
+  std::vector<LiveBlock> live;
+  for (std::uint64_t i = 0; i < 300; ++i) {
+    const std::size_t bytes = 512 * (1 + i % 8);  // 512 B .. 4 KiB
+    void* p = arena.malloc(bytes, nullptr);
+    write_pattern(dev.driver, p, bytes, 500 + i);
+    live.push_back({p, bytes, 500 + i});
+  }
+  // The premise: they were carved one after another from one small segment.
+  for (std::size_t i = 1; i < live.size(); ++i)
+    REQUIRE(static_cast<const std::byte*>(live[i].ptr) ==
+            static_cast<const std::byte*>(live[i - 1].ptr) + live[i - 1].bytes);
+  const Stats before = arena.stats();
+  const std::size_t copies_before = lazy.copies();
+
+  OffloadResult out = arena.offload();
+  CHECK(out.copied_bytes == before.allocated_bytes);
+  CHECK(lazy.copies() - copies_before == 1);  // one range instead of 300
+  CHECK(lazy.copied_bytes() == before.allocated_bytes);
+  arena.validate();
+  CHECK(arena.restore_all() == 2 * kMiB);
+  CHECK(lazy.copies() - copies_before == 2);
+  arena.validate();
+  for (const LiveBlock& b : live) CHECK(has_pattern(dev.driver, b.ptr, b.bytes, b.seed));
+  const Stats after = arena.stats();
+  CHECK(after.copy_range_count - before.copy_range_count == 2);
+  CHECK(after.copy_batch_count - before.copy_batch_count == 2);
+  for (const LiveBlock& b : live) arena.free(b.ptr, nullptr);
+}
+
+TEST_CASE("free gaps are copied only up to the limit and never clobber live data",
+          "[offload][coalesce]") {
+  EmulatedDevice dev("gaps");
+  LazyCopyDriver lazy(dev.driver);  // copies run late: a restore must wait for its own
+  for (std::size_t gap_limit : {std::size_t{0}, std::size_t{64} << 10}) {
+    INFO("copy_merge_gap_bytes=" << gap_limit);
+    ArenaOptions options;
+    options.copy_merge_gap_bytes = gap_limit;
+    Arena arena(lazy, 0, options);
+    // a | small gap | b | c (freed while offloaded) | d | large gap | e
+    const std::size_t small = 16 * 1024;
+    const std::size_t large = 256 * 1024;
+    void* a = arena.malloc(4096, nullptr);
+    void* g1 = arena.malloc(small, nullptr);
+    void* b = arena.malloc(4096, nullptr);
+    void* c = arena.malloc(4096, nullptr);
+    void* d = arena.malloc(4096, nullptr);
+    void* g2 = arena.malloc(large, nullptr);
+    void* e = arena.malloc(4096, nullptr);
+    REQUIRE(static_cast<std::byte*>(e) == static_cast<std::byte*>(a) + 4 * 4096 + small + large);
+    std::uint64_t seed = 900;
+    for (void* p : {a, b, c, d, e}) write_pattern(dev.driver, p, 4096, seed++);
+    write_pattern(dev.driver, g1, small, 950);
+    arena.free(g1, nullptr);
+    arena.free(g2, nullptr);
+
+    const std::size_t copies = lazy.copies();
+    const std::size_t bytes = lazy.copied_bytes();
+    arena.offload();
+    // With the limit, a..d is one copy (the small gap included), e another.
+    CHECK(lazy.copies() - copies == (gap_limit == 0 ? 3u : 2u));
+    CHECK(lazy.copied_bytes() - bytes == 5 * 4096 + (gap_limit == 0 ? 0 : small));
+
+    arena.free(c, nullptr);  // while offloaded: its bytes are garbage from now on
+    arena.restore_all();
+    arena.validate();
+    CHECK(has_pattern(dev.driver, a, 4096, 900));
+    CHECK(has_pattern(dev.driver, b, 4096, 901));
+    CHECK(has_pattern(dev.driver, d, 4096, 903));
+    CHECK(has_pattern(dev.driver, e, 4096, 904));
+
+    // The gaps are free memory again: what a program writes there now must
+    // survive every copy of that restore (late ones included) and the next cycle.
+    void* reused = arena.malloc(small, nullptr);
+    CHECK(reused == g1);
+    write_pattern(dev.driver, reused, small, 960);
+    void* again = arena.malloc(4096, nullptr);
+    CHECK(again == c);
+    write_pattern(dev.driver, again, 4096, 961);
+    lazy.synchronize_device(0);  // runs anything still queued on the copy stream
+    CHECK(has_pattern(dev.driver, reused, small, 960));
+    CHECK(has_pattern(dev.driver, again, 4096, 961));
+    arena.offload();
+    arena.restore_all();
+    CHECK(has_pattern(dev.driver, a, 4096, 900));
+    CHECK(has_pattern(dev.driver, reused, small, 960));
+    CHECK(has_pattern(dev.driver, again, 4096, 961));
+    CHECK(has_pattern(dev.driver, e, 4096, 904));
+    for (void* p : {a, reused, b, again, d, e}) arena.free(p, nullptr);
+    arena.validate();
+  }
+}
+
+TEST_CASE("offload releases segments only after every copy is enqueued and done",
+          "[offload][coalesce]") {
+  // cuMemUnmap is synchronous: an unmap between copies would drain the copy
+  // queue. So all copies go first, then every release.
+  EmulatedDevice dev("releaseafter");
+  LazyCopyDriver lazy(dev.driver);
+  Arena arena(lazy, 0);
+  std::vector<LiveBlock> live;
+  for (std::uint64_t i = 0; i < 4; ++i) {  // four segments of 2 MiB, each dirty
+    void* p = arena.malloc(2 * kMiB, nullptr);
+    write_pattern(dev.driver, p, 2 * kMiB, 40 + i);
+    live.push_back({p, 2 * kMiB, 40 + i});
+  }
+  const std::size_t unmaps_before = lazy.copies_at_unmap().size();
+  arena.offload();
+  const std::vector<std::size_t> at_unmap = lazy.copies_at_unmap();
+  REQUIRE(at_unmap.size() - unmaps_before == 4);
+  for (std::size_t i = unmaps_before; i < at_unmap.size(); ++i) CHECK(at_unmap[i] == lazy.copies());
+  arena.restore_all();
+  for (const LiveBlock& b : live) CHECK(has_pattern(dev.driver, b.ptr, b.bytes, b.seed));
+
+  SECTION("a failed copy leaves every segment that needed copying resident") {
+    void* empty = arena.malloc(2 * kMiB, nullptr);
+    arena.free(empty, nullptr);  // a fully free segment: released before any copy
+    for (const LiveBlock& b : live) arena.mark_written(b.ptr, b.bytes);
+    lazy.fail_copy_after(2);
+    CHECK_THROWS_AS(arena.offload(), DriverError);
+    arena.validate();
+    for (const LiveBlock& b : live) CHECK(arena.is_resident(b.ptr, b.bytes));
+    CHECK(arena.stats().offloaded_bytes == 0);
+    CHECK(arena.stats().reserved_bytes == 4 * 2 * kMiB);
+    for (const LiveBlock& b : live) CHECK(has_pattern(dev.driver, b.ptr, b.bytes, b.seed));
+    arena.offload();  // the next one works
+    arena.restore_all();
+    for (const LiveBlock& b : live) CHECK(has_pattern(dev.driver, b.ptr, b.bytes, b.seed));
+  }
+  for (const LiveBlock& b : live) arena.free(b.ptr, nullptr);
+  arena.validate();
+}
