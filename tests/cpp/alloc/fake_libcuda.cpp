@@ -14,6 +14,8 @@
 // Each device has its own primary context token, so tests can see which
 // context a call ran in (fake_cuda_primary_context, and
 // fake_cuda_host_alloc_context: the one current at the last cuMemHostAlloc).
+// fake_cuda_primary_ctx_retained(device): the retains of that device's
+// primary context not yet released.
 // fake_cuda_pause_stream(stream, 1) holds a stream busy, as a long kernel
 // would: an event recorded on it then is not ready until
 // fake_cuda_pause_stream(stream, 0), or a synchronize that waits for it.
@@ -35,6 +37,7 @@ constexpr size_t kTotal = size_t{64} << 20;
 std::atomic<size_t> g_used{0};
 thread_local CUcontext t_current = nullptr;
 int g_context_tokens[64] = {};
+std::atomic<int> g_retained[64] = {};  ///< retains of each primary context not yet released
 CUcontext g_host_alloc_context = nullptr;
 CUcontext g_copy_context = nullptr;
 
@@ -145,10 +148,15 @@ CUresult CUDAAPI cuDeviceGetAttribute(int* value, CUdevice_attribute attribute, 
 }
 CUresult CUDAAPI cuDevicePrimaryCtxRetain(CUcontext* context, CUdevice device) {
   if (device < 0 || device >= static_cast<CUdevice>(std::size(g_context_tokens))) return CUDA_ERROR_INVALID_DEVICE;
+  g_retained[device].fetch_add(1);
   *context = reinterpret_cast<CUcontext>(&g_context_tokens[device]);
   return CUDA_SUCCESS;
 }
-CUresult CUDAAPI cuDevicePrimaryCtxRelease(CUdevice) { return CUDA_SUCCESS; }
+CUresult CUDAAPI cuDevicePrimaryCtxRelease(CUdevice device) {
+  if (device < 0 || device >= static_cast<CUdevice>(std::size(g_retained))) return CUDA_ERROR_INVALID_DEVICE;
+  g_retained[device].fetch_sub(1);
+  return CUDA_SUCCESS;
+}
 CUresult CUDAAPI cuCtxGetCurrent(CUcontext* context) {
   *context = t_current;
   return CUDA_SUCCESS;
@@ -332,6 +340,7 @@ CUresult CUDAAPI cuEventSynchronize(CUevent event) {
 // --- test controls (not part of libcuda) -----------------------------------
 void fake_cuda_pause_stream(CUstream stream, int paused);
 CUcontext fake_cuda_primary_context(int device);
+int fake_cuda_primary_ctx_retained(int device);
 CUcontext fake_cuda_host_alloc_context();
 CUcontext fake_cuda_copy_context();
 
@@ -345,6 +354,9 @@ void fake_cuda_pause_stream(CUstream stream, int paused) {
 }
 CUcontext fake_cuda_primary_context(int device) {
   return reinterpret_cast<CUcontext>(&g_context_tokens[device]);
+}
+int fake_cuda_primary_ctx_retained(int device) {
+  return device >= 0 && device < static_cast<int>(std::size(g_retained)) ? g_retained[device].load() : -1;
 }
 CUcontext fake_cuda_host_alloc_context() { return g_host_alloc_context; }
 CUcontext fake_cuda_copy_context() { return g_copy_context; }
