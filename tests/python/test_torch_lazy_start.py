@@ -2,7 +2,8 @@
 operation does (docs/torch.md, "Lazy start"). So a process that inherits
 ACB_ENABLE=1 (or ACB_BROKER) but never computes on the device, such as a tool
 that imports torch, is no broker client and opens no driver, while one that
-computes joins at its first operation. Runs on the emulated device, where every operator of an attached
+computes joins at its first operation; Inductor's compile workers are never
+enabled. Runs on the emulated device, where every operator of an attached
 thread is a device operation."""
 
 from __future__ import annotations
@@ -115,6 +116,39 @@ def test_inherited_acb_enable_connects_only_a_child_that_computes(broker_factory
     device = h.device_spec("64MiB")
     broker = broker_factory("--device", device)
     _run_child(tmp_path, h.acb_env(root, broker, device, ACB_ENABLE="1", ACB_NAME="child"), broker)
+
+
+def test_a_compile_worker_is_never_enabled(broker_factory, tmp_path):
+    root = h.require_package()
+    if not _pth_installed():
+        pytest.skip("acb-autoactivate.pth is not installed in site-packages (pip install the package)")
+    device = h.device_spec("64MiB")
+    broker = broker_factory("--device", device)
+    # What Inductor runs: python .../torch/_inductor/compile_worker/__main__.py (a copy's path: only the path counts).
+    worker = tmp_path / "torch" / "_inductor" / "compile_worker" / "__main__.py"
+    worker.parent.mkdir(parents=True)
+    worker.write_text("import json, torch, acb\nx = torch.ones(10) * 2\n"
+                      "print(json.dumps({'enabled': acb.is_enabled(), 'sum': float(x.sum())}))\n")
+    env = h.acb_env(root, broker, device, ACB_ENABLE="1", ACB_NAME="worker")
+    r = subprocess.run([sys.executable, str(worker)], env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout.strip().splitlines()[-1]) == {"enabled": False, "sum": 20.0}
+    assert "acb:" not in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("argv, expected", [
+    ([os.path.join("/usr", "lib", "python3", "torch", "_inductor", "compile_worker", "__main__.py"), "--kind=fork"],
+     True),
+    (["torch/_inductor/compile_worker/__main__.py"], True),
+    (["train.py"], False),
+    (["-c"], False),
+    ([], False),
+    ([os.path.join("/x", "_inductor", "compile_worker", "__main__.py")], False),  # not torch's
+])
+def test_is_compile_worker(argv, expected):
+    from acb import _autoactivate
+
+    assert _autoactivate.is_compile_worker(argv) is expected
 
 
 def test_no_cuda_probe_initialises_cuda():
