@@ -93,7 +93,8 @@ PYBIND11_MODULE(_C, m) {
       "enable",
       [](const std::string& host, int port, const std::string& priority, const std::string& name, int device,
          int broker_device, int idle_gap_ms, bool emulated, double reconnect_timeout_s, py::object restart_broker,
-         const std::string& safe_mode_reason, const std::string& unknown_device_hint) {
+         const std::string& safe_mode_reason, const std::string& unknown_device_hint,
+         const std::string& broker_device_uuid) {
         th::EnableOptions o;
         o.safe_mode_reason = safe_mode_reason;
         o.unknown_device_hint = unknown_device_hint;
@@ -121,6 +122,7 @@ PYBIND11_MODULE(_C, m) {
         o.name = name;
         o.device = device;
         o.broker_device = broker_device;
+        o.broker_device_uuid = broker_device_uuid;
         o.idle_gap_ms = idle_gap_ms;
         o.emulated = emulated;
         py::gil_scoped_release release;
@@ -128,7 +130,7 @@ PYBIND11_MODULE(_C, m) {
       },
       py::arg("host"), py::arg("port"), py::arg("priority"), py::arg("name"), py::arg("device"),
       py::arg("broker_device"), py::arg("idle_gap_ms"), py::arg("emulated"), py::arg("reconnect_timeout_s") = 30.0,
-      py::arg("restart_broker") = py::none(), py::arg("safe_mode_reason") = "", py::arg("unknown_device_hint") = "",
+      py::arg("restart_broker") = py::none(), py::arg("safe_mode_reason") = "", py::arg("unknown_device_hint") = "", py::arg("broker_device_uuid") = "",
       "gates device operators from now on; the first one joins the broker (restart_broker, when given, is "
       "called before each connection: it finds or starts the embedded broker)");
   m.def("disable", &th::disable, py::call_guard<py::gil_scoped_release>());

@@ -43,6 +43,7 @@ struct State {
   std::string host;
   std::uint16_t port = 0;
   int broker_device = -1;
+  std::string broker_device_uuid;
   std::string priority;
   std::string safe_mode_reason;  // the first reason given; empty: not in safe mode
 };
@@ -128,7 +129,8 @@ namespace {
 
 // Whether enable(options) can take over the connection disable() kept.
 bool reuses_kept_connection(const State& s, const EnableOptions& options) {
-  return s.unmanaged && s.host == options.host && s.port == options.port && s.broker_device == options.broker_device;
+  return s.unmanaged && s.host == options.host && s.port == options.port && s.broker_device == options.broker_device &&
+         s.broker_device_uuid == options.broker_device_uuid;
 }
 
 // Under s.mutex, while enabled: makes what a device operation needs, in this
@@ -161,8 +163,9 @@ void activate_locked(State& s) {
   controller_options.client.priority = options.priority;
   controller_options.client.name = options.name;
   controller_options.client.device = options.broker_device;
+  controller_options.client.device_uuid = options.broker_device_uuid;
   // Its tensors live on this process's GPU: a drain must not move it elsewhere.
-  controller_options.client.fixed = options.broker_device >= 0;
+  controller_options.client.fixed = options.broker_device >= 0 || !options.broker_device_uuid.empty();
   controller_options.client.need_bytes = arena.stats().reserved_bytes;
   controller_options.idle_gap = std::chrono::milliseconds(options.idle_gap_ms);
   controller_options.reconnect_timeout = std::chrono::milliseconds(std::max<std::int64_t>(0, options.reconnect_timeout_ms));
@@ -183,6 +186,7 @@ void activate_locked(State& s) {
   s.host = options.host;
   s.port = options.port;
   s.broker_device = options.broker_device;
+  s.broker_device_uuid = options.broker_device_uuid;
   s.priority = options.priority;
   LeaseController* controller = s.controller.get();
   arena.set_out_of_memory_handler([controller](std::size_t requested_bytes) {

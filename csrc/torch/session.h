@@ -41,6 +41,8 @@ struct EnableOptions {
   std::string name;
   int device = 0;           ///< local device index of the arena
   int broker_device = -1;   ///< device to pin at the broker (-1: broker places)
+  /// With broker_device -1: the GPU's UUID, which the broker maps to its device (empty: none).
+  std::string broker_device_uuid;
   int idle_gap_ms = 10;
   bool emulated = false;    ///< the brokered device is the emulated arena (CPU tensors)
   std::int64_t reconnect_timeout_ms = 30000;

@@ -98,13 +98,42 @@ def node_gpu(local_device: int, visible: Optional[str]) -> int:
     what the broker numbers its devices by (one per GPU, from 0): the entry of
     CUDA_VISIBLE_DEVICES (`visible`) at that position, or the device itself when
     that is unset. -1 when it names GPUs by UUID or MIG instance (the broker then
-    places the process; set ACB_DEVICE to choose)."""
+    finds the device by UUID: broker_device_uuid_for)."""
     entries = visible_devices(visible)
     if entries is None:
         return local_device
     if not 0 <= local_device < len(entries) or not entries[local_device].isdigit():
         return -1
     return int(entries[local_device])
+
+
+def visible_gpu_uuid(local_device: int, visible: Optional[str]) -> str:
+    """The UUID (or UUID prefix, as CUDA accepts) of the GPU that CUDA_VISIBLE_DEVICES
+    (`visible`) names at position `local_device`, which the broker maps to its device
+    (docs/protocol.md, hello "device_uuid"): "GPU-..." as written; for a MIG instance the
+    GPU it is part of, "MIG-GPU-<uuid>/<gi>/<ci>" naming it itself and "MIG-<uuid>" asked of
+    NVML (without NVML: ""). "" for ordinals, an unset variable, or no such position."""
+    entries = visible_devices(visible)
+    if entries is None or not 0 <= local_device < len(entries):
+        return ""
+    entry = entries[local_device]
+    if entry.startswith("GPU-"):
+        return entry
+    if entry.startswith("MIG-GPU-"):
+        return entry[len("MIG-"):].split("/", 1)[0]
+    if entry.startswith("MIG-"):
+        from acb import _cuda_probe
+
+        return _cuda_probe.mig_parent_uuid(entry) or ""
+    return ""
+
+
+def broker_device_uuid_for(local_device: int, emulated: bool) -> str:
+    """With no ACB_DEVICE and a real GPU: the UUID of the GPU this process computes on, when
+    CUDA_VISIBLE_DEVICES names it by UUID or MIG instance (visible_gpu_uuid); else ""."""
+    if _env_int("ACB_DEVICE", -1) >= 0 or emulated:
+        return ""
+    return visible_gpu_uuid(local_device, os.environ.get("CUDA_VISIBLE_DEVICES"))
 
 
 def broker_device_for(local_device: int, emulated: bool) -> int:
@@ -219,7 +248,8 @@ def enable(priority: Optional[str] = None, device: Optional[int] = None, broker:
                         idle_gap_ms=_env_int("ACB_IDLE_GAP_MS", DEFAULT_IDLE_GAP_MS), emulated=emulated,
                         reconnect_timeout_s=float(options.get("reconnect_timeout_s")),
                         restart_broker=None if broker else find_broker,
-                        safe_mode_reason=safe_mode_reason(safe), unknown_device_hint=hint)
+                        safe_mode_reason=safe_mode_reason(safe), unknown_device_hint=hint,
+                        broker_device_uuid=broker_device_uuid_for(local_device, emulated))
         _threads.install(c_module)
         reason = _threads.attach_existing(c_module)
         if reason:

@@ -30,3 +30,25 @@ def visible_cuda_devices(torch_module) -> Optional[int]:
         except Exception:  # private API: any change of it means "cannot tell", never a failed enable()
             return None
     return count if count >= 0 else None
+
+
+def mig_parent_uuid(mig_uuid: str) -> Optional[str]:
+    """The UUID ("GPU-...") of the GPU that the MIG instance `mig_uuid` ("MIG-...") is
+    part of, asked of NVML (which initialises no CUDA); None when NVML cannot tell."""
+    import ctypes
+
+    try:
+        nvml = ctypes.CDLL("libnvidia-ml.so.1")
+        if nvml.nvmlInit_v2() != 0:
+            return None
+        instance, parent = ctypes.c_void_p(), ctypes.c_void_p()
+        if nvml.nvmlDeviceGetHandleByUUID(mig_uuid.encode(), ctypes.byref(instance)) != 0:
+            return None
+        if nvml.nvmlDeviceGetDeviceHandleFromMigDeviceHandle(instance, ctypes.byref(parent)) != 0:
+            return None
+        text = ctypes.create_string_buffer(96)
+        if nvml.nvmlDeviceGetUUID(parent, text, len(text)) != 0:
+            return None
+        return text.value.decode("ascii")
+    except (OSError, AttributeError):  # no libnvidia-ml, or one without these entry points
+        return None

@@ -146,6 +146,17 @@ CUresult CUDAAPI cuDeviceGetAttribute(int* value, CUdevice_attribute attribute, 
   }
   return CUDA_SUCCESS;
 }
+// UUID bytes: 0xac, 0xb0, then 13 zeros, then the ordinal (GPU-acb00000-0000-0000-0000-0000000000NN).
+CUresult CUDAAPI cuDeviceGetUuid(CUuuid* uuid, CUdevice device) {
+  int count = 0;
+  if (cuDeviceGetCount(&count) != CUDA_SUCCESS) return CUDA_ERROR_NOT_INITIALIZED;
+  if (uuid == nullptr || device < 0 || device >= count) return CUDA_ERROR_INVALID_DEVICE;
+  std::memset(uuid->bytes, 0, sizeof(uuid->bytes));
+  uuid->bytes[0] = static_cast<char>(0xac);
+  uuid->bytes[1] = static_cast<char>(0xb0);
+  uuid->bytes[15] = static_cast<char>(device);
+  return CUDA_SUCCESS;
+}
 CUresult CUDAAPI cuDevicePrimaryCtxRetain(CUcontext* context, CUdevice device) {
   if (device < 0 || device >= static_cast<CUdevice>(std::size(g_context_tokens))) return CUDA_ERROR_INVALID_DEVICE;
   g_retained[device].fetch_add(1);
