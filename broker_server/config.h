@@ -71,6 +71,8 @@ std::string out_of_bounds(const Bounded& bounds, std::uint64_t value);
 struct DeviceSpec {
   std::string name;
   std::uint64_t capacity_bytes = 0;  ///< 0 = unknown: memory-aware placement is off
+  /// The GPU's UUID (device_uuid.h); empty: synthetic_gpu_uuid(name) (not a probed GPU).
+  std::string uuid = {};  // (an initializer: {name, capacity} stays a complete aggregate init)
 };
 
 struct BrokerConfig {

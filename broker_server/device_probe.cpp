@@ -1,9 +1,12 @@
 // probe_cuda_devices (see device_probe.h).
 #include "broker_server/device_probe.h"
 
+#include <array>
+#include <cstring>
 #include <exception>
 
 #include "alloc/cuda_api.h"
+#include "broker_server/device_uuid.h"
 
 namespace acb::broker {
 
@@ -32,7 +35,14 @@ std::vector<DeviceSpec> probe_cuda_devices(std::string& why_none) {
         why_none = "cuDeviceTotalMem(" + std::to_string(ordinal) + "): " + api.error_text(r);
         return {};
       }
-      devices.push_back(DeviceSpec{std::to_string(ordinal), total});
+      CUuuid uuid{};
+      if (CUresult r = api.cuDeviceGetUuid(&uuid, device); r != CUDA_SUCCESS) {
+        why_none = "cuDeviceGetUuid(" + std::to_string(ordinal) + "): " + api.error_text(r);
+        return {};
+      }
+      std::array<std::uint8_t, 16> bytes{};
+      std::memcpy(bytes.data(), uuid.bytes, bytes.size());
+      devices.push_back(DeviceSpec{std::to_string(ordinal), total, gpu_uuid_text(bytes)});
     }
     if (devices.empty()) why_none = "the CUDA driver reports no device";
   } catch (const std::exception& e) {

@@ -1,7 +1,8 @@
 // The node's GPUs as broker devices, for a broker started without --device
 // (the embedded one): one device per GPU the CUDA driver reports, named by
-// its ordinal ("0", "1", ...), with the GPU's total memory as capacity, so
-// the memory-aware policy is on and a process on GPU i takes part on broker
+// its ordinal ("0", "1", ...), with the GPU's total memory as capacity and
+// its UUID (cuDeviceGetUuid_v2, device_uuid.h), so the memory-aware policy
+// is on and a process on GPU i (by ordinal or by UUID) takes part on broker
 // device i.
 //
 // The driver is opened at run time (libcuda.so.1, or ACB_CUDA_LIBRARY):

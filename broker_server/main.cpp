@@ -78,8 +78,9 @@ int main(int argc, char** argv) {
                      why_none.c_str());
       } else {
         for (const auto& gpu : gpus) {
-          std::fprintf(stderr, "acb-broker: device %s: GPU %s, %llu bytes (from the CUDA driver)\n", gpu.name.c_str(),
-                       gpu.name.c_str(), static_cast<unsigned long long>(gpu.capacity_bytes));
+          std::fprintf(stderr, "acb-broker: device %s: GPU %s (%s), %llu bytes (from the CUDA driver)\n",
+                       gpu.name.c_str(), gpu.name.c_str(), gpu.uuid.c_str(),
+                       static_cast<unsigned long long>(gpu.capacity_bytes));
         }
       }
       return gpus;

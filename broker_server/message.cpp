@@ -148,8 +148,12 @@ HelloMessage read_hello(const Reader& r) {
   hello.client.need_bytes = r.opt_bytes("need_bytes").value_or(0);
   const auto device = r.opt_int("device", -1, std::numeric_limits<DeviceId>::max());
   if (device && *device >= 0) hello.client.pinned_device = static_cast<DeviceId>(*device);
+  hello.device_uuid = r.opt_string("device_uuid").value_or("");
+  if (!hello.device_uuid.empty() && hello.client.pinned_device)
+    r.fail("device_uuid", "and \"device\" cannot both be given");
   hello.client.fixed = r.opt_bool("fixed").value_or(false);
-  if (hello.client.fixed && !hello.client.pinned_device) r.fail("fixed", "needs a \"device\" to stay on");
+  if (hello.client.fixed && !hello.client.pinned_device && hello.device_uuid.empty())
+    r.fail("fixed", "needs a \"device\" or \"device_uuid\" to stay on");
   return hello;
 }
 

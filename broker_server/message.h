@@ -49,6 +49,9 @@ struct HelloMessage {
   wire::Bytes32 client_nonce{};
   bool admin = false;  ///< role "admin"
   HelloInfo client;
+  /// The client's GPU by UUID (or an unambiguous prefix; device_uuid.h),
+  /// instead of a device id; the server resolves it into client.pinned_device. Empty: none.
+  std::string device_uuid;
 };
 /// The client's proof that it holds the role's token, answering "challenge".
 struct AuthMessage { wire::Bytes32 client_proof{}; };

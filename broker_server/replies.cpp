@@ -57,15 +57,17 @@ json error_message(const std::string& reason, std::optional<Seq> seq) {
 
 json ok_message(Seq seq) { return {{"op", "ok"}, {"seq", seq}}; }
 
-std::string status_reply(Seq seq, const Snapshot& snapshot, std::uint64_t quantum_ms) {
+std::string status_reply(Seq seq, const Snapshot& snapshot, std::uint64_t quantum_ms,
+                         const std::map<std::string, std::string>& device_uuids) {
   JsonText out;
   out.begin_object().key("op").string("status").key("seq").number(seq).key("quantum_ms").number(quantum_ms);
   out.key("devices").begin_array();
   for (const auto& d : snapshot.devices) {
     out.begin_object()
         .key("device").number(d.device)
-        .key("name").string(d.name)
-        .key("capacity_bytes").number(reported_capacity(d.capacity_bytes))
+        .key("name").string(d.name);
+    if (auto it = device_uuids.find(d.name); it != device_uuids.end()) out.key("uuid").string(it->second);
+    out.key("capacity_bytes").number(reported_capacity(d.capacity_bytes))
         .key("resident_bytes").number(d.resident_bytes)
         .key("holder");
     if (d.holder) out.number(*d.holder); else out.null();

@@ -8,6 +8,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -56,7 +57,9 @@ inline constexpr std::size_t kTraceMaxBytes = wire::kMaxFrameBytes - 4096;
 /// totals and, when more follow, the cursor of the next page. Written as text
 /// rather than built as a json tree, since clients may ask for it often and
 /// the broker's one thread serves everyone else meanwhile (json_text.h).
-std::string status_reply(Seq seq, const Snapshot& snapshot, std::uint64_t quantum_ms);
+/// `device_uuids`: device name -> UUID, shown as each device's "uuid" (omitted for a name it lacks).
+std::string status_reply(Seq seq, const Snapshot& snapshot, std::uint64_t quantum_ms,
+                         const std::map<std::string, std::string>& device_uuids = {});
 /// The newest of `slices` (oldest first) whose encoding fits kTraceMaxBytes;
 /// `slices_truncated` says whether older ones were left out.
 nlohmann::json trace_message(Seq seq, const std::vector<LeaseSlice>& slices);

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "broker_server/descriptor_limit.h"
+#include "broker_server/device_uuid.h"
 #include "broker_server/peer_credentials.h"
 #include "broker_server/peer_text.h"
 #include "broker_server/priority_claim.h"
@@ -57,7 +58,10 @@ Server::Server(asio::io_context& io, BrokerConfig config, CommandLine command_li
       idle_since_(epoch_),
       connection_limits_(config_.connections),
       request_budget_(static_cast<std::uint32_t>(::getuid())) {
-  for (const auto& device : config_.devices) arbiter_.add_device(device.name, arbiter_capacity(device.capacity_bytes));
+  for (const auto& device : config_.devices) {
+    arbiter_.add_device(device.name, arbiter_capacity(device.capacity_bytes));
+    note_device_uuid(device.name, device.uuid);
+  }
   output_budget_.limit_bytes = static_cast<std::size_t>(config_.max_queued_output_mib) << 20;
   if (const auto fit = connections_within_descriptor_limit(); fit && *fit < config_.connections.max_connections) {
     std::fprintf(stderr,
@@ -428,6 +432,16 @@ void Server::admit(Session& session, const HelloMessage& hello, int version, Tim
       return;
     }
     HelloInfo info = hello.client;
+    if (!hello.device_uuid.empty()) {
+      std::string why;
+      info.pinned_device = device_by_uuid(hello.device_uuid, now, why);
+      if (!info.pinned_device) {
+        std::fprintf(stderr, "acb-broker: refusing client %llu from %s: %s\n",
+                     static_cast<unsigned long long>(session.id()), session.peer().c_str(), log_text(why).c_str());
+        session.close_after_error(wire::encode_message(error_message(why)));
+        return;
+      }
+    }
     info.uid = state.uid;
     Placement placement;
     try {
@@ -453,6 +467,28 @@ void Server::admit(Session& session, const HelloMessage& hello, int version, Tim
   state.name = hello.client.name;
   ++authenticated_;
   send(session, welcome_message(welcome));
+}
+
+void Server::note_device_uuid(const std::string& name, const std::string& uuid) {
+  device_uuids_[name] = uuid.empty() ? synthetic_gpu_uuid(name) : uuid;
+}
+
+std::optional<DeviceId> Server::device_by_uuid(const std::string& wanted, TimeUs now, std::string& why) const {
+  std::vector<DeviceId> ids;
+  std::vector<std::string> uuids;
+  std::string known;
+  for (const auto& d : arbiter_.snapshot(now, std::nullopt, 0).devices) {
+    auto it = device_uuids_.find(d.name);
+    ids.push_back(d.device);
+    uuids.push_back(it != device_uuids_.end() ? it->second : synthetic_gpu_uuid(d.name));
+    known += (known.empty() ? "" : ", ") + std::to_string(d.device) + "=" + uuids.back();
+  }
+  const int index = match_gpu_uuid(wanted, uuids);
+  if (index >= 0) return ids[static_cast<std::size_t>(index)];
+  why = "device with UUID " + log_text(wanted, 96) +
+        (index == kAmbiguousUuid ? " is ambiguous (several devices' UUIDs start with it)" : " does not exist") +
+        " at this broker (its devices: " + known + ")";
+  return std::nullopt;
 }
 
 void Server::note_residency(Session& session, std::optional<std::uint64_t> resident_bytes) {
@@ -507,7 +543,8 @@ void Server::handle_request(Session& session, const ClientMessage& message, Seq 
   // Bad arguments of a request (unknown client or device) fail that request only.
   try {
     if (const auto* st = std::get_if<StatusMessage>(&message)) {
-      session.send_frame(wire::encode_frame(status_reply(seq, arbiter_.snapshot(now, st->after, kStatusMaxClients), quantum_ms_)));
+      session.send_frame(wire::encode_frame(
+          status_reply(seq, arbiter_.snapshot(now, st->after, kStatusMaxClients), quantum_ms_, device_uuids_)));
     } else if (const auto* sp = std::get_if<SetPriorityMessage>(&message)) {
       if (sp->client_id && *sp->client_id != session.id() && !state.admin) {
         request_error(session, seq, "\"set_priority\" of another client requires the admin role");
@@ -545,6 +582,7 @@ void Server::handle_request(Session& session, const ClientMessage& message, Seq 
       const std::string name =
           add->name.empty() ? std::to_string(arbiter_.snapshot(now, std::nullopt, 0).devices.size()) : add->name;
       const DeviceId device = arbiter_.add_device(name, arbiter_capacity(add->capacity_bytes));
+      note_device_uuid(name, "");
       auto reply = ok_message(seq);
       reply["device"] = device;
       send(session, reply);
@@ -655,6 +693,7 @@ void Server::reload() {
   for (const auto& d : next.devices) {
     if (known.insert(d.name).second) {
       arbiter_.add_device(d.name, arbiter_capacity(d.capacity_bytes));
+      note_device_uuid(d.name, d.uuid);
       ++added;
     }
   }

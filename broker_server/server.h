@@ -28,7 +28,9 @@
 
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <unordered_map>
 
@@ -122,9 +124,15 @@ class Server final : public SessionHost {
   void protocol_error(Session& session, const std::string& reason);
   void request_error(Session& session, Seq seq, const std::string& reason);
   void note_residency(Session& session, std::optional<std::uint64_t> resident_bytes);
+  /// Records a device's UUID (empty: its synthetic one, device_uuid.h).
+  void note_device_uuid(const std::string& name, const std::string& uuid);
+  /// The device whose UUID a hello's device_uuid names; nullopt with `why` (it names the known ones).
+  std::optional<DeviceId> device_by_uuid(const std::string& wanted, TimeUs now, std::string& why) const;
 
   boost::asio::io_context& io_;
   BrokerConfig config_;
+  /// Device name -> its UUID (device_uuid.h): the probe's, else synthetic. Names are unique.
+  std::map<std::string, std::string> device_uuids_;
   CommandLine command_line_;
   Tokens tokens_;
   Arbiter arbiter_;

@@ -29,6 +29,7 @@ struct CudaApi {
   X(cuDeviceGetCount, "cuDeviceGetCount")                           \
   X(cuDeviceGetAttribute, "cuDeviceGetAttribute")                   \
   X(cuDeviceTotalMem, "cuDeviceTotalMem_v2")                        \
+  X(cuDeviceGetUuid, "cuDeviceGetUuid_v2")                          \
   X(cuDevicePrimaryCtxRetain, "cuDevicePrimaryCtxRetain")           \
   X(cuDevicePrimaryCtxRelease, "cuDevicePrimaryCtxRelease_v2")      \
   X(cuCtxGetCurrent, "cuCtxGetCurrent")                             \

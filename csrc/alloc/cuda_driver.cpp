@@ -20,6 +20,12 @@
 // in the context of the memory it copies, else the thread's current one.
 // Pinned host memory is allocated in the context of the device it backs.
 // Each device must support virtual memory management (checked at start).
+// A primary context is retained lazily, the first time a call needs that
+// device, never for every visible GPU at construction: a context costs
+// hundreds of MiB of device memory, makes the process show up on that GPU in
+// nvidia-smi, and cannot be created at all on a GPU in a prohibited or
+// exclusive compute mode that another process uses. Construction only
+// initialises the driver, counts the devices and checks their attributes.
 // The driver records which device each reservation, allocation, stream and
 // event belongs to, both to pick the context and to name the device in
 // errors. Every failure is a DriverError naming the call, size, address,
@@ -27,10 +33,12 @@
 // out_of_memory() and the message adds the device's free and total memory.
 //
 // Thread-safety: CUDA calls are thread-safe; the bookkeeping maps are
-// guarded by one mutex that is never held across a blocking CUDA call.
+// guarded by one mutex that is never held across a blocking CUDA call; the
+// per-device contexts by another, held while one is retained (first use).
 #include <atomic>
 #include <cerrno>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <sstream>
 #include <unordered_map>
@@ -61,8 +69,9 @@ class CudaDriver final : public Driver {
     check("cuDeviceGetCount", api_.cuDeviceGetCount(&count), "");
     if (count <= 0)
       throw DriverError("cuDeviceGetCount", ENODEV, "cuDeviceGetCount() found no CUDA device");
+    devices_ = std::make_unique<DeviceSlot[]>(static_cast<std::size_t>(count));
     for (int ordinal = 0; ordinal < count; ++ordinal) {
-      CUdevice device = 0;
+      CUdevice& device = devices_[static_cast<std::size_t>(ordinal)].device;
       check("cuDeviceGet", api_.cuDeviceGet(&device, ordinal), "device=" + std::to_string(ordinal));
       int vmm = 0;
       check("cuDeviceGetAttribute",
@@ -77,31 +86,24 @@ class CudaDriver final : public Driver {
                               "acb's arena needs (cuMemCreate/cuMemMap); some vGPU and older "
                               "driver setups lack it: hide this GPU with CUDA_VISIBLE_DEVICES or "
                               "run without acb");
-      CUcontext context = nullptr;
-      check("cuDevicePrimaryCtxRetain", api_.cuDevicePrimaryCtxRetain(&context, device),
-            "device=" + std::to_string(ordinal));
-      devices_.push_back(device);
-      contexts_.push_back(context);
-      size_t granule = 0;
-      const CUmemAllocationProp prop = allocation_prop(ordinal);
-      check("cuMemGetAllocationGranularity",
-            api_.cuMemGetAllocationGranularity(&granule, &prop, CU_MEM_ALLOC_GRANULARITY_MINIMUM),
-            "device=" + std::to_string(ordinal));
-      granularity_.push_back(granule);
     }
+    device_count_ = count;
   }
 
   ~CudaDriver() override {
     // Errors are ignored here: at process exit CUDA may already be deinitialised.
-    for (std::size_t i = 0; i < devices_.size(); ++i) api_.cuDevicePrimaryCtxRelease(devices_[i]);
+    for (int d = 0; d < device_count_; ++d) {
+      const DeviceSlot& slot = devices_[static_cast<std::size_t>(d)];
+      if (slot.context.load() != nullptr) api_.cuDevicePrimaryCtxRelease(slot.device);
+    }
   }
 
   std::string name() const override { return "cuda"; }
-  int device_count() const override { return static_cast<int>(devices_.size()); }
+  int device_count() const override { return device_count_; }
 
   std::size_t granularity(int device) const override {
     check_device(device, "granularity");
-    return granularity_[static_cast<std::size_t>(device)];
+    return slot(device, "cuMemGetAllocationGranularity").granularity_bytes;
   }
 
   MemoryInfo memory_info(int device) const override {
@@ -387,6 +389,15 @@ class CudaDriver final : public Driver {
                             " CUDA device(s))");
   }
 
+  /// One CUDA device; its context and granularity_bytes are set together, on first use.
+  struct DeviceSlot {
+    CUdevice device = 0;
+    /// The retained primary context; nullptr until first use. Stored last
+    /// (release), so a reader that sees it also sees granularity_bytes.
+    std::atomic<CUcontext> context{nullptr};
+    std::size_t granularity_bytes = 0;
+  };
+
   /// The context that was current on the thread before a call, made current
   /// again when the call ends (also when it throws).
   class ContextScope {
@@ -406,10 +417,33 @@ class CudaDriver final : public Driver {
     bool switched_;
   };
 
-  /// Makes the device's primary context current on this thread until the returned scope ends.
+  /// The device's slot, its primary context retained (and its granularity
+  /// read) on the first call for that device.
+  const DeviceSlot& slot(int device, const char* call) const {
+    DeviceSlot& slot = devices_[static_cast<std::size_t>(device)];
+    if (slot.context.load(std::memory_order_acquire) != nullptr) return slot;  // every call after the first
+    std::lock_guard<std::mutex> lock(context_mutex_);
+    if (slot.context.load(std::memory_order_relaxed) != nullptr) return slot;
+    CUcontext context = nullptr;
+    check("cuDevicePrimaryCtxRetain", api_.cuDevicePrimaryCtxRetain(&context, slot.device),
+          std::string("device=") + std::to_string(device) + ", for " + call);
+    size_t granule = 0;
+    const CUmemAllocationProp prop = allocation_prop(device);
+    const CUresult result = api_.cuMemGetAllocationGranularity(&granule, &prop, CU_MEM_ALLOC_GRANULARITY_MINIMUM);
+    if (result != CUDA_SUCCESS) {
+      api_.cuDevicePrimaryCtxRelease(slot.device);  // retained only with its granularity known
+      check("cuMemGetAllocationGranularity", result, "device=" + std::to_string(device));
+    }
+    slot.granularity_bytes = granule;
+    slot.context.store(context, std::memory_order_release);  // publishes granularity_bytes with it
+    return slot;
+  }
+
+  /// Makes the device's primary context current on this thread until the
+  /// returned scope ends (retaining the context first, once).
   [[nodiscard]] ContextScope use_device(int device, const char* call) const {
     check_device(device, call);
-    const CUcontext wanted = contexts_[static_cast<std::size_t>(device)];
+    const CUcontext wanted = slot(device, call).context.load(std::memory_order_relaxed);
     CUcontext current = nullptr;
     if (api_.cuCtxGetCurrent(&current) == CUDA_SUCCESS && current == wanted)
       return ContextScope(api_, current, false);
@@ -421,8 +455,8 @@ class CudaDriver final : public Driver {
   int current_device() const {
     CUcontext current = nullptr;
     if (api_.cuCtxGetCurrent(&current) != CUDA_SUCCESS || current == nullptr) return 0;
-    for (std::size_t i = 0; i < contexts_.size(); ++i)
-      if (contexts_[i] == current) return static_cast<int>(i);
+    for (int d = 0; d < device_count_; ++d)
+      if (devices_[static_cast<std::size_t>(d)].context.load(std::memory_order_acquire) == current) return d;
     return 0;
   }
 
@@ -478,9 +512,10 @@ class CudaDriver final : public Driver {
   }
 
   const CudaApi api_;
-  std::vector<CUdevice> devices_;
-  std::vector<CUcontext> contexts_;
-  std::vector<std::size_t> granularity_;
+  /// One slot per device, made by the constructor; a context is retained under context_mutex_.
+  std::unique_ptr<DeviceSlot[]> devices_;
+  int device_count_ = 0;
+  mutable std::mutex context_mutex_;
   /// Cleared when a batch came back CUDA_ERROR_NOT_SUPPORTED: per-range copies from then on.
   std::atomic<bool> batch_supported_{true};
 

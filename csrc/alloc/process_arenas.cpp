@@ -123,6 +123,11 @@ Driver& process_driver() {
   return driver_locked();
 }
 
+bool process_driver_opened() {
+  std::lock_guard<std::mutex> lock(registry->mutex);
+  return registry->driver != nullptr;
+}
+
 Arena& process_arena(int device) {
   if (device >= 0 && device < detail::kMaxProcessDevices) {
     if (Arena* arena =

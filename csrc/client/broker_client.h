@@ -32,6 +32,8 @@ struct ClientOptions {
   std::string priority = "training";  ///< "inference" | "training" | "batch"
   std::uint64_t need_bytes = 0;        ///< declared device memory need
   int device = -1;                     ///< pin to a device; -1 lets the broker place
+  /// Instead of `device`: pin to the device of the GPU with this UUID (or UUID prefix); empty: none.
+  std::string device_uuid;
   bool fixed = false;                  ///< with device: never be moved off it (a process bound to its GPU)
   bool admin = false;                  ///< role admin: prove the admin token instead of the client token
   std::chrono::milliseconds connect_timeout{5000};

@@ -62,7 +62,8 @@ nlohmann::json hello(const ClientOptions& options, const wire::Bytes32& client_n
                    {"priority", options.priority},
                    {"need_bytes", options.need_bytes},
                    {"device", options.device}};
-  if (options.fixed && options.device >= 0) m["fixed"] = true;
+  if (!options.device_uuid.empty() && options.device < 0) m["device_uuid"] = options.device_uuid;
+  if (options.fixed && (options.device >= 0 || m.contains("device_uuid"))) m["fixed"] = true;
   return m;
 }
 

@@ -7,6 +7,7 @@
 #include <torch/csrc/autograd/python_variable.h>
 
 #include "alloc/pluggable_allocator.h"
+#include "alloc/process_arenas.h"
 #include "client/broker_client.h"
 #include "torch/cuda_allocator.h"
 #include "torch/dirty_tracker.h"
@@ -92,9 +93,11 @@ PYBIND11_MODULE(_C, m) {
       "enable",
       [](const std::string& host, int port, const std::string& priority, const std::string& name, int device,
          int broker_device, int idle_gap_ms, bool emulated, double reconnect_timeout_s, py::object restart_broker,
-         const std::string& safe_mode_reason) {
+         const std::string& safe_mode_reason, const std::string& unknown_device_hint,
+         const std::string& broker_device_uuid) {
         th::EnableOptions o;
         o.safe_mode_reason = safe_mode_reason;
+        o.unknown_device_hint = unknown_device_hint;
         o.reconnect_timeout_ms = static_cast<std::int64_t>(reconnect_timeout_s * 1000.0);
         if (!restart_broker.is_none()) {
           // Called on an op thread, without the GIL or with it (an op issued
@@ -119,6 +122,7 @@ PYBIND11_MODULE(_C, m) {
         o.name = name;
         o.device = device;
         o.broker_device = broker_device;
+        o.broker_device_uuid = broker_device_uuid;
         o.idle_gap_ms = idle_gap_ms;
         o.emulated = emulated;
         py::gil_scoped_release release;
@@ -126,11 +130,16 @@ PYBIND11_MODULE(_C, m) {
       },
       py::arg("host"), py::arg("port"), py::arg("priority"), py::arg("name"), py::arg("device"),
       py::arg("broker_device"), py::arg("idle_gap_ms"), py::arg("emulated"), py::arg("reconnect_timeout_s") = 30.0,
-      py::arg("restart_broker") = py::none(), py::arg("safe_mode_reason") = "");
+      py::arg("restart_broker") = py::none(), py::arg("safe_mode_reason") = "", py::arg("unknown_device_hint") = "", py::arg("broker_device_uuid") = "",
+      "gates device operators from now on; the first one joins the broker (restart_broker, when given, is "
+      "called before each connection: it finds or starts the embedded broker)");
   m.def("disable", &th::disable, py::call_guard<py::gil_scoped_release>());
   m.def("enter_safe_mode", &th::enter_safe_mode, py::arg("reason"), py::call_guard<py::gil_scoped_release>(),
         "safe mode for good: for code that finds work acb cannot see (said once on stderr with the reason)");
   m.def("enabled", &th::enabled);
+  m.def("activated", &th::activated, "enabled, and a device operation has made the arena and joined the broker");
+  m.def("_device_opened", &acb::alloc::process_driver_opened,
+        "whether this process has opened its device driver (CUDA: cuInit) yet; opens nothing");
   m.def("status", [] { return status_dict(th::status()); });
   // torch's CUDA pluggable allocator (acb._api._install_cuda_allocator).
   m.def("cuda_allocator_functions", [] {

@@ -80,7 +80,7 @@ void DirtyTracker::mark_subclass(const at::Tensor& subclass) const {
   const SubclassFlattener flatten = g_flattener.load();
   std::vector<at::Tensor> inner;
   if (flatten == nullptr || !flatten(subclass, inner)) {
-    arena_.mark_all_written();
+    if (alloc::Arena* arena = arena_.load(std::memory_order_acquire)) arena->mark_all_written();
     return;
   }
   // Already flattened recursively: a subclass left among them keeps its data
@@ -105,11 +105,13 @@ void DirtyTracker::mark_storage(const c10::StorageImpl* storage) const {
   // Data first: a storage without data (meta and fake tensors, which
   // torch.compile traces with) may have a symbolic size, and nbytes() throws
   // on those.
+  alloc::Arena* arena = arena_.load(std::memory_order_acquire);
+  if (arena == nullptr) return;  // before the first device operation: nothing of the arena exists
   const void* data = storage->data_ptr().get();
   if (data == nullptr) return;
   const std::size_t bytes = storage->nbytes();
-  if (bytes == 0 || !arena_.owns(data)) return;
-  arena_.mark_written(data, bytes);
+  if (bytes == 0 || !arena->owns(data)) return;
+  arena->mark_written(data, bytes);
 }
 
 }  // namespace acb::torch_hook

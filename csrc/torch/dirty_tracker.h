@@ -33,9 +33,15 @@
 // (other than the running statistics above, e.g. a kernel that returns a
 // cached buffer as a "fresh" output) are not seen here.
 //
-// Thread-safety: thread-safe (the cache is thread-local; the arena locks).
+// The tracker exists from acb.enable() on, the arena only from the process's
+// first device operation (torch/session.h): until track() names it, nothing
+// is marked, since no memory of the brokered device can have been written.
+//
+// Thread-safety: thread-safe (the cache is thread-local; the arena locks;
+// track() publishes the arena with one atomic store).
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <vector>
 
@@ -74,7 +80,9 @@ struct OpWrites {
 
 class DirtyTracker {
  public:
-  explicit DirtyTracker(alloc::Arena& arena) : arena_(arena) {}
+  DirtyTracker() = default;
+  /// From now on, marks go to `arena` (which outlives the tracker: both live for the process).
+  void track(alloc::Arena& arena) { arena_.store(&arena, std::memory_order_release); }
 
   /// The cached analysis of `op`'s schema.
   const OpWrites& writes_of(const c10::OperatorHandle& op);
@@ -112,7 +120,7 @@ class DirtyTracker {
   static std::uint64_t written_arg_mask(const char* name, const char* overload_name);
 
  private:
-  alloc::Arena& arena_;
+  std::atomic<alloc::Arena*> arena_{nullptr};
 };
 
 }  // namespace acb::torch_hook

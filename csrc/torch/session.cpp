@@ -6,8 +6,10 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
+#include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <stdexcept>
 
 #include "alloc/process_arenas.h"
@@ -28,7 +30,11 @@ struct State {
   // they are created once and never destroyed.
   DirtyTracker* tracker = nullptr;
   ArenaCpuAllocator* cpu_allocator = nullptr;
+  /// Set by enable(), made by the first device op after it (activate_locked);
+  /// null before that, and after disable().
   std::unique_ptr<LeaseController> controller;
+  /// The options of the enable() in force; empty while disabled.
+  std::optional<EnableOptions> enabled_options;
   // After disable(): the controller that keeps the broker counting this
   // process's memory (pinned, LeaseController::unmanage); reused by the next
   // enable() naming the same broker and device.
@@ -37,6 +43,7 @@ struct State {
   std::string host;
   std::uint16_t port = 0;
   int broker_device = -1;
+  std::string broker_device_uuid;
   std::string priority;
   std::string safe_mode_reason;  // the first reason given; empty: not in safe mode
 };
@@ -111,22 +118,44 @@ void announce_safe_mode(const std::string& reason) {
 }
 }  // namespace
 
-void enable(const EnableOptions& options) {
-  State& s = state();
-  std::lock_guard<std::mutex> lock(s.mutex);
-  if (s.controller) throw std::logic_error("acb is already enabled in this process");
+namespace {
+// The connection hint for a first connection the broker refused because it
+// has no such device (EnableOptions::unknown_device_hint).
+[[noreturn]] void rethrow_with_hint(const client::BrokerError& error, const std::string& hint) {
+  const std::string what = error.what();
+  if (hint.empty() || what.find("does not exist") == std::string::npos) throw;  // called in its catch block
+  throw client::BrokerError(hint + " (" + what + ")");
+}
+
+// Whether enable(options) can take over the connection disable() kept.
+bool reuses_kept_connection(const State& s, const EnableOptions& options) {
+  return s.unmanaged && s.host == options.host && s.port == options.port && s.broker_device == options.broker_device &&
+         s.broker_device_uuid == options.broker_device_uuid;
+}
+
+// Under s.mutex, while enabled: makes what a device operation needs, in this
+// order: the driver and the arena (alloc::process_arena, on first use of the
+// device), the tracker's arena, the lease controller (the broker connection),
+// and in emulation the arena-backed CPU allocator. The controller of an
+// earlier enable() kept by disable() is reused when it names the same broker
+// and device. Throws (driver, broker) with nothing of it in use. The caller
+// has called before_reconnect for a new connection, outside s.mutex (it takes
+// the GIL, which a thread waiting for s.mutex may hold).
+void activate_locked(State& s) {
+  const EnableOptions& options = *s.enabled_options;
   alloc::Arena& arena = alloc::process_arena(options.device);
   if (s.arena != nullptr && s.arena != &arena) {
     throw std::logic_error("acb: enable() on device " + std::to_string(options.device) +
                            " after an earlier enable() on device " + std::to_string(s.arena->device()) +
                            " in the same process is not supported");
   }
-  // While disabled, ops ran without dirty tracking: no backup taken before
-  // may be trusted as current any more.
-  if (s.arena != nullptr) arena.mark_all_written();
+  // Ops ran without dirty tracking until now (while disabled, or on memory
+  // allocated before this first device op): no backup taken before may be
+  // trusted as current any more.
+  arena.mark_all_written();
   s.arena = &arena;
   s.marking_arena.store(&arena, std::memory_order_release);
-  if (s.tracker == nullptr) s.tracker = new DirtyTracker(arena);
+  s.tracker->track(arena);
 
   ControllerOptions controller_options;
   controller_options.client.host = options.host;
@@ -134,8 +163,9 @@ void enable(const EnableOptions& options) {
   controller_options.client.priority = options.priority;
   controller_options.client.name = options.name;
   controller_options.client.device = options.broker_device;
+  controller_options.client.device_uuid = options.broker_device_uuid;
   // Its tensors live on this process's GPU: a drain must not move it elsewhere.
-  controller_options.client.fixed = options.broker_device >= 0;
+  controller_options.client.fixed = options.broker_device >= 0 || !options.broker_device_uuid.empty();
   controller_options.client.need_bytes = arena.stats().reserved_bytes;
   controller_options.idle_gap = std::chrono::milliseconds(options.idle_gap_ms);
   controller_options.reconnect_timeout = std::chrono::milliseconds(std::max<std::int64_t>(0, options.reconnect_timeout_ms));
@@ -143,24 +173,20 @@ void enable(const EnableOptions& options) {
       std::chrono::milliseconds(std::max<std::int64_t>(1, acb::options::int_value("yield_sync_timeout_ms")));
   controller_options.before_reconnect = options.before_reconnect;
 
-  Gate& gate = process_gate();
-  gate.mark_released();  // the first op acquires
-  const bool same_broker = s.unmanaged && s.host == options.host && s.port == options.port &&
-                           s.broker_device == options.broker_device;
-  if (same_broker) {
+  if (reuses_kept_connection(s, options)) {
     s.controller = std::move(s.unmanaged);
     if (options.priority != s.priority) s.controller->set_priority(options.priority);
   } else {
     try {
-      s.controller = std::make_unique<LeaseController>(arena, gate, controller_options);
-    } catch (...) {
-      gate.force_open();
-      throw;
+      s.controller = std::make_unique<LeaseController>(arena, process_gate(), controller_options);
+    } catch (const client::BrokerError& e) {
+      rethrow_with_hint(e, options.unknown_device_hint);
     }
   }
   s.host = options.host;
   s.port = options.port;
   s.broker_device = options.broker_device;
+  s.broker_device_uuid = options.broker_device_uuid;
   s.priority = options.priority;
   LeaseController* controller = s.controller.get();
   arena.set_out_of_memory_handler([controller](std::size_t requested_bytes) {
@@ -170,18 +196,92 @@ void enable(const EnableOptions& options) {
     if (s.cpu_allocator == nullptr) s.cpu_allocator = new ArenaCpuAllocator(arena);
     s.cpu_allocator->install();
   }
-  activate_op_hook(gate, *s.tracker, options.emulated);
-  attach_current_thread();
-  // Only now, with every new op gated, may the broker ask for the memory
-  // kept since disable(); a new connection reports it before the old one
-  // (which had it pinned) lets it go. An op another thread started before
-  // this enable() is not gated and may still run: enable() is documented to
-  // be called while no other thread computes.
+}
+
+// Under s.mutex, after activate_locked(), with every new op gated: only now
+// may the broker ask for the memory kept since disable(); a new connection
+// reports it before the old one (which had it pinned) lets it go.
+void manage_locked(State& s) {
   s.controller->manage();
   s.unmanaged.reset();
+  if (!s.safe_mode_reason.empty()) s.controller->enter_safe_mode(s.safe_mode_reason);
+}
+
+// The gate's acquirer from enable() until the first device op: that op (on
+// any thread) activates the session, then acquires as every later one does.
+// A failure fails the op and leaves the gate released: the next op tries
+// again.
+void acquire_on_first_use() {
+  State& s = state();
+  std::function<void()> find_broker;
+  {
+    std::lock_guard<std::mutex> lock(s.mutex);
+    if (!s.enabled_options) return;  // disable() ran meanwhile: ops run ungated
+    if (!s.controller) find_broker = s.enabled_options->before_reconnect;
+  }
+  // The embedded broker is found or started only now, when this process first needs one.
+  if (find_broker) find_broker();
+  LeaseController* controller = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(s.mutex);
+    if (!s.enabled_options) return;
+    if (!s.controller) {
+      activate_locked(s);  // installs the controller's own acquirer for the ops after this one
+      manage_locked(s);
+    }
+    controller = s.controller.get();
+  }
+  // Outside s.mutex: the wait for the grant must not block status() or
+  // disable(). The controller lives on: only disable() and the next
+  // enable() replace it, and neither runs while an op is in flight.
+  controller->acquire();
+}
+}  // namespace
+
+void enable(const EnableOptions& options) {
+  State& s = state();
+  bool new_connection_now = false;
+  {
+    std::lock_guard<std::mutex> lock(s.mutex);
+    new_connection_now = !s.enabled_options && s.unmanaged && !reuses_kept_connection(s, options);
+  }
+  // Outside s.mutex (see activate_locked); enable() is not called concurrently.
+  if (new_connection_now && options.before_reconnect) options.before_reconnect();
+  std::lock_guard<std::mutex> lock(s.mutex);
+  if (s.enabled_options) throw std::logic_error("acb is already enabled in this process");
+  if (s.arena != nullptr && s.arena->device() != options.device) {
+    throw std::logic_error("acb: enable() on device " + std::to_string(options.device) +
+                           " after an earlier enable() on device " + std::to_string(s.arena->device()) +
+                           " in the same process is not supported");
+  }
+  s.enabled_options = options;
+  if (s.tracker == nullptr) s.tracker = new DirtyTracker();
+  Gate& gate = process_gate();
+  gate.mark_released();  // the first op acquires
+  // Nothing touches the device or the broker here (docs/torch.md, "Lazy
+  // start"): the first device op does, through acquire_on_first_use(). The
+  // one exception is a process that used the device before disable(): its
+  // kept connection counts that memory as pinned, and is handed over now.
+  const bool activate_now = s.unmanaged != nullptr;
+  if (activate_now) {
+    try {
+      activate_locked(s);
+    } catch (...) {
+      s.enabled_options.reset();
+      gate.force_open();
+      throw;
+    }
+  } else {
+    gate.set_acquirer(&acquire_on_first_use);
+  }
+  activate_op_hook(gate, *s.tracker, options.emulated);
+  attach_current_thread();
+  // An op another thread started before this enable() is not gated and may
+  // still run: enable() is documented to be called while no other thread
+  // computes.
   if (!options.safe_mode_reason.empty() && note_safe_mode(s, options.safe_mode_reason))
     announce_safe_mode(s.safe_mode_reason);
-  if (!s.safe_mode_reason.empty()) s.controller->enter_safe_mode(s.safe_mode_reason);
+  if (activate_now) manage_locked(s);
   static const int atfork_registered = pthread_atfork(nullptr, nullptr, &after_fork_in_child);
   (void)atfork_registered;
 }
@@ -189,8 +289,16 @@ void enable(const EnableOptions& options) {
 void disable() {
   State& s = state();
   std::lock_guard<std::mutex> lock(s.mutex);
-  if (!s.controller) return;
+  if (!s.enabled_options) return;
+  s.enabled_options.reset();
   Gate& gate = process_gate();
+  if (!s.controller) {
+    // Never used the device since enable(): nothing to make resident or hand over.
+    gate.set_acquirer(nullptr);
+    gate.force_open();
+    deactivate_op_hook();
+    return;
+  }
   std::exception_ptr failure;
   try {
     // The memory stays resident and counted by the broker, pinned: ops now
@@ -215,6 +323,12 @@ void disable() {
 bool enabled() {
   State& s = state();
   std::lock_guard<std::mutex> lock(s.mutex);
+  return s.enabled_options.has_value();
+}
+
+bool activated() {
+  State& s = state();
+  std::lock_guard<std::mutex> lock(s.mutex);
   return s.controller != nullptr;
 }
 
@@ -228,24 +342,39 @@ void enter_safe_mode(const std::string& reason) {
 ControllerStatus status() {
   State& s = state();
   std::lock_guard<std::mutex> lock(s.mutex);
+  if (s.enabled_options && !s.controller) {
+    // Enabled, no device op yet: not a broker client, nothing held or resident.
+    ControllerStatus idle;
+    idle.lease_state = "released";
+    idle.broker_device = s.enabled_options->broker_device;
+    idle.safe_mode_reason = s.safe_mode_reason;
+    return idle;
+  }
   return controller_or_throw(s).status();
 }
 
 void set_priority(const std::string& priority) {
   State& s = state();
   std::lock_guard<std::mutex> lock(s.mutex);
+  if (s.enabled_options && !s.controller) {
+    s.enabled_options->priority = priority;  // what the first connection will say
+    return;
+  }
   controller_or_throw(s).set_priority(priority);
 }
 
 nlohmann::json broker_status() {
   State& s = state();
   std::lock_guard<std::mutex> lock(s.mutex);
+  if (s.enabled_options && !s.controller)
+    throw std::logic_error("acb has no broker connection yet: it connects at this process's first device operation");
   return controller_or_throw(s).broker_status();
 }
 
 void yield_now() {
   State& s = state();
   std::lock_guard<std::mutex> lock(s.mutex);
+  if (s.enabled_options && !s.controller) return;  // nothing held yet
   controller_or_throw(s).yield_now();
 }
 

@@ -4,6 +4,21 @@
 // the dirty tracker live for the whole process (operators on other threads
 // may still reference them after disable()).
 //
+// Lazy start: enable() touches neither the device nor the broker. It switches
+// the op hook on with the gate released, and the first operator that needs
+// the brokered device (any operator on an attached thread in emulation)
+// activates the session: it creates the driver and the arena (the CUDA
+// driver's cuInit and the device's primary context happen here, not in
+// enable()), connects to the broker (finding or starting the embedded one
+// first) and acquires. A process that never computes on the device (a
+// DataLoader worker, a tool that imports torch under ACB_ENABLE=1) never
+// becomes a broker client, and CUDA stays uninitialised until torch itself
+// would initialise it, so forked children can still use CUDA and
+// CUDA_VISIBLE_DEVICES may still be set after enable(). A failure there
+// (no driver, no broker) fails that operator; the next one tries again.
+// Exception: enable() after a disable() that kept the connection (its memory
+// counted as pinned) hands that connection over at once.
+//
 // Thread-safety: all functions are thread-safe (one mutex).
 #pragma once
 
@@ -26,20 +41,30 @@ struct EnableOptions {
   std::string name;
   int device = 0;           ///< local device index of the arena
   int broker_device = -1;   ///< device to pin at the broker (-1: broker places)
+  /// With broker_device -1: the GPU's UUID, which the broker maps to its device (empty: none).
+  std::string broker_device_uuid;
   int idle_gap_ms = 10;
   bool emulated = false;    ///< the brokered device is the emulated arena (CPU tensors)
   std::int64_t reconnect_timeout_ms = 30000;
   std::function<void()> before_reconnect;  ///< see ControllerOptions
   /// Non-empty: enter safe mode at once, for this reason (acb.enable(safe=True), ACB_SAFE_MODE=1).
   std::string safe_mode_reason;
+  /// When the broker refuses the first connection because broker_device does
+  /// not exist: what to tell the user (the error then says this, then the
+  /// broker's reason). Empty: the broker's error alone.
+  std::string unknown_device_hint;
 };
 
-/// Joins the process to the broker. Throws std::logic_error when already
-/// enabled, client::BrokerError when the broker cannot be reached.
+/// Gates this process's device operators from now on; the first of them
+/// joins the broker (see "Lazy start"). Throws std::logic_error when already
+/// enabled; when re-enabling with a kept connection, what activation throws.
 void enable(const EnableOptions& options);
 /// Makes all memory resident, leaves the broker and lets ops run freely.
 void disable();
+/// Between enable() and disable().
 bool enabled();
+/// Enabled, and the first device op has made the arena and the broker connection.
+bool activated();
 
 /// The process gate (also used by acb.region()).
 Gate& process_gate();
@@ -64,7 +89,8 @@ void unpin_exported(const void* ptr, std::size_t bytes);
 /// enable() it applies from the next enable() on.
 void enter_safe_mode(const std::string& reason);
 
-/// Throws std::logic_error when not enabled.
+/// Throws std::logic_error when not enabled. Before the first device op:
+/// released, client 0, nothing resident.
 ControllerStatus status();
 void set_priority(const std::string& priority);
 nlohmann::json broker_status();

@@ -2,7 +2,7 @@
 
 `import acb` starts nothing and imports nothing heavy (torch included);
 `acb.enable()` joins the process to a broker (starting an embedded local one
-when none is named). Public API::
+when none is named) at its first device operation. Public API::
 
     acb.enable(priority="training", device=None, broker=None)
     acb.disable()
@@ -33,6 +33,11 @@ class AcbError(RuntimeError):
 def enable(priority: Optional[str] = None, device: Optional[int] = None, broker: Optional[str] = None,
            safe: Optional[bool] = None) -> None:
     """Joins this process to GPU sharing.
+
+    Contacts nothing and initialises no CUDA: the first operation on the
+    brokered device opens the device and joins the broker (so a process that
+    never computes there is never a broker client). That operation raises
+    when the device or the broker cannot be reached; the next one tries again.
 
     Args:
         priority: "inference", "training" or "batch" (default: ACB_PRIORITY, else "training").

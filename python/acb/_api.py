@@ -54,8 +54,9 @@ def _env_int(name: str, default: int) -> int:
 
 
 def resolve_broker(broker: Optional[str]) -> Tuple[str, int]:
-    """The broker to join: the argument, else the one at ACB_BROKER (default 127.0.0.1:43210),
-    started there as the embedded local broker when none answers (acb._broker.ensure_broker)."""
+    """The broker to join: the argument, else the address in ACB_BROKER (default
+    127.0.0.1:43210), where the first device operation finds the broker or starts the
+    embedded local one (acb._broker.ensure_broker). Contacts nothing."""
     from acb import _broker
 
     if broker:
@@ -64,7 +65,7 @@ def resolve_broker(broker: Optional[str]) -> Tuple[str, int]:
         except _broker.BrokerError as e:
             raise AcbError(f"acb: {e}") from None
 
-    host, port = _broker.ensure_broker()
+    host, port = _broker.configured_address()
     return host, int(port)
 
 
@@ -97,13 +98,42 @@ def node_gpu(local_device: int, visible: Optional[str]) -> int:
     what the broker numbers its devices by (one per GPU, from 0): the entry of
     CUDA_VISIBLE_DEVICES (`visible`) at that position, or the device itself when
     that is unset. -1 when it names GPUs by UUID or MIG instance (the broker then
-    places the process; set ACB_DEVICE to choose)."""
+    finds the device by UUID: broker_device_uuid_for)."""
     entries = visible_devices(visible)
     if entries is None:
         return local_device
     if not 0 <= local_device < len(entries) or not entries[local_device].isdigit():
         return -1
     return int(entries[local_device])
+
+
+def visible_gpu_uuid(local_device: int, visible: Optional[str]) -> str:
+    """The UUID (or UUID prefix, as CUDA accepts) of the GPU that CUDA_VISIBLE_DEVICES
+    (`visible`) names at position `local_device`, which the broker maps to its device
+    (docs/protocol.md, hello "device_uuid"): "GPU-..." as written; for a MIG instance the
+    GPU it is part of, "MIG-GPU-<uuid>/<gi>/<ci>" naming it itself and "MIG-<uuid>" asked of
+    NVML (without NVML: ""). "" for ordinals, an unset variable, or no such position."""
+    entries = visible_devices(visible)
+    if entries is None or not 0 <= local_device < len(entries):
+        return ""
+    entry = entries[local_device]
+    if entry.startswith("GPU-"):
+        return entry
+    if entry.startswith("MIG-GPU-"):
+        return entry[len("MIG-"):].split("/", 1)[0]
+    if entry.startswith("MIG-"):
+        from acb import _cuda_probe
+
+        return _cuda_probe.mig_parent_uuid(entry) or ""
+    return ""
+
+
+def broker_device_uuid_for(local_device: int, emulated: bool) -> str:
+    """With no ACB_DEVICE and a real GPU: the UUID of the GPU this process computes on, when
+    CUDA_VISIBLE_DEVICES names it by UUID or MIG instance (visible_gpu_uuid); else ""."""
+    if _env_int("ACB_DEVICE", -1) >= 0 or emulated:
+        return ""
+    return visible_gpu_uuid(local_device, os.environ.get("CUDA_VISIBLE_DEVICES"))
 
 
 def broker_device_for(local_device: int, emulated: bool) -> int:
@@ -184,8 +214,12 @@ def enable(priority: Optional[str] = None, device: Optional[int] = None, broker:
             raise AcbError(CUDA_ALREADY_INITIALISED)
         emulated = bool(os.environ.get("ACB_EMULATED_DEVICE"))
         local_device = default_local_device(os.environ) if device is None else int(device)
+        # Nothing below initialises CUDA, opens the device or contacts the broker
+        # (docs/torch.md, "Lazy start"): the first device operation does.
         if not emulated:
-            if not torch.cuda.is_available():
+            from acb import _cuda_probe
+
+            if _cuda_probe.visible_cuda_devices(torch) == 0:
                 raise AcbError("acb: no CUDA device is available; to try acb without a GPU, set "
                                "ACB_EMULATED_DEVICE (e.g. ACB_EMULATED_DEVICE=acb:1GiB) to use an emulated device")
             _install_cuda_allocator(torch)
@@ -195,28 +229,27 @@ def enable(priority: Optional[str] = None, device: Optional[int] = None, broker:
         host, port = resolve_broker(broker)
         from acb import _broker, options
 
-        def restart_broker() -> None:
-            # Without an explicit broker this process found (or started) the
-            # embedded one: if it went away, start it again at the same address.
-            _broker.ensure_broker(f"{host}:{port}")
+        def find_broker() -> None:
+            # Without an explicit broker, before each connection (the first
+            # device operation's, a reconnect's): use the broker at this
+            # address, or start the embedded one there.
+            _broker.ensure_broker(f"[{host}]:{port}" if ":" in host else f"{host}:{port}")  # IPv6 in brackets
 
         broker_device = broker_device_for(local_device, emulated)
-        try:
-            c_module.enable(host=host, port=port, priority=priority, name=_default_name(), device=local_device,
-                            broker_device=broker_device,
-                            idle_gap_ms=_env_int("ACB_IDLE_GAP_MS", DEFAULT_IDLE_GAP_MS), emulated=emulated,
-                            reconnect_timeout_s=float(options.get("reconnect_timeout_s")),
-                            restart_broker=None if broker else restart_broker,
-                            safe_mode_reason=safe_mode_reason(safe))
-        except c_module.BrokerError as e:
-            if broker_device >= 0 and "does not exist" in str(e):
-                raise AcbError(
-                    f"acb: the broker at {host}:{port} has no device {broker_device}, the GPU this process "
+        hint = ""
+        if broker_device >= 0:
+            hint = (f"acb: the broker at {host}:{port} has no device {broker_device}, the GPU this process "
                     f"computes on (CUDA device {local_device}, CUDA_VISIBLE_DEVICES="
                     f"{os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')}). Start the broker without --device "
                     "(it then has one device per GPU) or with one --device per GPU, or set ACB_DEVICE to the "
-                    f"broker device to use. ({e})") from e
-            raise
+                    "broker device to use.")
+        c_module.enable(host=host, port=port, priority=priority, name=_default_name(), device=local_device,
+                        broker_device=broker_device,
+                        idle_gap_ms=_env_int("ACB_IDLE_GAP_MS", DEFAULT_IDLE_GAP_MS), emulated=emulated,
+                        reconnect_timeout_s=float(options.get("reconnect_timeout_s")),
+                        restart_broker=None if broker else find_broker,
+                        safe_mode_reason=safe_mode_reason(safe), unknown_device_hint=hint,
+                        broker_device_uuid=broker_device_uuid_for(local_device, emulated))
         _threads.install(c_module)
         reason = _threads.attach_existing(c_module)
         if reason:

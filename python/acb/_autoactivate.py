@@ -5,6 +5,11 @@ ACB_BROKER is set and ACB_ENABLE is not 0). A sys.meta_path finder waits
 for the top-level ``torch`` import, lets the normal finders locate it, and
 wraps that one spec's exec_module so that acb.enable() runs right after
 torch's own module code finished (before the program can touch CUDA).
+
+ACB_ENABLE=1 is inherited by every child process. enable() contacts nothing
+(the first device operation joins the broker), so a child that never computes
+on the device never becomes a client; torch.compile's compile workers are not
+enabled at all: they compile, and must never hold or wait for a device.
 """
 
 from __future__ import annotations
@@ -24,7 +29,18 @@ def wanted(environ=os.environ) -> bool:
     return bool(environ.get("ACB_BROKER"))
 
 
+def is_compile_worker(argv=None) -> bool:
+    """True in one of Inductor's compile worker processes (python .../torch/_inductor/compile_worker/__main__.py)."""
+    argv = sys.argv if argv is None else argv
+    if not argv or not argv[0]:
+        return False
+    parts = os.path.normpath(argv[0]).split(os.sep)
+    return parts[-4:-1] == ["torch", "_inductor", "compile_worker"]
+
+
 def _activate() -> None:
+    if is_compile_worker():
+        return
     try:
         import acb
 

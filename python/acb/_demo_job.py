@@ -20,10 +20,12 @@ without a deadline asks it to yield when idle, and it is busy until the
 phase ends, so it keeps the lease until then, as a real job does.
 
 Both report on stdout, one JSON object per line: {"event": "welcome",
-"client_id": N} once joined, then they wait for a line "go" on stdin (so
+"client_id": N} once started, then they wait for a line "go" on stdin (so
 that every job's start-up, torch's import included, is over before the
 demo's clock starts), and {"event": "done", ...} last, with "started" and
-"ended" on the system-wide monotonic clock.
+"ended" on the system-wide monotonic clock and the "client_id" it ran as
+(a torch job joins the broker at its first operator, after "go": its
+welcome says 0).
 """
 
 from __future__ import annotations
@@ -126,8 +128,8 @@ def torch_main(host: str, port: int, name: str, priority: str, phases: int, gpu_
         time.sleep(cpu_ms / 1000.0)  # CPU phase: no tensors touched
     ended = time.monotonic()
     s = acb.status()
-    say(event="done", started=started, ended=ended, wall_s=ended - started, waited_s=s.wait_total_ms / 1000.0,
-        revokes=s.revokes, offloads=s.offloads, restored_bytes=s.restored_bytes)
+    say(event="done", client_id=s.client_id, started=started, ended=ended, wall_s=ended - started,
+        waited_s=s.wait_total_ms / 1000.0, revokes=s.revokes, offloads=s.offloads, restored_bytes=s.restored_bytes)
     return 0
 
 

@@ -80,7 +80,7 @@ class Connection:
 
     def __init__(self, host: str, port: int, *, name: str = "acb-cli", role: str = "client",
                  token: Optional[str] = None, priority: str = "training", need_bytes: int = 0,
-                 device: int = -1, timeout_s: float = 5.0) -> None:
+                 device: int = -1, device_uuid: str = "", timeout_s: float = 5.0) -> None:
         self._seq = itertools.count(1)
         try:
             self.sock = socket.create_connection((host, port), timeout=timeout_s)
@@ -92,9 +92,11 @@ class Connection:
         try:
             if token is None:
                 token = read_token(admin=(role == "admin"))
-            self.welcome = self._authenticate(f"{host}:{port}", token, role,
-                                              {"name": name, "pid": os.getpid(), "role": role, "priority": priority,
-                                               "need_bytes": need_bytes, "device": device})
+            hello = {"name": name, "pid": os.getpid(), "role": role, "priority": priority,
+                     "need_bytes": need_bytes, "device": device}
+            if device_uuid:
+                hello["device_uuid"] = device_uuid  # the broker maps the GPU's UUID to its device
+            self.welcome = self._authenticate(f"{host}:{port}", token, role, hello)
         except BaseException:
             self.close()
             raise

@@ -142,7 +142,9 @@ def run_jobs(host: str, port: int, env: Dict[str, str], args: argparse.Namespace
                 raise BrokerError(f"demo job {name} failed ({proc.returncode}): {err.decode().strip()[-400:]}")
             events = [json.loads(line) for line in out.decode().splitlines() if line.strip()]
             done = next(e for e in events if e["event"] == "done")
-            reports.append({"name": name, "priority": priority, "client_id": welcomes[name]["client_id"], **done})
+            # A torch job joins at its first operator, after its welcome: its "done" names the client it ran as.
+            reports.append({"name": name, "priority": priority, **done,
+                            "client_id": done.get("client_id") or welcomes[name]["client_id"]})
     except subprocess.TimeoutExpired:
         raise BrokerError(f"the demo jobs did not finish within {JOBS_TIMEOUT_S:g} s") from None
     finally:

@@ -163,3 +163,26 @@ def test_a_hello_pinned_to_a_missing_device_is_refused(broker):
         broker.connect(name="lost", device=7)
     with broker.connect(name="placed", device=0) as ok:
         assert ok.welcome["device"] == 0
+
+
+def test_a_hello_names_its_gpu_by_uuid(broker_factory):
+    """A process whose CUDA_VISIBLE_DEVICES lists UUIDs names its GPU by UUID (or a prefix of
+    one); the broker maps it to that GPU's device and keeps the client there."""
+    broker = broker_factory("--device", "gpu-a:64MiB", "--device", "gpu-b:64MiB")
+    with broker.connect(name="probe") as probe:
+        devices = probe.request({"op": "status"})["devices"]
+    uuids = [d["uuid"] for d in devices]
+    assert [d["name"] for d in devices] == ["gpu-a", "gpu-b"]
+    assert all(u.startswith("GPU-") and len(u) == 40 for u in uuids) and uuids[0] != uuids[1], uuids
+    with broker.connect(name="by-uuid", device_uuid=uuids[1]) as c:
+        assert c.welcome["device"] == 1
+    with broker.connect(name="by-prefix", device_uuid=uuids[0][:12].upper()) as c:
+        assert c.welcome["device"] == 0
+    with pytest.raises(_wire.BrokerError, match="does not exist.*its devices: 0=GPU-"):
+        broker.connect(name="lost", device_uuid="GPU-00000000-dead")
+    with pytest.raises(_wire.BrokerError, match="cannot both be given"):
+        broker.connect(name="both", device=0, device_uuid=uuids[0])
+    # The same names give the same UUIDs in another broker: stable, not per run.
+    again = broker_factory("--device", "gpu-a:64MiB", "--device", "gpu-b:64MiB")
+    with again.connect(name="probe") as probe:
+        assert [d["uuid"] for d in probe.request({"op": "status"})["devices"]] == uuids

@@ -17,6 +17,8 @@
 // It exports cuMemcpyBatchAsync_v2 (CUDA 13) unless built with
 // FAKE_CUDA_NO_BATCH (as acb_fake_libcuda_nobatch, a driver without it);
 // fake_cuda_copy_counts() tells how many single and batch copies it ran.
+// fake_cuda_primary_ctx_retained(device): the retains of that device's
+// primary context not yet released.
 // fake_cuda_pause_stream(stream, 1) holds a stream busy, as a long kernel
 // would: an event recorded on it then is not ready until
 // fake_cuda_pause_stream(stream, 0), or a synchronize that waits for it.
@@ -38,6 +40,7 @@ constexpr size_t kTotal = size_t{64} << 20;
 std::atomic<size_t> g_used{0};
 thread_local CUcontext t_current = nullptr;
 int g_context_tokens[64] = {};
+std::atomic<int> g_retained[64] = {};  ///< retains of each primary context not yet released
 CUcontext g_host_alloc_context = nullptr;
 CUcontext g_copy_context = nullptr;
 std::atomic<unsigned long> g_copy_calls{0};    // cuMemcpyHtoDAsync + cuMemcpyDtoHAsync
@@ -149,12 +152,28 @@ CUresult CUDAAPI cuDeviceGetAttribute(int* value, CUdevice_attribute attribute, 
   }
   return CUDA_SUCCESS;
 }
+// UUID bytes: 0xac, 0xb0, then 13 zeros, then the ordinal (GPU-acb00000-0000-0000-0000-0000000000NN).
+CUresult CUDAAPI cuDeviceGetUuid(CUuuid* uuid, CUdevice device) {
+  int count = 0;
+  if (cuDeviceGetCount(&count) != CUDA_SUCCESS) return CUDA_ERROR_NOT_INITIALIZED;
+  if (uuid == nullptr || device < 0 || device >= count) return CUDA_ERROR_INVALID_DEVICE;
+  std::memset(uuid->bytes, 0, sizeof(uuid->bytes));
+  uuid->bytes[0] = static_cast<char>(0xac);
+  uuid->bytes[1] = static_cast<char>(0xb0);
+  uuid->bytes[15] = static_cast<char>(device);
+  return CUDA_SUCCESS;
+}
 CUresult CUDAAPI cuDevicePrimaryCtxRetain(CUcontext* context, CUdevice device) {
   if (device < 0 || device >= static_cast<CUdevice>(std::size(g_context_tokens))) return CUDA_ERROR_INVALID_DEVICE;
+  g_retained[device].fetch_add(1);
   *context = reinterpret_cast<CUcontext>(&g_context_tokens[device]);
   return CUDA_SUCCESS;
 }
-CUresult CUDAAPI cuDevicePrimaryCtxRelease(CUdevice) { return CUDA_SUCCESS; }
+CUresult CUDAAPI cuDevicePrimaryCtxRelease(CUdevice device) {
+  if (device < 0 || device >= static_cast<CUdevice>(std::size(g_retained))) return CUDA_ERROR_INVALID_DEVICE;
+  g_retained[device].fetch_sub(1);
+  return CUDA_SUCCESS;
+}
 CUresult CUDAAPI cuCtxGetCurrent(CUcontext* context) {
   *context = t_current;
   return CUDA_SUCCESS;
@@ -365,6 +384,7 @@ CUresult CUDAAPI cuEventSynchronize(CUevent event) {
 // --- test controls (not part of libcuda) -----------------------------------
 void fake_cuda_pause_stream(CUstream stream, int paused);
 CUcontext fake_cuda_primary_context(int device);
+int fake_cuda_primary_ctx_retained(int device);
 CUcontext fake_cuda_host_alloc_context();
 CUcontext fake_cuda_copy_context();
 void fake_cuda_copy_counts(unsigned long* copies, unsigned long* batches, unsigned long* ranges);
@@ -379,6 +399,9 @@ void fake_cuda_pause_stream(CUstream stream, int paused) {
 }
 CUcontext fake_cuda_primary_context(int device) {
   return reinterpret_cast<CUcontext>(&g_context_tokens[device]);
+}
+int fake_cuda_primary_ctx_retained(int device) {
+  return device >= 0 && device < static_cast<int>(std::size(g_retained)) ? g_retained[device].load() : -1;
 }
 CUcontext fake_cuda_host_alloc_context() { return g_host_alloc_context; }
 CUcontext fake_cuda_copy_context() { return g_copy_context; }

@@ -148,8 +148,9 @@ struct FakeCuda {
     copy_context = reinterpret_cast<void* (*)()>(::dlsym(handle, "fake_cuda_copy_context"));
     set_current = reinterpret_cast<int (*)(void*)>(::dlsym(handle, "cuCtxSetCurrent"));
     get_current = reinterpret_cast<int (*)(void**)>(::dlsym(handle, "cuCtxGetCurrent"));
+    retained = reinterpret_cast<int (*)(int)>(::dlsym(handle, "fake_cuda_primary_ctx_retained"));
     REQUIRE((pause_stream && primary_context && host_alloc_context && copy_context && set_current &&
-             get_current));
+             get_current && retained));
   }
   ~FakeCuda() { ::dlclose(handle); }
   void* current() const {
@@ -164,6 +165,7 @@ struct FakeCuda {
   void* (*copy_context)() = nullptr;
   int (*set_current)(void*) = nullptr;
   int (*get_current)(void**) = nullptr;
+  int (*retained)(int) = nullptr;  ///< retains of a device's primary context not yet released
 };
 
 }  // namespace
@@ -372,4 +374,29 @@ TEST_CASE("offload and restore batch their copies where libcuda has cuMemcpyBatc
     CHECK(counts.batches == 0);
     CHECK(counts.copies == 2 * 6);
   }
+
+TEST_CASE("the cuda driver retains a device's primary context only when it uses that device", "[driver][cuda]") {
+  ScopedEnv library("ACB_CUDA_LIBRARY", ACB_FAKE_LIBCUDA);
+  ScopedEnv devices("FAKE_CUDA_DEVICES", "3");
+  {
+    auto driver = make_cuda_driver();
+    REQUIRE(driver->device_count() == 3);
+    FakeCuda fake;
+    for (int d = 0; d < 3; ++d) CHECK(fake.retained(d) == 0);  // counting devices makes no context
+
+    const std::size_t granule = driver->granularity(1);
+    CHECK(granule == std::size_t{2} << 20);
+    const DevicePtr base = driver->reserve(4 * granule, 1);
+    const PhysicalHandle handle = driver->create(granule, 1);
+    driver->map(base, granule, handle, 1);
+    CHECK(driver->memory_info(1).total_bytes == std::size_t{64} << 20);
+    driver->unmap(base, granule);
+    driver->release(handle);
+    driver->free_reservation(base, 4 * granule);
+    CHECK(fake.retained(0) == 0);
+    CHECK(fake.retained(1) == 1);  // once, however many calls used it
+    CHECK(fake.retained(2) == 0);
+  }
+  FakeCuda fake;
+  for (int d = 0; d < 3; ++d) CHECK(fake.retained(d) == 0);  // the driver released what it retained
 }

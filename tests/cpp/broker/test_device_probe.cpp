@@ -43,7 +43,7 @@ class ScopedEnv {
 };
 }  // namespace
 
-TEST_CASE("the probe names one device per GPU, with its total memory", "[broker][devices]") {
+TEST_CASE("the probe names one device per GPU, with its total memory and UUID", "[broker][devices]") {
   ScopedEnv env;
   env.set("ACB_CUDA_LIBRARY", ACB_FAKE_LIBCUDA);
   env.set("FAKE_CUDA_DEVICES", "3");
@@ -53,6 +53,8 @@ TEST_CASE("the probe names one device per GPU, with its total memory", "[broker]
   for (std::size_t i = 0; i < devices.size(); ++i) {
     CHECK(devices[i].name == std::to_string(i));
     CHECK(devices[i].capacity_bytes == 64ull << 20);  // the fake's memory
+    // cuDeviceGetUuid_v2's bytes in nvidia-smi's form (the fake: 0xac, 0xb0, ..., the ordinal)
+    CHECK(devices[i].uuid == "GPU-acb00000-0000-0000-0000-00000000000" + std::to_string(i));
   }
 }
 

@@ -72,6 +72,17 @@ TEST_CASE("hello carries the options and welcome is parsed", "[client]") {
   REQUIRE(both.size() == 2);
   CHECK(both[1]["fixed"] == true);
   CHECK(both[1]["device"] == 0);
+
+  // A GPU named by UUID (CUDA_VISIBLE_DEVICES=GPU-...): the broker finds the device.
+  o.device = -1;
+  o.device_uuid = "GPU-8c1b2c3d";
+  BrokerClient by_uuid(o);
+  const auto three = broker.hellos();
+  REQUIRE(three.size() == 3);
+  CHECK(three[2]["device_uuid"] == "GPU-8c1b2c3d");
+  CHECK(three[2]["device"] == -1);
+  CHECK(three[2]["fixed"] == true);
+  CHECK_FALSE(both[0].contains("device_uuid"));
 }
 
 TEST_CASE("the token never travels: hello brings a nonce, auth a proof made after the broker's", "[client][auth]") {
