@@ -21,13 +21,13 @@ TEST_CASE("every option has a unique name and an ACB_ variable", "[options]") {
 }
 
 TEST_CASE("the environment overrides the default", "[options]") {
-  ::unsetenv("ACB_CONNECT_TIMEOUT_MS");
-  CHECK(acb::options::int_value("connect_timeout_ms") == 5000);
-  ::setenv("ACB_CONNECT_TIMEOUT_MS", "250", 1);
-  CHECK(acb::options::int_value("connect_timeout_ms") == 250);
-  ::setenv("ACB_CONNECT_TIMEOUT_MS", "soon", 1);
-  CHECK_THROWS_WITH(acb::options::int_value("connect_timeout_ms"), acb_test::has_substring("ACB_CONNECT_TIMEOUT_MS='soon'"));
-  ::unsetenv("ACB_CONNECT_TIMEOUT_MS");
+  ::unsetenv("ACB_IDLE_GAP_MS");
+  CHECK(acb::options::int_value("idle_gap_ms") == 10);
+  ::setenv("ACB_IDLE_GAP_MS", "250", 1);
+  CHECK(acb::options::int_value("idle_gap_ms") == 250);
+  ::setenv("ACB_IDLE_GAP_MS", "soon", 1);
+  CHECK_THROWS_WITH(acb::options::int_value("idle_gap_ms"), acb_test::has_substring("ACB_IDLE_GAP_MS='soon'"));
+  ::unsetenv("ACB_IDLE_GAP_MS");
   ::setenv("ACB_BROKER", "10.0.0.1:5000", 1);
   CHECK(acb::options::value("broker") == "10.0.0.1:5000");
   ::unsetenv("ACB_BROKER");
