@@ -374,6 +374,7 @@ TEST_CASE("offload and restore batch their copies where libcuda has cuMemcpyBatc
     CHECK(counts.batches == 0);
     CHECK(counts.copies == 2 * 6);
   }
+}
 
 TEST_CASE("the cuda driver retains a device's primary context only when it uses that device", "[driver][cuda]") {
   ScopedEnv library("ACB_CUDA_LIBRARY", ACB_FAKE_LIBCUDA);
