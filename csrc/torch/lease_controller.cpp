@@ -32,7 +32,9 @@ LeaseController::LeaseController(alloc::Arena& arena, Gate& gate, ControllerOpti
   main_thread_ = std::this_thread::get_id();
   client_ = connect();
   gate_.set_acquirer([this] { acquire(); });
-  monitor_ = std::thread([this] { monitor_loop(); });
+  // The gate's count is read here, not when the thread first runs: an op that
+  // entered and left before then would otherwise go unseen as a region.
+  monitor_ = std::thread([this, entries = gate_.entries()] { monitor_loop(entries); });
 }
 
 std::shared_ptr<client::BrokerClient> LeaseController::connect() {
@@ -437,9 +439,8 @@ void LeaseController::pins_released() {
   }
 }
 
-void LeaseController::monitor_loop() {
+void LeaseController::monitor_loop(std::uint32_t last_entries) {
   const auto tick = std::max(std::chrono::milliseconds{1}, options_.idle_gap / 2);
-  std::uint32_t last_entries = gate_.entries();
   Clock::time_point last_activity = Clock::now();
   bool in_region = false;
   std::unique_lock<std::mutex> lock(mutex_);

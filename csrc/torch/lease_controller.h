@@ -174,7 +174,8 @@ class LeaseController {
   void on_revoke(const client::Revoke& revoke);
   void on_evict(client::BrokerClient& from, const client::Evict& evict);
   void on_lost(const std::string& reason);
-  void monitor_loop();
+  /// `last_entries`: the gate's entry count when the controller was made.
+  void monitor_loop(std::uint32_t last_entries);
   void record_wait(double wait_ms);
   /// acquire() proper; `unpinned`: the enabling thread waits in it in safe mode.
   void acquire_and_restore(bool unpinned);
