@@ -142,11 +142,14 @@ TEST_CASE("past max_queued_output_mib the connections that read least are closed
   }
   // Peers that ask and never read: each may queue up to Session::kReadPauseBytes
   // (and one reply more) before the broker stops reading it, so together they
-  // pass 1 MiB while each stays far below Session::kMaxQueuedBytes.
+  // pass 1 MiB while each stays far below Session::kMaxQueuedBytes. Each asks
+  // for about 10 MB of replies, more than the kernel's socket buffers can
+  // take off the broker's queue (up to tcp_wmem's 4 MiB on the broker's side).
   constexpr int kMute = 12;
+  constexpr int kRequests = 640;
   std::vector<std::unique_ptr<TestClient>> mute;
   std::string burst;
-  for (int seq = 1; seq <= 64; ++seq) burst += acb::wire::encode_message({{"op", "status"}, {"seq", seq}});
+  for (int seq = 1; seq <= kRequests; ++seq) burst += acb::wire::encode_message({{"op", "status"}, {"seq", seq}});
   for (int i = 0; i < kMute; ++i) {
     mute.push_back(std::make_unique<TestClient>(server.port(), 4096));
     mute.back()->hello("mute" + std::to_string(i));
@@ -178,7 +181,7 @@ TEST_CASE("past max_queued_output_mib the connections that read least are closed
         ++closed;
         break;
       }
-      if ((*reply)["seq"] == 64) break;
+      if ((*reply)["seq"] == kRequests) break;
     }
   }
   CHECK(closed > 0);
