@@ -196,9 +196,9 @@ void Server::on_accepted(asio::ip::tcp::socket socket) {
 
 bool Server::needs_housekeeping() const {
   if (config_.idle_exit_s > 0 && sessions_.empty()) return true;
-  for (const auto& [id, session] : sessions_)
-    if (!session->state().authenticated && !session->closing()) return true;
-  return false;
+  // A closing session has already left sessions_ (Session::finish), so every
+  // session that is not authenticated is one that may still say no hello.
+  return sessions_.size() > authenticated_;
 }
 
 void Server::schedule_tick(TimeUs now) {
