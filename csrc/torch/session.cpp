@@ -143,12 +143,9 @@ bool reuses_kept_connection(const State& s, const EnableOptions& options) {
 // the GIL, which a thread waiting for s.mutex may hold).
 void activate_locked(State& s) {
   const EnableOptions& options = *s.enabled_options;
+  // enable() refused a device other than an earlier enable()'s, so s.arena is
+  // this arena or not set yet.
   alloc::Arena& arena = alloc::process_arena(options.device);
-  if (s.arena != nullptr && s.arena != &arena) {
-    throw std::logic_error("acb: enable() on device " + std::to_string(options.device) +
-                           " after an earlier enable() on device " + std::to_string(s.arena->device()) +
-                           " in the same process is not supported");
-  }
   // Ops ran without dirty tracking until now (while disabled, or on memory
   // allocated before this first device op): no backup taken before may be
   // trusted as current any more.
