@@ -233,7 +233,7 @@ def enable(priority: Optional[str] = None, device: Optional[int] = None, broker:
             # Without an explicit broker, before each connection (the first
             # device operation's, a reconnect's): use the broker at this
             # address, or start the embedded one there.
-            _broker.ensure_broker(f"[{host}]:{port}" if ":" in host else f"{host}:{port}")  # IPv6 in brackets
+            _broker.ensure_broker(_broker.format_address(host, port))
 
         broker_device = broker_device_for(local_device, emulated)
         hint = ""

@@ -57,6 +57,11 @@ def parse_address(text: str) -> Tuple[str, int]:
     return host, int(port_text)
 
 
+def format_address(host: str, port: int) -> str:
+    """(host, port) -> 'HOST:PORT', the text parse_address reads back: an IPv6 host in brackets."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def configured_address() -> Tuple[str, int]:
     """The address from ACB_BROKER, else the default in the options table."""
     return parse_address(str(options.get("broker")))

@@ -7,7 +7,7 @@ import pytest
 
 import acb
 from acb import _api
-from acb._broker import parse_address
+from acb._broker import format_address, parse_address
 from acb._wire import BrokerError
 
 
@@ -21,6 +21,11 @@ from acb._wire import BrokerError
 ])
 def test_addresses_that_are_read(text, expected):
     assert parse_address(text) == expected
+
+
+@pytest.mark.parametrize("host, port", [("127.0.0.1", 43210), ("localhost", 1), ("::1", 7), ("fe80::1%eth0", 5000)])
+def test_a_formatted_address_reads_back(host, port):
+    assert parse_address(format_address(host, port)) == (host, port)
 
 
 @pytest.mark.parametrize("text, hint", [
