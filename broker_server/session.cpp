@@ -54,6 +54,11 @@ void Session::on_read(const error_code& ec, std::size_t bytes) {
     return;
   }
   if (closing_) {  // lingering after an error: discard until the peer closes
+    discarded_bytes_ += bytes;
+    if (discarded_bytes_ > kMaxLingerDiscardBytes) {
+      close_socket();
+      return;
+    }
     do_read();
     return;
   }

@@ -98,6 +98,10 @@ class Session : public std::enable_shared_from_this<Session> {
   static constexpr std::size_t kReadResumeBytes = 64u << 10;
   /// How long a closing session waits for the peer to close after the error frame.
   static constexpr int kLingerMs = 2000;
+  /// How much input a closing session discards while it waits: a peer that
+  /// sends more is not reading the error frame either, and draining it for
+  /// kLingerMs at loopback speed would cost the broker's thread its time.
+  static constexpr std::size_t kMaxLingerDiscardBytes = 64u << 10;
 
   /// `budget` must outlive the session's last close().
   Session(boost::asio::ip::tcp::socket socket, SessionHost& host, ClientId id, OutputBudget& budget);
@@ -163,6 +167,7 @@ class Session : public std::enable_shared_from_this<Session> {
   bool throttled_ = false;    // the user's request budget is in debt: frames wait for throttle_timer_
   bool just_waited_ = false;  // the next frame is the first since throttle_timer_ fired
   bool closing_ = false;   // input is discarded; close when the queue is flushed
+  std::size_t discarded_bytes_ = 0;  // input discarded since closing_, up to kMaxLingerDiscardBytes
   bool finished_ = false;  // host told (exactly once)
   bool closed_ = false;    // the socket is closed
   PeerState state_;

@@ -2,6 +2,7 @@
 // frames before authentication, pipelining, and what a peer that does not
 // read may cost. Each case checks that the broker stays up and that an
 // honest client keeps its lease.
+#include <cerrno>
 #include <memory>
 #include <string>
 #include <vector>
@@ -78,6 +79,37 @@ TEST_CASE("frames are limited to kMaxUnauthenticatedFrameBytes until the handsha
   client.hello("big");
   client.send({{"op", "status"}, {"seq", 1}, {"pad", padding}});
   CHECK(client.expect("status")["seq"] == 1);
+}
+
+TEST_CASE("a peer that keeps sending after its error is cut off, not drained for the linger time") {
+  RunningServer server;
+  TestClient bystander(server.port());
+  const auto welcome = bystander.hello("bystander");
+  bystander.send({{"op", "acquire"}});
+  bystander.expect("grant");
+  const int fd = connect_loopback(server.port());
+  // A length above kMaxUnauthenticatedFrameBytes earns an error, then the
+  // peer goes on sending. Draining it for Session::kLingerMs would take all
+  // of kBytes; cut off after kMaxLingerDiscardBytes, its sends fail once the
+  // kernel buffers between the two are full.
+  const std::string header = acb::wire::encode_frame(std::string(acb::wire::kMaxUnauthenticatedFrameBytes + 1, 'x')).substr(0, 4);
+  REQUIRE(::send(fd, header.data(), header.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(header.size()));
+  constexpr std::size_t kBytes = 64u << 20;
+  const std::string chunk(64u << 10, 'x');
+  std::size_t sent = 0;
+  int error = 0;
+  while (sent < kBytes) {
+    const ssize_t n = ::send(fd, chunk.data(), chunk.size(), MSG_NOSIGNAL);
+    if (n < 0) {
+      error = errno;
+      break;
+    }
+    sent += static_cast<std::size_t>(n);
+  }
+  ::close(fd);
+  CHECK(sent < kBytes);
+  CHECK((error == ECONNRESET || error == EPIPE));
+  check_holder(bystander, welcome);
 }
 
 TEST_CASE("connections beyond max_connections_per_uid are refused with an error, and counted") {
