@@ -437,7 +437,7 @@ def measure(name: str, window_s: float, timeout_s: float) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--attacks", default=",".join(ATTACKS), help="comma-separated, from: " + ", ".join(ATTACKS))
-    parser.add_argument("--window-s", type=float, default=float(os.environ.get("ACB_BENCH_WINDOW_S", "5")),
+    parser.add_argument("--window-s", type=float, default=float(os.environ.get("ACB_BENCH_WINDOW_S", "10")),
                         help="seconds of round trips in each phase (idle, under attack)")
     parser.add_argument("--timeout-s", type=float, default=20.0,
                         help="a round trip longer than this ends the phase")
