@@ -250,7 +250,20 @@ void LeaseController::unmanage() {
     revoke_pending_ = false;
   }
   acquire_and_hold();
-  arena_.driver().synchronize_device(arena_.device());
+  // The memory stays pinned from here, so nothing waits for the device's
+  // work to end: the wait only keeps the lease while it finishes, and is
+  // bounded as at a yield (a collective may wait for a peer that waits for
+  // this device). A device error is the program's to see from its own calls.
+  const SyncOutcome synced = device_sync_.synchronize(options_.yield_sync_timeout);
+  if (synced.kind == SyncOutcome::Kind::failed) {
+    std::fprintf(stderr, "acb: error: the device reported an error when synchronised at disable(): %s\n",
+                 synced.error.c_str());
+  } else if (synced.kind == SyncOutcome::Kind::timed_out) {
+    std::fprintf(stderr,
+                 "acb: the device did not synchronise within %lld ms at disable(); the lease is released with "
+                 "the memory kept on the device, as after every disable() (ACB_YIELD_SYNC_TIMEOUT_MS)\n",
+                 static_cast<long long>(options_.yield_sync_timeout.count()));
+  }
   const std::uint64_t resident = arena_.resident_bytes();
   {
     std::lock_guard<std::mutex> lock(mutex_);

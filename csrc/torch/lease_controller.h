@@ -86,8 +86,9 @@ struct ControllerOptions {
   std::chrono::milliseconds idle_gap{10};
   /// After losing the broker, how long an op keeps trying to reconnect.
   std::chrono::milliseconds reconnect_timeout{30000};
-  /// How long a yield waits for the device to synchronise before it releases
-  /// the lease with the memory pinned (ACB_YIELD_SYNC_TIMEOUT_MS, default 2000).
+  /// How long a yield, or unmanage(), waits for the device to synchronise
+  /// before it releases the lease with the memory pinned
+  /// (ACB_YIELD_SYNC_TIMEOUT_MS, default 2000).
   std::chrono::milliseconds yield_sync_timeout{2000};
   /// Called before each reconnect attempt (e.g. restart the embedded broker);
   /// may throw, which counts as a failed attempt. Empty: plain reconnects.
@@ -139,7 +140,8 @@ class LeaseController {
   /// Makes the lease held and all memory resident, then keeps it.
   void acquire_and_hold();
   /// acb.disable(): makes all memory resident, then releases the lease with
-  /// it pinned (see the header comment). The caller opens the gate after.
+  /// it pinned (see the header comment), after the device's work ended or
+  /// yield_sync_timeout passed. The caller opens the gate after.
   void unmanage();
   /// acb.enable(): reports the resident memory (evictable again after
   /// unmanage()). The caller has marked the gate released and gates every

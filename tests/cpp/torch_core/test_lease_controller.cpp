@@ -12,6 +12,7 @@
 #include <array>
 #include <atomic>
 #include <functional>
+#include <future>
 #include <memory>
 #include <string>
 #include <thread>
@@ -730,6 +731,29 @@ TEST_CASE("a yield whose device does not synchronise in time releases with the m
   const bool intact = has_pattern(rig.device.driver, p, kMiB, 61);
   rig.gate.exit();
   CHECK(intact);
+  rig.arena.free(p, nullptr);
+}
+
+TEST_CASE("unmanage() whose device does not synchronise in time still releases, with the memory pinned",
+          "[lease][yield]") {
+  Rig rig("lc-unmanage-late", 64 * kMiB, 5ms, [](ControllerOptions& o) { o.yield_sync_timeout = 100ms; });
+  rig.device.driver.set_wait_timeout(30000ms);  // the device waits as long as the work does
+  void* p = rig.arena.malloc(kMiB, nullptr);
+  write_pattern(rig.device.driver, p, kMiB, 67);
+  rig.run_op();
+  REQUIRE(rig.broker.wait_for("acquire"));
+  StuckWork work(rig.device.driver, p);
+
+  auto unmanaged = std::async(std::launch::async, [&] { rig.controller->unmanage(); });
+  const bool returned = unmanaged.wait_for(5000ms) == std::future_status::ready;
+  work.resume();  // either way, so that a failing run ends
+  unmanaged.get();
+  REQUIRE(returned);  // within yield_sync_timeout, not once the work ended
+  const auto release = rig.broker.wait_for("release", 5000ms);
+  REQUIRE(release);
+  CHECK(release->value("pinned", false));
+  CHECK((*release)["resident_bytes"].get<std::uint64_t>() == rig.arena.resident_bytes());
+  CHECK(has_pattern(rig.device.driver, p, kMiB, 67));
   rig.arena.free(p, nullptr);
 }
 
