@@ -30,6 +30,7 @@ struct CudaApi {
   X(cuDeviceGetAttribute, "cuDeviceGetAttribute")                   \
   X(cuDeviceTotalMem, "cuDeviceTotalMem_v2")                        \
   X(cuDeviceGetUuid, "cuDeviceGetUuid_v2")                          \
+  X(cuDeviceCanAccessPeer, "cuDeviceCanAccessPeer")                 \
   X(cuDevicePrimaryCtxRetain, "cuDevicePrimaryCtxRetain")           \
   X(cuDevicePrimaryCtxRelease, "cuDevicePrimaryCtxRelease_v2")      \
   X(cuCtxGetCurrent, "cuCtxGetCurrent")                             \

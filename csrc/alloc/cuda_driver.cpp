@@ -2,7 +2,9 @@
 //
 //   reserve/free_reservation   cuMemAddressReserve / cuMemAddressFree
 //   create/release             cuMemCreate (pinned, on the device) / cuMemRelease
-//   map/unmap                  cuMemMap + cuMemSetAccess(read-write) / cuMemUnmap
+//   map/unmap                  cuMemMap + cuMemSetAccess(read-write, for the
+//                              owning device and every other visible device
+//                              that can access it as a peer) / cuMemUnmap
 //   host_alloc/host_free       cuMemHostAlloc(PORTABLE) / cuMemFreeHost
 //   streams, events            non-blocking streams, events without timing
 //   copies                     cuMemcpyHtoDAsync_v2 / cuMemcpyDtoHAsync_v2
@@ -20,6 +22,16 @@
 // in the context of the memory it copies, else the thread's current one.
 // Pinned host memory is allocated in the context of the device it backs.
 // Each device must support virtual memory management (checked at start).
+// Peer access: a process that sees several GPUs may copy between them or run
+// kernels on one that read another's memory (P2P, NVLink); VMM memory is
+// accessible only from the devices cuMemSetAccess names, so every mapping
+// names each visible device that cuDeviceCanAccessPeer says can reach the
+// owner (a process that sees one GPU pays nothing). Physical memory asks for
+// GPUDirect RDMA (allocFlags.gpuDirectRDMACapable) and for an exportable
+// POSIX file descriptor handle where the device reports support for them, so
+// NCCL's user-buffer registration and a NIC can use acb's memory as they use
+// ncclMemAlloc's; a driver that refuses either for a device gets plain
+// allocations on it from then on.
 // A primary context is retained lazily, the first time a call needs that
 // device, never for every visible GPU at construction: a context costs
 // hundreds of MiB of device memory, makes the process show up on that GPU in
@@ -88,6 +100,19 @@ class CudaDriver final : public Driver {
                               "run without acb");
     }
     device_count_ = count;
+    for (int owner = 0; owner < count; ++owner) {
+      DeviceSlot& slot = devices_[static_cast<std::size_t>(owner)];
+      slot.rdma_capable = attribute(CU_DEVICE_ATTRIBUTE_GPU_DIRECT_RDMA_WITH_CUDA_VMM_SUPPORTED, owner) != 0;
+      slot.exportable = attribute(CU_DEVICE_ATTRIBUTE_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR_SUPPORTED, owner) != 0;
+      for (int peer = 0; peer < count; ++peer) {
+        if (peer == owner) continue;
+        int can_access = 0;
+        check("cuDeviceCanAccessPeer",
+              api_.cuDeviceCanAccessPeer(&can_access, devices_[static_cast<std::size_t>(peer)].device, slot.device),
+              "device=" + std::to_string(peer) + ", peer=" + std::to_string(owner));
+        if (can_access != 0) slot.accessors.push_back(peer);
+      }
+    }
   }
 
   ~CudaDriver() override {
@@ -134,9 +159,16 @@ class CudaDriver final : public Driver {
 
   PhysicalHandle create(std::size_t bytes, int device) override {
     const ContextScope scope = use_device(device, "cuMemCreate");
-    const CUmemAllocationProp prop = allocation_prop(device);
+    CUmemAllocationProp prop = allocation_prop(device);
     CUmemGenericAllocationHandle handle = 0;
-    const CUresult result = api_.cuMemCreate(&handle, bytes, &prop, 0);
+    CUresult result = api_.cuMemCreate(&handle, bytes, &prop, 0);
+    if ((result == CUDA_ERROR_NOT_SUPPORTED || result == CUDA_ERROR_INVALID_VALUE) && has_extras(prop)) {
+      // E.g. a container or vGPU without RDMA or descriptor export: plain
+      // memory still serves everything but NCCL registration and RDMA.
+      devices_[static_cast<std::size_t>(device)].extras_refused.store(true, std::memory_order_relaxed);
+      prop = allocation_prop(device);
+      result = api_.cuMemCreate(&handle, bytes, &prop, 0);
+    }
     if (result == CUDA_ERROR_OUT_OF_MEMORY) {
       std::string figures;
       size_t free_bytes = 0, total_bytes = 0;
@@ -167,11 +199,14 @@ class CudaDriver final : public Driver {
     const std::string args = "address=" + hex(address) + ", " + size_device(bytes, device) +
                              ", handle=" + std::to_string(handle);
     check("cuMemMap", api_.cuMemMap(address, bytes, 0, handle, 0), args);
-    CUmemAccessDesc access{};
-    access.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
-    access.location.id = device;
-    access.flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
-    const CUresult result = api_.cuMemSetAccess(address, bytes, &access, 1);
+    const std::vector<int>& accessors = devices_[static_cast<std::size_t>(device)].accessors;
+    std::vector<CUmemAccessDesc> access(1 + accessors.size());
+    for (std::size_t i = 0; i < access.size(); ++i) {
+      access[i].location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+      access[i].location.id = i == 0 ? device : accessors[i - 1];
+      access[i].flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
+    }
+    const CUresult result = api_.cuMemSetAccess(address, bytes, access.data(), access.size());
     if (result != CUDA_SUCCESS) {
       api_.cuMemUnmap(address, bytes);  // leave nothing half-mapped behind
       check("cuMemSetAccess", result, args);
@@ -396,6 +431,13 @@ class CudaDriver final : public Driver {
     /// (release), so a reader that sees it also sees granularity_bytes.
     std::atomic<CUcontext> context{nullptr};
     std::size_t granularity_bytes = 0;
+    /// Set at construction: the other devices that can access this one's
+    /// memory (cuDeviceCanAccessPeer), and what cuMemCreate may ask for.
+    std::vector<int> accessors;
+    bool rdma_capable = false;
+    bool exportable = false;
+    /// cuMemCreate refused the RDMA flag or the handle type: plain from then on.
+    std::atomic<bool> extras_refused{false};
   };
 
   /// The context that was current on the thread before a call, made current
@@ -461,11 +503,28 @@ class CudaDriver final : public Driver {
   }
 
   CUmemAllocationProp allocation_prop(int device) const {
+    const DeviceSlot& slot = devices_[static_cast<std::size_t>(device)];
     CUmemAllocationProp prop{};
     prop.type = CU_MEM_ALLOCATION_TYPE_PINNED;
     prop.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
     prop.location.id = device;
+    if (!slot.extras_refused.load(std::memory_order_relaxed)) {
+      if (slot.rdma_capable) prop.allocFlags.gpuDirectRDMACapable = 1;
+      if (slot.exportable) prop.requestedHandleTypes = CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR;
+    }
     return prop;
+  }
+
+  static bool has_extras(const CUmemAllocationProp& prop) {
+    return prop.allocFlags.gpuDirectRDMACapable != 0 || prop.requestedHandleTypes != CU_MEM_HANDLE_TYPE_NONE;
+  }
+
+  int attribute(CUdevice_attribute which, int ordinal) const {
+    int value = 0;
+    check("cuDeviceGetAttribute",
+          api_.cuDeviceGetAttribute(&value, which, devices_[static_cast<std::size_t>(ordinal)].device),
+          "attribute=" + std::to_string(static_cast<int>(which)) + ", device=" + std::to_string(ordinal));
+    return value;
   }
 
   /// The device of the reservation holding `address`, or -1 when unknown.

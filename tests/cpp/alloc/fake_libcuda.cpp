@@ -10,6 +10,13 @@
 // FAKE_CUDA_DEVICES=N in the environment makes it report N devices (0: none);
 // each reports 64 MiB as its total memory, the driver tests use device 0 only.
 // FAKE_CUDA_NO_VMM=1 makes every device report no virtual memory management.
+// FAKE_CUDA_PEERS=1 makes every device able to access every other's memory
+// (cuDeviceCanAccessPeer); FAKE_CUDA_RDMA=1 and FAKE_CUDA_EXPORTABLE=1 make
+// every device report GPUDirect RDMA with VMM and POSIX descriptor export;
+// FAKE_CUDA_REFUSE_EXTRAS=1 makes cuMemCreate refuse either (NOT_SUPPORTED).
+// fake_cuda_last_create(&rdma, &handle_types) tells what the last cuMemCreate
+// asked for, fake_cuda_last_access(ids, max) which devices the last
+// cuMemSetAccess granted.
 //
 // Each device has its own primary context token, so tests can see which
 // context a call ran in (fake_cuda_primary_context, and
@@ -43,6 +50,15 @@ int g_context_tokens[64] = {};
 std::atomic<int> g_retained[64] = {};  ///< retains of each primary context not yet released
 CUcontext g_host_alloc_context = nullptr;
 CUcontext g_copy_context = nullptr;
+std::mutex g_request_mutex;  // guards the last cuMemCreate and cuMemSetAccess requests
+int g_last_create_rdma = -1, g_last_create_handle_types = -1;
+int g_last_access_ids[64] = {};
+int g_last_access_count = 0;
+
+bool env_on(const char* name) {
+  const char* value = std::getenv(name);
+  return value != nullptr && std::strcmp(value, "1") == 0;
+}
 std::atomic<unsigned long> g_copy_calls{0};    // cuMemcpyHtoDAsync + cuMemcpyDtoHAsync
 std::atomic<unsigned long> g_batch_calls{0};   // cuMemcpyBatchAsync
 std::atomic<unsigned long> g_batch_ranges{0};  // copies in those batches
@@ -146,10 +162,17 @@ CUresult CUDAAPI cuDeviceGetAttribute(int* value, CUdevice_attribute attribute, 
   if (cuDeviceGetCount(&count) != CUDA_SUCCESS) return CUDA_ERROR_NOT_INITIALIZED;
   if (device < 0 || device >= count) return CUDA_ERROR_INVALID_DEVICE;
   *value = 0;
-  if (attribute == CU_DEVICE_ATTRIBUTE_VIRTUAL_MEMORY_MANAGEMENT_SUPPORTED) {
-    const char* no_vmm = std::getenv("FAKE_CUDA_NO_VMM");
-    *value = no_vmm != nullptr && std::strcmp(no_vmm, "1") == 0 ? 0 : 1;
-  }
+  if (attribute == CU_DEVICE_ATTRIBUTE_VIRTUAL_MEMORY_MANAGEMENT_SUPPORTED) *value = env_on("FAKE_CUDA_NO_VMM") ? 0 : 1;
+  if (attribute == CU_DEVICE_ATTRIBUTE_GPU_DIRECT_RDMA_WITH_CUDA_VMM_SUPPORTED) *value = env_on("FAKE_CUDA_RDMA");
+  if (attribute == CU_DEVICE_ATTRIBUTE_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR_SUPPORTED)
+    *value = env_on("FAKE_CUDA_EXPORTABLE");
+  return CUDA_SUCCESS;
+}
+CUresult CUDAAPI cuDeviceCanAccessPeer(int* can_access, CUdevice device, CUdevice peer) {
+  int count = 0;
+  if (cuDeviceGetCount(&count) != CUDA_SUCCESS) return CUDA_ERROR_NOT_INITIALIZED;
+  if (device < 0 || device >= count || peer < 0 || peer >= count) return CUDA_ERROR_INVALID_DEVICE;
+  *can_access = device != peer && env_on("FAKE_CUDA_PEERS") ? 1 : 0;
   return CUDA_SUCCESS;
 }
 // UUID bytes: 0xac, 0xb0, then 13 zeros, then the ordinal (GPU-acb00000-0000-0000-0000-0000000000NN).
@@ -225,6 +248,14 @@ CUresult CUDAAPI cuMemCreate(CUmemGenericAllocationHandle* handle, size_t size,
       prop->location.type != CU_MEM_LOCATION_TYPE_DEVICE || prop->location.id < 0 ||
       prop->location.id >= count)
     return CUDA_ERROR_INVALID_VALUE;
+  {
+    std::lock_guard<std::mutex> lock(g_request_mutex);
+    g_last_create_rdma = prop->allocFlags.gpuDirectRDMACapable;
+    g_last_create_handle_types = static_cast<int>(prop->requestedHandleTypes);
+  }
+  if (env_on("FAKE_CUDA_REFUSE_EXTRAS") &&
+      (prop->allocFlags.gpuDirectRDMACapable != 0 || prop->requestedHandleTypes != CU_MEM_HANDLE_TYPE_NONE))
+    return CUDA_ERROR_NOT_SUPPORTED;
   size_t used = g_used.load();
   do {
     if (used + size > kTotal) return CUDA_ERROR_OUT_OF_MEMORY;
@@ -264,9 +295,19 @@ CUresult CUDAAPI cuMemMap(CUdeviceptr ptr, size_t size, size_t offset,
 }
 CUresult CUDAAPI cuMemSetAccess(CUdeviceptr ptr, size_t size, const CUmemAccessDesc* desc,
                                 size_t count) {
-  if (count != 1 || desc->location.type != CU_MEM_LOCATION_TYPE_DEVICE ||
-      desc->flags != CU_MEM_ACCESS_FLAGS_PROT_READWRITE)
-    return CUDA_ERROR_INVALID_VALUE;
+  int devices = 0;
+  if (cuDeviceGetCount(&devices) != CUDA_SUCCESS) return CUDA_ERROR_NOT_INITIALIZED;
+  if (count == 0 || count > std::size(g_last_access_ids)) return CUDA_ERROR_INVALID_VALUE;
+  for (size_t i = 0; i < count; ++i) {
+    if (desc[i].location.type != CU_MEM_LOCATION_TYPE_DEVICE || desc[i].location.id < 0 ||
+        desc[i].location.id >= devices || desc[i].flags != CU_MEM_ACCESS_FLAGS_PROT_READWRITE)
+      return CUDA_ERROR_INVALID_VALUE;
+  }
+  {
+    std::lock_guard<std::mutex> lock(g_request_mutex);
+    for (size_t i = 0; i < count; ++i) g_last_access_ids[i] = desc[i].location.id;
+    g_last_access_count = static_cast<int>(count);
+  }
   return mprotect(reinterpret_cast<void*>(ptr), size, PROT_READ | PROT_WRITE) == 0
              ? CUDA_SUCCESS
              : CUDA_ERROR_INVALID_VALUE;
@@ -387,6 +428,8 @@ CUcontext fake_cuda_primary_context(int device);
 int fake_cuda_primary_ctx_retained(int device);
 CUcontext fake_cuda_host_alloc_context();
 CUcontext fake_cuda_copy_context();
+void fake_cuda_last_create(int* rdma, int* handle_types);
+int fake_cuda_last_access(int* ids, int max);
 void fake_cuda_copy_counts(unsigned long* copies, unsigned long* batches, unsigned long* ranges);
 
 void fake_cuda_pause_stream(CUstream stream, int paused) {
@@ -405,6 +448,16 @@ int fake_cuda_primary_ctx_retained(int device) {
 }
 CUcontext fake_cuda_host_alloc_context() { return g_host_alloc_context; }
 CUcontext fake_cuda_copy_context() { return g_copy_context; }
+void fake_cuda_last_create(int* rdma, int* handle_types) {
+  std::lock_guard<std::mutex> lock(g_request_mutex);
+  *rdma = g_last_create_rdma;
+  *handle_types = g_last_create_handle_types;
+}
+int fake_cuda_last_access(int* ids, int max) {
+  std::lock_guard<std::mutex> lock(g_request_mutex);
+  for (int i = 0; i < g_last_access_count && i < max; ++i) ids[i] = g_last_access_ids[i];
+  return g_last_access_count;
+}
 void fake_cuda_copy_counts(unsigned long* copies, unsigned long* batches, unsigned long* ranges) {
   *copies = g_copy_calls;
   *batches = g_batch_calls;

@@ -401,3 +401,105 @@ TEST_CASE("the cuda driver retains a device's primary context only when it uses 
   FakeCuda fake;
   for (int d = 0; d < 3; ++d) CHECK(fake.retained(d) == 0);  // the driver released what it retained
 }
+
+namespace {
+
+// cuda.h's CUmemAllocationHandleType values (this test does not include cuda.h).
+constexpr int kHandleTypeNone = 0x0;
+constexpr int kHandleTypePosixFd = 0x1;
+
+/// What the fake libcuda was last asked by cuMemCreate and cuMemSetAccess.
+struct FakeRequests {
+  FakeRequests() : handle(::dlopen(ACB_FAKE_LIBCUDA, RTLD_NOW | RTLD_NOLOAD)) {
+    REQUIRE(handle != nullptr);
+    last_create = reinterpret_cast<void (*)(int*, int*)>(::dlsym(handle, "fake_cuda_last_create"));
+    last_access = reinterpret_cast<int (*)(int*, int)>(::dlsym(handle, "fake_cuda_last_access"));
+    REQUIRE((last_create && last_access));
+  }
+  ~FakeRequests() { ::dlclose(handle); }
+  std::vector<int> access() const {
+    std::vector<int> ids(64);
+    ids.resize(static_cast<std::size_t>(last_access(ids.data(), static_cast<int>(ids.size()))));
+    return ids;
+  }
+  void* handle;
+  void (*last_create)(int*, int*) = nullptr;
+  int (*last_access)(int*, int) = nullptr;
+};
+
+/// Maps one granule on `device`, writes and reads it back, and unmaps it.
+void map_one(Driver& driver, int device) {
+  const std::size_t granule = driver.granularity(device);
+  DevicePtr base = driver.reserve(granule, device);
+  PhysicalHandle handle = driver.create(granule, device);
+  driver.map(base, granule, handle, device);
+  std::vector<unsigned char> out(4096, 0x5a), in(4096, 0);
+  driver.copy_to_device_async(base, out.data(), out.size(), nullptr);
+  driver.copy_to_host_async(in.data(), base, in.size(), nullptr);
+  driver.synchronize_stream(nullptr);
+  CHECK(in == out);
+  driver.unmap(base, granule);
+  driver.release(handle);
+  driver.free_reservation(base, granule);
+}
+
+}  // namespace
+
+TEST_CASE("the cuda driver maps memory for every visible device that can access it as a peer", "[driver][cuda]") {
+  ScopedEnv library("ACB_CUDA_LIBRARY", ACB_FAKE_LIBCUDA);
+  SECTION("three peer-capable devices: each mapping names its owner first, then the other two") {
+    ScopedEnv devices("FAKE_CUDA_DEVICES", "3");
+    ScopedEnv peers("FAKE_CUDA_PEERS", "1");
+    auto driver = make_cuda_driver();
+    FakeRequests fake;
+    map_one(*driver, 1);
+    CHECK(fake.access() == std::vector<int>{1, 0, 2});
+    map_one(*driver, 0);
+    CHECK(fake.access() == std::vector<int>{0, 1, 2});
+  }
+  SECTION("devices that cannot reach each other: the owner only") {
+    ScopedEnv devices("FAKE_CUDA_DEVICES", "2");
+    auto driver = make_cuda_driver();
+    FakeRequests fake;
+    map_one(*driver, 1);
+    CHECK(fake.access() == std::vector<int>{1});
+  }
+}
+
+TEST_CASE("the cuda driver asks for GPUDirect RDMA and an exportable handle where the device has them",
+          "[driver][cuda]") {
+  ScopedEnv library("ACB_CUDA_LIBRARY", ACB_FAKE_LIBCUDA);
+  int rdma = -1, handle_types = -1;
+  SECTION("supported: both asked for") {
+    ScopedEnv with_rdma("FAKE_CUDA_RDMA", "1");
+    ScopedEnv exportable("FAKE_CUDA_EXPORTABLE", "1");
+    auto driver = make_cuda_driver();
+    FakeRequests fake;
+    map_one(*driver, 0);
+    fake.last_create(&rdma, &handle_types);
+    CHECK(rdma == 1);
+    CHECK(handle_types == kHandleTypePosixFd);
+  }
+  SECTION("not reported: plain memory") {
+    auto driver = make_cuda_driver();
+    FakeRequests fake;
+    map_one(*driver, 0);
+    fake.last_create(&rdma, &handle_types);
+    CHECK(rdma == 0);
+    CHECK(handle_types == kHandleTypeNone);
+  }
+  SECTION("reported but refused by cuMemCreate: plain memory, and no further tries") {
+    ScopedEnv with_rdma("FAKE_CUDA_RDMA", "1");
+    ScopedEnv exportable("FAKE_CUDA_EXPORTABLE", "1");
+    ScopedEnv refuse("FAKE_CUDA_REFUSE_EXTRAS", "1");
+    auto driver = make_cuda_driver();
+    FakeRequests fake;
+    map_one(*driver, 0);  // the first create is retried without them
+    fake.last_create(&rdma, &handle_types);
+    CHECK(rdma == 0);
+    CHECK(handle_types == kHandleTypeNone);
+    map_one(*driver, 0);
+    fake.last_create(&rdma, &handle_types);
+    CHECK(rdma == 0);
+  }
+}
