@@ -19,8 +19,10 @@
 // not already, and the thread's previous context is made current again after
 // it (ContextScope): torch on that thread may be working on another device.
 // A stream the driver did not create (the null stream, torch's streams) runs
-// in the context of the memory it copies, else the thread's current one.
-// Pinned host memory is allocated in the context of the device it backs.
+// in the context of the memory it copies, else the thread's current one,
+// else the one device the driver has used (0 when it has used none or
+// several). Pinned host memory is allocated in the context of the device it
+// backs.
 // Each device must support virtual memory management (checked at start).
 // Peer access: a process that sees several GPUs may copy between them or run
 // kernels on one that read another's memory (P2P, NVLink); VMM memory is
@@ -493,13 +495,24 @@ class CudaDriver final : public Driver {
     return ContextScope(api_, current, true);
   }
 
-  /// The device whose primary context is current on this thread; 0 when none of ours is.
+  /// The device whose primary context is current on this thread; when none
+  /// of ours is, the one device this driver has used (its context retained),
+  /// and 0 only when it has used none or several. A process under acb mostly
+  /// uses one GPU, which need not be 0: falling back to 0 there would
+  /// synchronise the wrong device and create a context on a GPU it never uses.
   int current_device() const {
     CUcontext current = nullptr;
-    if (api_.cuCtxGetCurrent(&current) != CUDA_SUCCESS || current == nullptr) return 0;
-    for (int d = 0; d < device_count_; ++d)
-      if (devices_[static_cast<std::size_t>(d)].context.load(std::memory_order_acquire) == current) return d;
-    return 0;
+    if (api_.cuCtxGetCurrent(&current) == CUDA_SUCCESS && current != nullptr) {
+      for (int d = 0; d < device_count_; ++d)
+        if (devices_[static_cast<std::size_t>(d)].context.load(std::memory_order_acquire) == current) return d;
+    }
+    int used = -1;
+    for (int d = 0; d < device_count_; ++d) {
+      if (devices_[static_cast<std::size_t>(d)].context.load(std::memory_order_acquire) == nullptr) continue;
+      if (used >= 0) return 0;
+      used = d;
+    }
+    return used >= 0 ? used : 0;
   }
 
   CUmemAllocationProp allocation_prop(int device) const {
@@ -544,7 +557,7 @@ class CudaDriver final : public Driver {
 
   /// The device of a stream this driver created. The null stream and streams
   /// of others (torch's) run in the context of the device owning `address`
-  /// (the device memory of the call) when known, else the thread's current one.
+  /// (the device memory of the call) when known, else current_device().
   int device_of_stream(StreamHandle stream, DevicePtr address) const {
     {
       std::lock_guard<std::mutex> lock(mutex_);

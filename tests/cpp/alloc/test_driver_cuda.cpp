@@ -503,3 +503,24 @@ TEST_CASE("the cuda driver asks for GPUDirect RDMA and an exportable handle wher
     CHECK(rdma == 0);
   }
 }
+
+TEST_CASE("without a context of its own current, the cuda driver works on the one device it uses, not on 0",
+          "[driver][cuda]") {
+  ScopedEnv library("ACB_CUDA_LIBRARY", ACB_FAKE_LIBCUDA);
+  ScopedEnv devices("FAKE_CUDA_DEVICES", "3");
+  auto driver = make_cuda_driver();
+  FakeCuda fake;
+  fake.set_current(nullptr);
+  const std::size_t granule = driver->granularity(2);  // the process's GPU is device 2
+  DevicePtr base = driver->reserve(granule, 2);
+  CHECK(fake.current() == nullptr);
+  // The null stream with no memory to go by (a synchronisation, an event).
+  driver->synchronize_stream(nullptr);
+  EventHandle event = driver->create_event(2);
+  driver->record_event(event, nullptr);
+  driver->synchronize_event(event);
+  driver->destroy_event(event);
+  CHECK(fake.retained(0) == 0);  // device 0 never got a context
+  CHECK(fake.retained(2) == 1);
+  driver->free_reservation(base, granule);
+}
