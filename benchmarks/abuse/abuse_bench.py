@@ -43,6 +43,8 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path.insert(0, str(ROOT / "python"))  # the sources' acb, when the package is not installed
 
+from acb import _broker_process  # noqa: E402
+
 NOBODY = 65534
 ATTACK_USER_IS_OTHER = os.geteuid() == 0
 
@@ -75,14 +77,14 @@ class Broker:
             if nofile is not None:
                 resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
 
-        self.proc = subprocess.Popen([broker_binary(), "--host", "127.0.0.1", "--port", "0", "--metrics-port", "0",
-                                      "--device", "bench:80GiB", *flags], env=env, stdout=subprocess.PIPE,
-                                     stderr=self.log, preexec_fn=limit)
-        line = self.proc.stdout.readline().decode()
-        if not line.startswith("acb-broker listening on "):
-            raise SystemExit(f"benchmarks/abuse: the broker did not start: {line!r}; "
-                             f"log: {(workdir / 'broker.log').read_text(errors='replace')[-2000:]}")
-        self.port = int(line.split()[3].rsplit(":", 1)[1])
+        try:
+            self.proc, listening = _broker_process.start(
+                [broker_binary(), "--host", "127.0.0.1", "--port", "0", "--metrics-port", "0",
+                 "--device", "bench:80GiB", *flags], env, self.log, 20.0, preexec_fn=limit)
+        except _broker_process.BrokerStartError as e:
+            raise SystemExit(f"benchmarks/abuse: {e}; "
+                             f"log: {(workdir / 'broker.log').read_text(errors='replace')[-2000:]}") from None
+        self.port = listening.port
         # Attackers of another uid must be able to read the client token (an
         # authenticated local user); the admin token stays private.
         self.client_token = (self.tokens / "token").read_text().strip()
@@ -103,14 +105,7 @@ class Broker:
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def close(self) -> None:
-        if self.alive():
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc.stdout.close()
+        _broker_process.stop(self.proc)
         self.log.close()
 
 

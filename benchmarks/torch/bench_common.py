@@ -50,6 +50,7 @@ class Broker:
 
     def __init__(self, capacity: str, *flags: str, cuda_capacity: str = "") -> None:
         import acb
+        from acb import _broker_process
 
         binary = Path(acb.__file__).resolve().parent / "bin" / "acb-broker"
         if not binary.is_file():
@@ -59,12 +60,13 @@ class Broker:
         env = {k: v for k, v in os.environ.items() if not k.startswith("ACB_")}
         env["ACB_TOKEN_DIR"] = str(self.workdir / "tokens")
         self.log = open(self.workdir / "broker.log", "wb")
-        self.proc = subprocess.Popen([str(binary), "--port", "0", "--metrics-port", "0", "--device", self.device,
-                                      *flags], env=env, stdout=subprocess.PIPE, stderr=self.log)
-        line = self.proc.stdout.readline().decode()
-        if not line.startswith("acb-broker listening on "):
-            raise SystemExit(f"benchmarks/torch: the broker did not start: {line!r}")
-        self.address = line.split()[3]
+        try:
+            self.proc, listening = _broker_process.start(
+                [str(binary), "--port", "0", "--metrics-port", "0", "--device", self.device, *flags], env, self.log,
+                20.0)
+        except _broker_process.BrokerStartError as e:
+            raise SystemExit(f"benchmarks/torch: {e}") from None
+        self.address = listening.address
 
     def env(self, **extra: str) -> Dict[str, str]:
         env = plain_env()
@@ -75,9 +77,9 @@ class Broker:
         return env
 
     def close(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(timeout=10)
-        self.proc.stdout.close()
+        from acb import _broker_process
+
+        _broker_process.stop(self.proc)
         self.log.close()
 
 

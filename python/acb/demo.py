@@ -25,8 +25,6 @@ import argparse
 import importlib.util
 import json
 import os
-import select
-import signal
 import subprocess
 import sys
 import tempfile
@@ -34,31 +32,14 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-from . import _format, _loader, _trace
+from . import _broker_process, _format, _loader, _trace
 from ._broker import broker_binary, ensure_broker, parse_address
+from ._broker_process import read_line
 from ._wire import BrokerError, Connection
 
 START_TIMEOUT_S = 20.0
 JOBS_START_TIMEOUT_S = 40.0  # torch's import takes seconds when jobs start together on a small machine
 JOBS_TIMEOUT_S = 50.0  # the demo must finish within a minute
-
-
-def read_line(proc: subprocess.Popen, deadline: float) -> Optional[str]:
-    """One line of a process's stdout before `deadline`; None at the deadline or at end of file.
-
-    Reads the pipe unbuffered, a byte at a time, so nothing after the line is
-    taken from the pipe: a job prints nothing more until it is told to go,
-    and communicate() reads the rest later."""
-    fd, data = proc.stdout.fileno(), b""
-    while not data.endswith(b"\n"):
-        ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
-        if not ready:
-            return None
-        byte = os.read(fd, 1)
-        if not byte:
-            return None
-        data += byte
-    return data.decode(errors="replace")
 
 
 class PrivateBroker:
@@ -71,28 +52,22 @@ class PrivateBroker:
         env["ACB_TOKEN_DIR"] = str(self.token_dir)
         self.env = env
         self.log = Path(self.dir.name) / "broker.log"
-        with open(self.log, "wb") as log:
-            self.proc = subprocess.Popen([broker_binary(), "--host", "127.0.0.1", "--port", "0", "--metrics-port", "0",
-                                          "--device", device_spec], stdout=subprocess.PIPE, stderr=log, env=env)
-        line = (read_line(self.proc, time.monotonic() + START_TIMEOUT_S) or "").strip()
-        if not line.startswith("acb-broker listening on "):
-            self.stop()
-            raise BrokerError(f"the demo's broker did not start: {line or self.log.read_text()[-500:]}")
-        self.host, port = line.split()[3].rsplit(":", 1)
-        self.port = int(port)
+        try:
+            with open(self.log, "wb") as log:
+                self.proc, listening = _broker_process.start(
+                    [broker_binary(), "--host", "127.0.0.1", "--port", "0", "--metrics-port", "0",
+                     "--device", device_spec], env, log, START_TIMEOUT_S)
+        except _broker_process.BrokerStartError as e:
+            message = f"the demo's broker did not start: {e}; its log: {self.log.read_text()[-500:]}"
+            self.dir.cleanup()
+            raise BrokerError(message) from None
+        self.host, self.port = listening.host, listening.port
 
     def token(self, admin: bool) -> str:
         return (self.token_dir / ("admin-token" if admin else "token")).read_text().strip()
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc.stdout.close()
+        _broker_process.stop(self.proc)
         self.dir.cleanup()
 
 
@@ -126,7 +101,7 @@ def run_jobs(host: str, port: int, env: Dict[str, str], args: argparse.Namespace
         welcomes = {}
         start_deadline = time.monotonic() + JOBS_START_TIMEOUT_S
         for name, _, proc in procs:
-            line = read_line(proc, start_deadline)
+            line = read_line(proc.stdout, start_deadline)
             if line is None:
                 proc.kill()
                 raise BrokerError(f"demo job {name} did not start within {JOBS_START_TIMEOUT_S:g} s: "

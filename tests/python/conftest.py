@@ -21,7 +21,6 @@ import glob
 import importlib.util
 import json
 import os
-import select
 import signal
 import subprocess
 import sys
@@ -37,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[2]
 if importlib.util.find_spec("acb") is None:
     sys.path.insert(0, str(ROOT / "python"))
 
-from acb import _wire  # noqa: E402
+from acb import _broker_process, _wire  # noqa: E402
 
 START_TIMEOUT_S = 20.0
 STOP_TIMEOUT_S = 10.0
@@ -77,22 +76,7 @@ def broker_bin() -> str:
 
 def read_line(stream, timeout_s: float) -> Optional[str]:
     """One line from a pipe, or None when none arrives within timeout_s (or at EOF)."""
-    deadline = time.monotonic() + timeout_s
-    buffer = b""
-    fd = stream.fileno()
-    while True:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return None
-        ready, _, _ = select.select([fd], [], [], remaining)
-        if not ready:
-            return None
-        chunk = os.read(fd, 1)
-        if not chunk:
-            return None
-        if chunk == b"\n":
-            return buffer.decode()
-        buffer += chunk
+    return _broker_process.read_line(stream, time.monotonic() + timeout_s)
 
 
 class Broker:
@@ -163,19 +147,14 @@ def broker_factory(broker_bin: str, tmp_path: Path) -> Iterator[Callable[..., Br
             full_env["ACB_CUDA_LIBRARY"] = NO_CUDA_LIBRARY
         full_env.update(env or {})
         stderr_path = workdir / "stderr.log"
-        with open(stderr_path, "wb") as stderr:
-            proc = subprocess.Popen([broker_bin, "--port", str(port), "--metrics-port", str(metrics_port), *args],
-                                    stdout=subprocess.PIPE, stderr=stderr, env=full_env, preexec_fn=preexec_fn)
-        line = read_line(proc.stdout, START_TIMEOUT_S)
-        if line is None or not line.startswith("acb-broker listening on "):
-            proc.kill()
-            proc.wait()
-            pytest.fail(f"acb-broker did not start (first line {line!r}); stderr:\n{stderr_path.read_text()}")
-        # "acb-broker listening on HOST:PORT metrics HOST:MPORT"
-        words = line.split()
-        host, port_text = words[3].rsplit(":", 1)
-        metrics_port_text = words[5].rsplit(":", 1)[1]
-        b = Broker(proc, host, int(port_text), int(metrics_port_text), token_dir, stderr_path)
+        try:
+            with open(stderr_path, "wb") as stderr:
+                proc, listening = _broker_process.start(
+                    [broker_bin, "--port", str(port), "--metrics-port", str(metrics_port), *args], full_env, stderr,
+                    START_TIMEOUT_S, preexec_fn=preexec_fn)
+        except _broker_process.BrokerStartError as e:
+            pytest.fail(f"{e}; stderr:\n{stderr_path.read_text()}")
+        b = Broker(proc, listening.host, listening.port, listening.metrics_port, token_dir, stderr_path)
         started.append(b)
         return b
 
@@ -185,20 +164,15 @@ def broker_factory(broker_bin: str, tmp_path: Path) -> Iterator[Callable[..., Br
     for b in started:
         rc = b.proc.poll()
         if rc is None:
-            b.proc.send_signal(signal.SIGTERM)
-            try:
-                rc = b.proc.wait(timeout=STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                b.proc.kill()
-                b.proc.wait()
+            rc = _broker_process.stop(b.proc, STOP_TIMEOUT_S)
+            if rc is None:
                 problems.append(f"broker pid {b.proc.pid} ignored SIGTERM for {STOP_TIMEOUT_S} s")
-                continue
-            if rc != 0:
+            elif rc != 0:
                 problems.append(f"broker pid {b.proc.pid} exited {rc} on SIGTERM")
-        elif b.expect_exit is None or rc != b.expect_exit:
-            problems.append(f"broker pid {b.proc.pid} exited by itself with {rc} during the test")
-        if b.proc.stdout:
-            b.proc.stdout.close()
+        else:
+            _broker_process.stop(b.proc)  # reaped already: closes its stdout
+            if b.expect_exit is None or rc != b.expect_exit:
+                problems.append(f"broker pid {b.proc.pid} exited by itself with {rc} during the test")
         if problems and problems[-1].startswith(f"broker pid {b.proc.pid}"):
             problems[-1] += "; its stderr:\n" + b.stderr_text()[-4000:]
     if problems:
