@@ -51,33 +51,18 @@ bool flatten_subclass(const at::Tensor& subclass, std::vector<at::Tensor>& inner
 
 py::dict status_dict(const th::ControllerStatus& s) {
   py::dict d;
-  d["lease_state"] = s.lease_state;
-  d["client_id"] = s.client_id;
-  d["broker_device"] = s.broker_device;
-  d["resident_bytes"] = s.resident_bytes;
-  d["offloaded_bytes"] = s.offloaded_bytes;
-  d["reserved_bytes_peak"] = s.reserved_bytes_peak;
-  d["waits"] = s.waits;
-  d["wait_total_ms"] = s.wait_total_ms;
-  d["wait_p99_ms"] = s.wait_p99_ms;
-  d["wait_max_ms"] = s.wait_max_ms;
-  d["switches"] = s.switches;
-  d["releases"] = s.releases;
-  d["revokes"] = s.revokes;
-  d["evicts"] = s.evicts;
-  d["offloads"] = s.offloads;
-  d["offload_copied_bytes"] = s.offload_copied_bytes;
-  d["skipped_clean_bytes"] = s.skipped_clean_bytes;
-  d["restored_bytes"] = s.restored_bytes;
-  d["host_backup_bytes"] = s.host_backup_bytes;
-  d["host_pinned_bytes"] = s.host_pinned_bytes;
-  d["host_backup_limit_bytes"] = s.host_backup_limit_bytes;
-  d["regions"] = s.regions;
-  d["oom_regrows"] = s.oom_regrows;
-  d["reconnects"] = s.reconnects;
-  d["yield_sync_timeouts"] = s.yield_sync_timeouts;
-  d["safe_mode_reason"] = s.safe_mode_reason;
+#define ACB_STATUS_ITEM(type, name, initial) d[#name] = s.name;
+  ACB_CONTROLLER_STATUS(ACB_STATUS_ITEM)
+#undef ACB_STATUS_ITEM
   return d;
+}
+
+py::list status_fields() {
+  py::list names;
+#define ACB_STATUS_NAME(type, name, initial) names.append(#name);
+  ACB_CONTROLLER_STATUS(ACB_STATUS_NAME)
+#undef ACB_STATUS_NAME
+  return names;
 }
 }  // namespace
 
@@ -141,6 +126,7 @@ PYBIND11_MODULE(_C, m) {
   m.def("_device_opened", &acb::alloc::process_driver_opened,
         "whether this process has opened its device driver (CUDA: cuInit) yet; opens nothing");
   m.def("status", [] { return status_dict(th::status()); });
+  m.def("status_fields", &status_fields, "the names acb.status() reports, in order (csrc/torch/controller_status.h)");
   // torch's CUDA pluggable allocator (acb._api._install_cuda_allocator).
   m.def("cuda_allocator_functions", [] {
     return py::make_tuple(reinterpret_cast<std::uintptr_t>(&th::cuda_malloc),

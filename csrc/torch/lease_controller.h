@@ -75,6 +75,7 @@
 
 #include "alloc/arena.h"
 #include "client/broker_client.h"
+#include "torch/controller_status.h"
 #include "torch/device_sync.h"
 #include "torch/gate.h"
 
@@ -93,36 +94,6 @@ struct ControllerOptions {
   /// Called before each reconnect attempt (e.g. restart the embedded broker);
   /// may throw, which counts as a failed attempt. Empty: plain reconnects.
   std::function<void()> before_reconnect;
-};
-
-/// A snapshot for acb.status(); times in milliseconds, sizes in bytes.
-struct ControllerStatus {
-  std::string lease_state;     ///< "released" | "acquiring" | "holding" | "yielding"
-  std::uint64_t client_id = 0;
-  int broker_device = -1;
-  std::uint64_t resident_bytes = 0;
-  std::uint64_t offloaded_bytes = 0;
-  std::uint64_t reserved_bytes_peak = 0;
-  std::uint64_t waits = 0;     ///< acquires that blocked an op
-  double wait_total_ms = 0;
-  double wait_p99_ms = 0;
-  double wait_max_ms = 0;
-  std::uint64_t switches = 0;  ///< grants received (each one a switch onto the device)
-  std::uint64_t releases = 0;  ///< leases given back on revoke
-  std::uint64_t revokes = 0;
-  std::uint64_t evicts = 0;
-  std::uint64_t offloads = 0;  ///< arena offload count
-  std::uint64_t offload_copied_bytes = 0;
-  std::uint64_t skipped_clean_bytes = 0;
-  std::uint64_t restored_bytes = 0;
-  std::uint64_t host_backup_bytes = 0;        ///< pinned host bytes holding backups
-  std::uint64_t host_pinned_bytes = 0;        ///< pinned host bytes held, backups plus cached buffers
-  std::uint64_t host_backup_limit_bytes = 0;  ///< bound on host_pinned_bytes' backups; 0: none
-  std::uint64_t regions = 0;
-  std::uint64_t oom_regrows = 0;
-  std::uint64_t reconnects = 0;  ///< broker connections re-established after a loss
-  std::uint64_t yield_sync_timeouts = 0;  ///< yields whose device synchronisation did not finish in time
-  std::string safe_mode_reason;  ///< why the process is in safe mode; empty when it is not
 };
 
 class LeaseController {

@@ -1,4 +1,7 @@
-"""acb.Status: what acb.status() returns (no torch needed to import it)."""
+"""acb.Status: what acb.status() returns (no torch needed to import it).
+
+Its fields after `enabled` are those of csrc/torch/controller_status.h, in
+the same order (tests/python/test_status_fields.py holds them together)."""
 
 from __future__ import annotations
 
