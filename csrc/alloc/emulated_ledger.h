@@ -60,7 +60,6 @@ class EmulatedLedger {
   /// Bytes held on `device` by all live processes (dead ones are reclaimed first).
   std::size_t used_bytes(int device);
 
-  const std::string& path() const { return path_; }
   /// True in the process that opened the ledger, false in a forked child.
   bool owned_by_this_process() const;
 
