@@ -198,7 +198,7 @@ def cmd_trace(args: argparse.Namespace) -> int:
         status = ask(conn, {"op": "status"})
     slices = reply.get("slices", [])
     names = {d["device"]: d.get("name", "") for d in status.get("devices", [])}
-    trace = _trace.to_chrome_trace(slices, names, reply.get("now_us"))
+    trace = _trace.to_chrome_trace(slices, names)
     try:
         with open(args.output, "w", encoding="utf-8") as f:
             json.dump(trace, f)
