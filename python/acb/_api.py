@@ -16,8 +16,8 @@ from typing import Iterator, List, Optional, Tuple
 
 from acb import AcbError
 from acb._status import Status
+from acb.options import PRIORITIES
 
-PRIORITIES = ("inference", "training", "batch")
 #: Default idle gap: no operator in flight for this long ends a region, and a
 #: pending revoke is honoured. Long enough to span Python overhead between the
 #: ops of one step, short enough that a CPU phase frees the device quickly.

@@ -30,8 +30,7 @@ from typing import Any, Callable, Dict, Optional, Sequence
 from . import _format, _trace, options
 from ._broker import broker_binary, configured_address, parse_address
 from ._wire import BrokerError, Connection, read_token
-
-PRIORITIES = ("inference", "training", "batch")
+from .options import PRIORITIES
 
 
 class CommandError(Exception):
