@@ -14,14 +14,9 @@ import threading
 from contextlib import contextmanager
 from typing import Iterator, List, Optional, Tuple
 
-from acb import AcbError
+from acb import AcbError, options
 from acb._status import Status
 from acb.options import PRIORITIES
-
-#: Default idle gap: no operator in flight for this long ends a region, and a
-#: pending revoke is honoured. Long enough to span Python overhead between the
-#: ops of one step, short enough that a CPU phase frees the device quickly.
-DEFAULT_IDLE_GAP_MS = 10
 
 _lock = threading.Lock()
 _c_module = None
@@ -51,6 +46,14 @@ def _env_int(name: str, default: int) -> int:
         return int(text)
     except ValueError:
         raise AcbError(f"acb: {name}={text!r} is not an integer") from None
+
+
+def _int_option(name: str) -> int:
+    """The int option `name` (acb.options); a malformed value is an AcbError."""
+    try:
+        return int(options.get(name))
+    except options.OptionError as e:
+        raise AcbError(f"acb: {e}") from None
 
 
 def resolve_broker(broker: Optional[str]) -> Tuple[str, int]:
@@ -188,8 +191,6 @@ def _default_name() -> str:
 
 def safe_mode_reason(safe: Optional[bool]) -> str:
     """Why enable() enters safe mode: the argument, else ACB_SAFE_MODE; "" for not."""
-    from acb import options
-
     if safe:
         return "acb.enable(safe=True)"
     if safe is None and options.get("safe_mode"):
@@ -227,7 +228,7 @@ def enable(priority: Optional[str] = None, device: Optional[int] = None, broker:
 
         c_module = _loader.load()
         host, port = resolve_broker(broker)
-        from acb import _broker, options
+        from acb import _broker
 
         def find_broker() -> None:
             # Without an explicit broker, before each connection (the first
@@ -245,7 +246,7 @@ def enable(priority: Optional[str] = None, device: Optional[int] = None, broker:
                     "broker device to use.")
         c_module.enable(host=host, port=port, priority=priority, name=_default_name(), device=local_device,
                         broker_device=broker_device,
-                        idle_gap_ms=_env_int("ACB_IDLE_GAP_MS", DEFAULT_IDLE_GAP_MS), emulated=emulated,
+                        idle_gap_ms=_int_option("idle_gap_ms"), emulated=emulated,
                         reconnect_timeout_s=float(options.get("reconnect_timeout_s")),
                         restart_broker=None if broker else find_broker,
                         safe_mode_reason=safe_mode_reason(safe), unknown_device_hint=hint,
