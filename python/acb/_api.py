@@ -38,16 +38,6 @@ def _check_priority(priority: str) -> str:
     return priority
 
 
-def _env_int(name: str, default: int) -> int:
-    text = os.environ.get(name, "")
-    if not text:
-        return default
-    try:
-        return int(text)
-    except ValueError:
-        raise AcbError(f"acb: {name}={text!r} is not an integer") from None
-
-
 def _int_option(name: str) -> int:
     """The int option `name` (acb.options); a malformed value is an AcbError."""
     try:
@@ -134,7 +124,7 @@ def visible_gpu_uuid(local_device: int, visible: Optional[str]) -> str:
 def broker_device_uuid_for(local_device: int, emulated: bool) -> str:
     """With no ACB_DEVICE and a real GPU: the UUID of the GPU this process computes on, when
     CUDA_VISIBLE_DEVICES names it by UUID or MIG instance (visible_gpu_uuid); else ""."""
-    if _env_int("ACB_DEVICE", -1) >= 0 or emulated:
+    if _int_option("device") >= 0 or emulated:
         return ""
     return visible_gpu_uuid(local_device, os.environ.get("CUDA_VISIBLE_DEVICES"))
 
@@ -143,7 +133,7 @@ def broker_device_for(local_device: int, emulated: bool) -> int:
     """The broker device to pin this process to: ACB_DEVICE when set, else the GPU
     it computes on (a process must take part on its own GPU's lease), else -1 on
     the emulated device (one per broker in practice: the broker places)."""
-    configured = _env_int("ACB_DEVICE", -1)
+    configured = _int_option("device")
     if configured >= 0 or emulated:
         return configured
     return node_gpu(local_device, os.environ.get("CUDA_VISIBLE_DEVICES"))
@@ -182,7 +172,7 @@ def _install_cuda_allocator(torch_module, c_module=None) -> None:
 
 
 def _default_name() -> str:
-    name = os.environ.get("ACB_NAME", "")
+    name = str(options.get("name"))
     if name:
         return name
     program = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "python"
@@ -208,12 +198,12 @@ def enable(priority: Optional[str] = None, device: Optional[int] = None, broker:
             if reason:
                 _c_module.enter_safe_mode(reason)
             return
-        priority = _check_priority(priority or os.environ.get("ACB_PRIORITY") or "training")
+        priority = _check_priority(priority or str(options.get("priority")))
         import torch
 
         if torch.cuda.is_initialized():
             raise AcbError(CUDA_ALREADY_INITIALISED)
-        emulated = bool(os.environ.get("ACB_EMULATED_DEVICE"))
+        emulated = bool(options.get("emulated_device"))
         local_device = default_local_device(os.environ) if device is None else int(device)
         # Nothing below initialises CUDA, opens the device or contacts the broker
         # (docs/torch.md, "Lazy start"): the first device operation does.
