@@ -106,8 +106,6 @@ class EmulatedDriver final : public Driver {
   void set_wait_timeout(std::chrono::milliseconds timeout) { streams_.set_wait_timeout(timeout); }
 
   const EmulatedDeviceOptions& options() const { return options_; }
-  /// The shared accounting file (/dev/shm/acb-emulated-<name>).
-  const std::string& ledger_path() const { return ledger_.path(); }
   /// Physical bytes this driver has created and not released.
   std::size_t created_bytes() const;
 

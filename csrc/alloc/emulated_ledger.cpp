@@ -214,11 +214,4 @@ std::size_t EmulatedLedger::used_bytes(int device) {
   return used;
 }
 
-std::size_t EmulatedLedger::own_bytes(int device) {
-  std::lock_guard<std::mutex> guard(mutex_);
-  Lock lock(fd_, path_, owner_pid_);
-  const int index = find_own_slot(false);
-  return index < 0 ? 0 : layout()->slots[index].bytes[device];
-}
-
 }  // namespace acb::alloc

@@ -59,10 +59,7 @@ class EmulatedLedger {
   void uncharge(int device, std::size_t bytes);
   /// Bytes held on `device` by all live processes (dead ones are reclaimed first).
   std::size_t used_bytes(int device);
-  /// Bytes this process holds on `device`, as recorded in the shared file.
-  std::size_t own_bytes(int device);
 
-  const std::string& path() const { return path_; }
   /// True in the process that opened the ledger, false in a forked child.
   bool owned_by_this_process() const;
 

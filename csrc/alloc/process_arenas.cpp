@@ -118,11 +118,6 @@ ArenaOptions arena_options_from_env() {
   return options;
 }
 
-Driver& process_driver() {
-  std::lock_guard<std::mutex> lock(registry->mutex);
-  return driver_locked();
-}
-
 bool process_driver_opened() {
   std::lock_guard<std::mutex> lock(registry->mutex);
   return registry->driver != nullptr;

@@ -40,10 +40,7 @@ Arena* process_arena_owning(const void* ptr);
 /// Calls `fn` on every arena created so far.
 template <class Fn>
 void for_each_process_arena(Fn&& fn);
-/// The process's driver, opened on first use.
-Driver& process_driver();
-/// Whether the driver has been opened (by process_driver() or a first arena);
-/// opens nothing.
+/// Whether the driver has been opened (by a first arena); opens nothing.
 bool process_driver_opened();
 /// Options from the environment (see above). Throws std::invalid_argument on
 /// malformed values.

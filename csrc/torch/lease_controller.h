@@ -83,7 +83,11 @@ namespace acb::torch_hook {
 
 struct ControllerOptions {
   client::ClientOptions client;
-  /// No op in flight for this long ends a region (ACB_IDLE_GAP_MS, default 10).
+  /// No op in flight for this long ends a region and lets a pending revoke
+  /// be honoured: long enough to span Python's overhead between the ops of
+  /// one step, short enough that a CPU phase frees the device quickly.
+  /// acb.enable() passes idle_gap_ms of csrc/common/options.json
+  /// (ACB_IDLE_GAP_MS, default 10, mirrored here for tests).
   std::chrono::milliseconds idle_gap{10};
   /// After losing the broker, how long an op keeps trying to reconnect.
   std::chrono::milliseconds reconnect_timeout{30000};

@@ -14,14 +14,9 @@ import threading
 from contextlib import contextmanager
 from typing import Iterator, List, Optional, Tuple
 
-from acb import AcbError
+from acb import AcbError, options
 from acb._status import Status
-
-PRIORITIES = ("inference", "training", "batch")
-#: Default idle gap: no operator in flight for this long ends a region, and a
-#: pending revoke is honoured. Long enough to span Python overhead between the
-#: ops of one step, short enough that a CPU phase frees the device quickly.
-DEFAULT_IDLE_GAP_MS = 10
+from acb.options import PRIORITIES
 
 _lock = threading.Lock()
 _c_module = None
@@ -43,14 +38,12 @@ def _check_priority(priority: str) -> str:
     return priority
 
 
-def _env_int(name: str, default: int) -> int:
-    text = os.environ.get(name, "")
-    if not text:
-        return default
+def _int_option(name: str) -> int:
+    """The int option `name` (acb.options); a malformed value is an AcbError."""
     try:
-        return int(text)
-    except ValueError:
-        raise AcbError(f"acb: {name}={text!r} is not an integer") from None
+        return int(options.get(name))
+    except options.OptionError as e:
+        raise AcbError(f"acb: {e}") from None
 
 
 def resolve_broker(broker: Optional[str]) -> Tuple[str, int]:
@@ -131,7 +124,7 @@ def visible_gpu_uuid(local_device: int, visible: Optional[str]) -> str:
 def broker_device_uuid_for(local_device: int, emulated: bool) -> str:
     """With no ACB_DEVICE and a real GPU: the UUID of the GPU this process computes on, when
     CUDA_VISIBLE_DEVICES names it by UUID or MIG instance (visible_gpu_uuid); else ""."""
-    if _env_int("ACB_DEVICE", -1) >= 0 or emulated:
+    if _int_option("device") >= 0 or emulated:
         return ""
     return visible_gpu_uuid(local_device, os.environ.get("CUDA_VISIBLE_DEVICES"))
 
@@ -140,7 +133,7 @@ def broker_device_for(local_device: int, emulated: bool) -> int:
     """The broker device to pin this process to: ACB_DEVICE when set, else the GPU
     it computes on (a process must take part on its own GPU's lease), else -1 on
     the emulated device (one per broker in practice: the broker places)."""
-    configured = _env_int("ACB_DEVICE", -1)
+    configured = _int_option("device")
     if configured >= 0 or emulated:
         return configured
     return node_gpu(local_device, os.environ.get("CUDA_VISIBLE_DEVICES"))
@@ -179,7 +172,7 @@ def _install_cuda_allocator(torch_module, c_module=None) -> None:
 
 
 def _default_name() -> str:
-    name = os.environ.get("ACB_NAME", "")
+    name = str(options.get("name"))
     if name:
         return name
     program = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "python"
@@ -188,8 +181,6 @@ def _default_name() -> str:
 
 def safe_mode_reason(safe: Optional[bool]) -> str:
     """Why enable() enters safe mode: the argument, else ACB_SAFE_MODE; "" for not."""
-    from acb import options
-
     if safe:
         return "acb.enable(safe=True)"
     if safe is None and options.get("safe_mode"):
@@ -207,12 +198,12 @@ def enable(priority: Optional[str] = None, device: Optional[int] = None, broker:
             if reason:
                 _c_module.enter_safe_mode(reason)
             return
-        priority = _check_priority(priority or os.environ.get("ACB_PRIORITY") or "training")
+        priority = _check_priority(priority or str(options.get("priority")))
         import torch
 
         if torch.cuda.is_initialized():
             raise AcbError(CUDA_ALREADY_INITIALISED)
-        emulated = bool(os.environ.get("ACB_EMULATED_DEVICE"))
+        emulated = bool(options.get("emulated_device"))
         local_device = default_local_device(os.environ) if device is None else int(device)
         # Nothing below initialises CUDA, opens the device or contacts the broker
         # (docs/torch.md, "Lazy start"): the first device operation does.
@@ -227,7 +218,7 @@ def enable(priority: Optional[str] = None, device: Optional[int] = None, broker:
 
         c_module = _loader.load()
         host, port = resolve_broker(broker)
-        from acb import _broker, options
+        from acb import _broker
 
         def find_broker() -> None:
             # Without an explicit broker, before each connection (the first
@@ -245,7 +236,7 @@ def enable(priority: Optional[str] = None, device: Optional[int] = None, broker:
                     "broker device to use.")
         c_module.enable(host=host, port=port, priority=priority, name=_default_name(), device=local_device,
                         broker_device=broker_device,
-                        idle_gap_ms=_env_int("ACB_IDLE_GAP_MS", DEFAULT_IDLE_GAP_MS), emulated=emulated,
+                        idle_gap_ms=_int_option("idle_gap_ms"), emulated=emulated,
                         reconnect_timeout_s=float(options.get("reconnect_timeout_s")),
                         restart_broker=None if broker else find_broker,
                         safe_mode_reason=safe_mode_reason(safe), unknown_device_hint=hint,

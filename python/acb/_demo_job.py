@@ -35,6 +35,7 @@ import socket
 import sys
 import time
 
+from . import options
 from ._wire import BrokerError, Connection
 
 
@@ -103,7 +104,7 @@ def torch_main(host: str, port: int, name: str, priority: str, phases: int, gpu_
 
     import acb
 
-    if not torch.cuda.is_available() and not os.environ.get("ACB_EMULATED_DEVICE"):
+    if not torch.cuda.is_available() and not options.get("emulated_device"):
         probe = Connection(host, port, name=f"{name}-probe", priority=priority, timeout_s=10)
         capacity = int(probe.welcome.get("device_capacity_bytes") or (1 << 30))
         probe.close()

@@ -11,7 +11,7 @@ import os
 import sys
 from typing import List, Optional
 
-PRIORITIES = ("inference", "training", "batch")
+from acb.options import PRIORITIES
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -21,15 +21,13 @@ def latest_us(slices: Sequence[Mapping]) -> int:
     return max(times, default=0)
 
 
-def to_chrome_trace(slices: Sequence[Mapping], device_names: Optional[Mapping[int, str]] = None,
-                    now_us: Optional[int] = None) -> dict:
+def to_chrome_trace(slices: Sequence[Mapping], device_names: Optional[Mapping[int, str]] = None) -> dict:
     """{"traceEvents": [...]}: an "X" event per lease (pid = device, tid = client) plus
     process_name / thread_name metadata so the viewer labels tracks by device and client.
 
-    A lease still held ends at now_us (the trace reply's "now_us" when the broker sends
-    one), else at the latest time any slice mentions."""
+    A lease still held ends at the latest time any slice mentions."""
     device_names = device_names or {}
-    now = latest_us(slices) if now_us is None else now_us
+    now = latest_us(slices)
     events: List[dict] = []
     devices: Dict[int, None] = {}
     threads: Dict[tuple, str] = {}
@@ -50,11 +48,11 @@ def to_chrome_trace(slices: Sequence[Mapping], device_names: Optional[Mapping[in
     return {"traceEvents": events, "displayTimeUnit": "ms"}
 
 
-def ascii_timeline(slices: Sequence[Mapping], width: int = 60, now_us: Optional[int] = None) -> str:
+def ascii_timeline(slices: Sequence[Mapping], width: int = 60) -> str:
     """One row per client (per device): '#' where it held the lease, '.' elsewhere."""
     if not slices:
         return "(no leases yet)"
-    now = latest_us(slices) if now_us is None else now_us
+    now = latest_us(slices)
     t0 = min(int(s["start_us"]) for s in slices)
     span = max(1, now - t0)
     rows: Dict[tuple, List[str]] = {}

@@ -13,7 +13,7 @@ import socket
 import struct
 from typing import Any, Optional
 
-from . import _handshake, _private_files
+from . import _handshake, _private_files, options
 
 MAX_FRAME_BYTES = 1 << 20
 PROTOCOL_VERSION = 2
@@ -31,8 +31,9 @@ TOKEN_FILE_FIX = "remove it (the broker makes a new one at its next start), or s
 
 def token_dir() -> str:
     """Where the token files live (the same rule as csrc/common/token.h, nowhere else)."""
-    if os.environ.get("ACB_TOKEN_DIR"):
-        return os.environ["ACB_TOKEN_DIR"]
+    configured = str(options.get("token_dir"))
+    if configured:
+        return configured
     if os.environ.get("XDG_RUNTIME_DIR"):
         return os.path.join(os.environ["XDG_RUNTIME_DIR"], "acb")
     return f"/tmp/acb-{os.getuid()}"
@@ -41,10 +42,10 @@ def token_dir() -> str:
 def read_token(admin: bool = False) -> str:
     """The client (or admin) token: ACB_TOKEN / ACB_ADMIN_TOKEN, else its file, checked to be
     private (acb._private_files): a planted or readable-by-others file is a BrokerError."""
-    env_name = "ACB_ADMIN_TOKEN" if admin else "ACB_TOKEN"
-    env = os.environ.get(env_name)
-    if env:
-        return env
+    option = options.find("admin_token" if admin else "token")
+    given = options.raw(option.name)
+    if given:
+        return given
     directory = token_dir()
     path = os.path.join(directory, "admin-token" if admin else "token")
     try:
@@ -55,7 +56,7 @@ def read_token(admin: bool = False) -> str:
         raise BrokerError(str(e)) from e
     if text is None:
         raise BrokerError(f"cannot read the acb token from {path}: No such file or directory "
-                          f"(start a broker once, or set {env_name})")
+                          f"(start a broker once, or set {option.env})")
     token = text.strip()
     if not token:
         raise BrokerError(f"token file {path} is empty: {TOKEN_FILE_FIX}")

@@ -30,8 +30,7 @@ from typing import Any, Callable, Dict, Optional, Sequence
 from . import _format, _trace, options
 from ._broker import broker_binary, configured_address, parse_address
 from ._wire import BrokerError, Connection, read_token
-
-PRIORITIES = ("inference", "training", "batch")
+from .options import PRIORITIES
 
 
 class CommandError(Exception):
@@ -198,7 +197,7 @@ def cmd_trace(args: argparse.Namespace) -> int:
         status = ask(conn, {"op": "status"})
     slices = reply.get("slices", [])
     names = {d["device"]: d.get("name", "") for d in status.get("devices", [])}
-    trace = _trace.to_chrome_trace(slices, names, reply.get("now_us"))
+    trace = _trace.to_chrome_trace(slices, names)
     try:
         with open(args.output, "w", encoding="utf-8") as f:
             json.dump(trace, f)

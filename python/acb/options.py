@@ -16,6 +16,9 @@ from typing import List, Union
 
 Value = Union[str, int, float, bool]
 
+#: The values the priority option takes, highest class first (docs/scheduling.md).
+PRIORITIES = ("inference", "training", "batch")
+
 # Installed: acb/options.json (setup.py copies it). Source tree: csrc/common/options.json.
 _CANDIDATES = (
     Path(__file__).resolve().parent / "options.json",

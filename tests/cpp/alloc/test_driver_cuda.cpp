@@ -15,34 +15,11 @@
 #include "arena_test_support.h"
 #include "driver_conformance.h"
 #include "driver_test_support.h"
+#include "scoped_env.h"
 
 using namespace acb::alloc;
 
-namespace {
-
-/// Sets an environment variable for one scope, restoring the old value.
-class ScopedEnv {
- public:
-  ScopedEnv(const char* name, const std::string& value) : name_(name) {
-    if (const char* old = std::getenv(name)) old_ = old, had_ = true;
-    ::setenv(name, value.c_str(), 1);
-  }
-  ~ScopedEnv() {
-    if (had_)
-      ::setenv(name_, old_.c_str(), 1);
-    else
-      ::unsetenv(name_);
-  }
-  ScopedEnv(const ScopedEnv&) = delete;
-  ScopedEnv& operator=(const ScopedEnv&) = delete;
-
- private:
-  const char* name_;
-  std::string old_;
-  bool had_ = false;
-};
-
-}  // namespace
+using acb_test::ScopedEnv;
 
 TEST_CASE("make_cuda_driver names a missing library", "[driver][cuda]") {
   ScopedEnv library("ACB_CUDA_LIBRARY", "/nonexistent/libcuda.so.1");

@@ -7,41 +7,11 @@
 #include "acb_catch.hpp"
 #include "broker_server/config.h"
 #include "broker_server/device_probe.h"
+#include "scoped_env.h"
 
 using namespace acb::broker;
 
-namespace {
-// Sets environment variables for one test and puts the old values back.
-class ScopedEnv {
- public:
-  void set(const char* name, const char* value) {
-    const char* old = std::getenv(name);
-    saved_.push_back({name, old != nullptr, old != nullptr ? old : ""});
-    if (value != nullptr) {
-      ::setenv(name, value, 1);
-    } else {
-      ::unsetenv(name);
-    }
-  }
-  ~ScopedEnv() {
-    for (auto it = saved_.rbegin(); it != saved_.rend(); ++it) {
-      if (it->was_set) {
-        ::setenv(it->name.c_str(), it->value.c_str(), 1);
-      } else {
-        ::unsetenv(it->name.c_str());
-      }
-    }
-  }
-
- private:
-  struct Saved {
-    std::string name;
-    bool was_set;
-    std::string value;
-  };
-  std::vector<Saved> saved_;
-};
-}  // namespace
+using acb_test::ScopedEnv;
 
 TEST_CASE("the probe names one device per GPU, with its total memory and UUID", "[broker][devices]") {
   ScopedEnv env;
