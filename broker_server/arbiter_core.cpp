@@ -50,13 +50,14 @@ std::uint64_t Arbiter::State::device_bytes(const DeviceRec& d,
   return total;
 }
 
+policy::Waiter Arbiter::State::waiter_of(const ClientRec& c, TimeUs now) const {
+  return {c.id, c.priority, c.wait_since_us, c.wait_seq, penalized(c, now)};
+}
+
 std::vector<policy::Waiter> Arbiter::State::waiters_of(const DeviceRec& d, TimeUs now) const {
   std::vector<policy::Waiter> waiters;
   waiters.reserve(d.queue.size());
-  for (ClientId id : d.queue) {
-    const ClientRec& c = clients.at(id);
-    waiters.push_back({id, c.priority, c.wait_since_us, c.wait_seq, penalized(c, now)});
-  }
+  for (ClientId id : d.queue) waiters.push_back(waiter_of(clients.at(id), now));
   return waiters;
 }
 
@@ -69,7 +70,8 @@ std::optional<ClientId> Arbiter::State::queue_head(const DeviceRec& d, TimeUs no
 }
 
 int Arbiter::State::waiter_class(const ClientRec& c, TimeUs now) const {
-  return policy::effective_class(c.priority, c.wait_since_us, now, config.aging_ms);
+  const policy::Waiter w = waiter_of(c, now);
+  return policy::effective_class(w.priority, w.wait_since_us, now, config.aging_ms);
 }
 
 void Arbiter::State::apply_residency(ClientRec& c, std::uint64_t reported, TimeUs now,
@@ -193,10 +195,7 @@ void Arbiter::State::schedule(DeviceRec& d, TimeUs now, Decisions& out) {
       h.growth_need_bytes.reset();
     }
     auto revoke = [&](RevokeReason reason, std::optional<std::uint64_t> deadline_ms) {
-      h.state = ClientState::revoked;
-      h.revoke_deadline_us = deadline_ms ? now + *deadline_ms * 1000 : kNoRevokeDeadline;
-      ++counters.revokes;
-      out.push_back(Revoke{h.id, d.id, h.lease, deadline_ms, reason});
+      revoke_holder(h, reason, deadline_ms, now, out);
     };
     // A drain gives the holder a deadline, unless it has one already.
     if (d.draining && !h.revoked_with_deadline()) {
@@ -214,8 +213,6 @@ void Arbiter::State::schedule(DeviceRec& d, TimeUs now, Decisions& out) {
       if (d.queue.empty()) return;
       const int head_class = waiter_class(clients.at(*queue_head(d, now)), now);
       if (head_class < h.lease_class && h.revoke_deadline_us > now + config.preempt_deadline_ms * 1000) {
-        ++counters.preemptions;
-        ++h.preemptions;
         revoke(RevokeReason::preempt, config.preempt_deadline_ms);
       } else if (head_class == h.lease_class && h.revoked_without_deadline() && quantum_used) {
         revoke(RevokeReason::quantum, config.quantum_deadline_ms);
@@ -226,8 +223,6 @@ void Arbiter::State::schedule(DeviceRec& d, TimeUs now, Decisions& out) {
     const ClientRec& head = clients.at(*queue_head(d, now));
     const int head_class = waiter_class(head, now);
     if (head_class < h.lease_class) {
-      ++counters.preemptions;
-      ++h.preemptions;
       revoke(RevokeReason::preempt, config.preempt_deadline_ms);
     } else if (quantum_used) {
       // An equal class takes turns by quanta. A worse class gets the device
@@ -258,6 +253,25 @@ void Arbiter::State::schedule(DeviceRec& d, TimeUs now, Decisions& out) {
   // until its deadline again (docs/scheduling.md, "Revoke offences").
   if (penalty_hold_until(d, head, now)) return;
   if (!make_room(d, head, head.need_bytes, now, out)) return;
+  grant(head, d, now, out);
+  // The new holder may owe the next waiter a revoke already (an equal class
+  // queued behind it: yield at the idle gap); decided now, not at the next event.
+  schedule(d, now, out);
+}
+
+void Arbiter::State::revoke_holder(ClientRec& h, RevokeReason reason, std::optional<std::uint64_t> deadline_ms,
+                                   TimeUs now, Decisions& out) {
+  h.state = ClientState::revoked;
+  h.revoke_deadline_us = deadline_ms ? now + *deadline_ms * 1000 : kNoRevokeDeadline;
+  ++counters.revokes;
+  if (reason == RevokeReason::preempt) {
+    ++counters.preemptions;
+    ++h.preemptions;
+  }
+  out.push_back(Revoke{h.id, h.device, h.lease, deadline_ms, reason});
+}
+
+void Arbiter::State::grant(ClientRec& head, DeviceRec& d, TimeUs now, Decisions& out) {
   const int cls = waiter_class(head, now);
   dequeue(head);
   const std::uint64_t waited = now > head.wait_since_us ? now - head.wait_since_us : 0;
@@ -274,9 +288,6 @@ void Arbiter::State::schedule(DeviceRec& d, TimeUs now, Decisions& out) {
   d.holder = head.id;
   open_slice(head, now);
   out.push_back(Grant{head.id, d.id, head.lease, waited});
-  // The new holder may owe the next waiter a revoke already (an equal class
-  // queued behind it: yield at the idle gap); decided now, not at the next event.
-  schedule(d, now, out);
 }
 
 void Arbiter::State::schedule_all(TimeUs now, Decisions& out) {

@@ -148,6 +148,8 @@ struct Arbiter::State {
                              std::optional<ClientId> except = std::nullopt) const;
   /// Every device as placement sees it (policy_placement.h), but `except`.
   std::vector<policy::DeviceLoad> device_loads(std::optional<DeviceId> except = std::nullopt) const;
+  /// How `c` competes in its device's queue (policy_queue.h).
+  policy::Waiter waiter_of(const ClientRec& c, TimeUs now) const;
   std::vector<policy::Waiter> waiters_of(const DeviceRec& d, TimeUs now) const;
   std::vector<ClientId> ordered_queue(const DeviceRec& d, TimeUs now) const;
   /// The waiter granted next on `d`, as policy_queue.h orders them.
@@ -175,6 +177,11 @@ struct Arbiter::State {
                  Decisions& out, std::uint64_t* pinned_blocking = nullptr);
   /// Grants, revokes, or asks for memory on one device, as the policy says now.
   void schedule(DeviceRec& d, TimeUs now, Decisions& out);
+  /// Gives `c` (waiting, on free `d`, room made) the lease of `d`.
+  void grant(ClientRec& c, DeviceRec& d, TimeUs now, Decisions& out);
+  /// Asks the holder `h` to give its lease back (counted as a preemption for reason preempt).
+  void revoke_holder(ClientRec& h, RevokeReason reason, std::optional<std::uint64_t> deadline_ms, TimeUs now,
+                     Decisions& out);
   /// Schedules every device, then forgets removed devices left empty.
   void schedule_all(TimeUs now, Decisions& out);
   /// Moves a client off a draining device when it can (see docs/scheduling.md);
