@@ -73,7 +73,7 @@ const char* to_string(RevokeReason r);
 struct ArbiterConfig {
   std::uint64_t quantum_ms = 200;            ///< how long a busy holder keeps the device against an equal waiter
   std::uint64_t preempt_deadline_ms = 200;   ///< revoke deadline when a higher class waits
-  std::uint64_t quantum_deadline_ms = 1000;  ///< revoke deadline at quantum expiry / drain
+  std::uint64_t quantum_deadline_ms = 1000;  ///< revoke deadline at quantum expiry / drain / gang
   std::uint64_t revoke_grace_ms = 2000;      ///< after the deadline, before disconnecting
   std::uint64_t aging_ms = 5000;             ///< wait after which a waiter counts one class higher
   std::uint64_t heartbeat_timeout_ms = 5000; ///< silence after which a client is dead
