@@ -3,6 +3,7 @@
 #   arbiter_admin.cpp    devices, priority, quota, quantum
 #   arbiter_inspect.cpp  snapshot, timeline, next_wakeup, validate
 #   arbiter_core.cpp     scheduling steps shared by the events (arbiter_state.h)
+#   arbiter_gang.cpp     gang leases: the ranks of one job granted together
 #   policy_queue.*       priority classes, FIFO, aging
 #   policy_memory.*      fit arithmetic and eviction victims
 #   policy_placement.*   least contended device
@@ -13,6 +14,7 @@ add_library(acb_arbiter STATIC
   ${CMAKE_CURRENT_LIST_DIR}/arbiter_admin.cpp
   ${CMAKE_CURRENT_LIST_DIR}/arbiter_inspect.cpp
   ${CMAKE_CURRENT_LIST_DIR}/arbiter_core.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/arbiter_gang.cpp
   ${CMAKE_CURRENT_LIST_DIR}/policy_queue.cpp
   ${CMAKE_CURRENT_LIST_DIR}/policy_memory.cpp
   ${CMAKE_CURRENT_LIST_DIR}/policy_placement.cpp

@@ -3,6 +3,7 @@
 // arbiter_inspect.cpp, the shared scheduling steps in arbiter_core.cpp.
 #include "broker_server/arbiter.h"
 
+#include <set>
 #include <string>
 
 #include "broker_server/arbiter_state.h"
@@ -39,6 +40,8 @@ const char* to_string(RevokeReason r) {
       return "drain";
     case RevokeReason::share:
       return "share";
+    case RevokeReason::gang:
+      return "gang";
   }
   return "unknown";
 }
@@ -87,6 +90,13 @@ Placement Arbiter::on_hello(ClientId client, const HelloInfo& info, TimeUs now) 
   State& s = *state_;
   if (s.clients.count(client))
     return {std::nullopt, "client " + std::to_string(client) + " already said hello"};
+  std::optional<GangKey> gang;
+  std::set<DeviceId> gang_taken;  // a rank is never placed beside another of its gang
+  if (info.gang) {
+    gang = GangKey{info.uid, info.gang->job};
+    if (std::string why = s.gang_refusal(*gang, *info.gang); !why.empty()) return {std::nullopt, std::move(why)};
+    gang_taken = s.gang_devices(*gang);
+  }
   std::optional<DeviceId> device;
   if (info.pinned_device) {
     auto it = s.devices.find(*info.pinned_device);
@@ -94,12 +104,19 @@ Placement Arbiter::on_hello(ClientId client, const HelloInfo& info, TimeUs now) 
       return {std::nullopt, "device " + std::to_string(*info.pinned_device) + " does not exist"};
     if (it->second.draining)
       return {std::nullopt, "device " + std::to_string(*info.pinned_device) + " is draining"};
+    if (gang_taken.count(it->first))
+      return {std::nullopt, "device " + std::to_string(it->first) + " already has a rank of gang \"" +
+                                info.gang->job + "\": the ranks of a gang need distinct devices"};
     device = it->first;
   } else {
-    const std::vector<policy::DeviceLoad> loads = s.device_loads();
+    std::vector<policy::DeviceLoad> loads = s.device_loads();
+    std::erase_if(loads, [&](const policy::DeviceLoad& l) { return gang_taken.count(l.device) != 0; });
     device = policy::choose_device(loads, info.need_bytes);
     // No device holds the need: place it anyway, its acquire is rejected with the reason.
     if (!device) device = policy::choose_device(loads, 0);
+    if (!device && !gang_taken.empty())
+      return {std::nullopt, "no device left for a rank of gang \"" + info.gang->job +
+                                "\": its ranks need distinct devices"};
     if (!device)
       return {std::nullopt,
               s.devices.empty() ? "no device to place the client on" : "every device is draining"};
@@ -120,8 +137,9 @@ Placement Arbiter::on_hello(ClientId client, const HelloInfo& info, TimeUs now) 
   c.uid = info.uid;
   c.fixed = info.fixed && info.pinned_device.has_value();
   c.last_heard_us = now;
-  s.clients.emplace(client, std::move(c));
+  ClientRec& placed = s.clients.emplace(client, std::move(c)).first->second;
   s.devices.at(*device).members.insert(client);
+  if (gang) s.join_gang(placed, *gang, *info.gang);
   return {device, {}};
 }
 
@@ -179,6 +197,7 @@ Decisions Arbiter::on_release(ClientId client, std::optional<std::uint64_t> resi
   if (c->holds()) {
     (void)s.count_overdue(*c, now);  // released, but late: still an offence
     s.end_lease(*c, now);
+    s.gang_rank_released(*c, now, out);
   }
   else if (c->state == ClientState::waiting)
     s.dequeue(*c);

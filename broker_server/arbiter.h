@@ -27,7 +27,11 @@
 //    offender is disconnected at the deadline (policy_penalty.h);
 //  - a declared need larger than the device is refused and never stored;
 //  - a holder that asks for a larger need (growth) gets a fresh Grant with the
-//    same lease once the residents have made room.
+//    same lease once the residents have made room;
+//  - gangs (the ranks of one multi-process job on this node, HelloInfo::gang)
+//    are placed on distinct devices, granted all at once or not at all, and
+//    revoked together; a rank that releases or leaves revokes the others, and
+//    the gang's devices are handed on once the last rank has released.
 //
 // Thread-safety: none; the server calls it from its one io_context thread.
 #pragma once
@@ -61,13 +65,15 @@ std::optional<Priority> parse_priority(const std::string& text);
 /// inside its quantum, or only a worse class waits and the lease used its
 /// quantum: a busy holder is not forced off until the quantum, and never by
 /// a worse class).
-enum class RevokeReason { preempt, quantum, drain, share };
+/// gang: another rank of the holder's gang released its lease or left, so
+/// the gang no longer holds all its devices (deadline quantum_deadline_ms).
+enum class RevokeReason { preempt, quantum, drain, share, gang };
 const char* to_string(RevokeReason r);
 
 struct ArbiterConfig {
   std::uint64_t quantum_ms = 200;            ///< how long a busy holder keeps the device against an equal waiter
   std::uint64_t preempt_deadline_ms = 200;   ///< revoke deadline when a higher class waits
-  std::uint64_t quantum_deadline_ms = 1000;  ///< revoke deadline at quantum expiry / drain
+  std::uint64_t quantum_deadline_ms = 1000;  ///< revoke deadline at quantum expiry / drain / gang
   std::uint64_t revoke_grace_ms = 2000;      ///< after the deadline, before disconnecting
   std::uint64_t aging_ms = 5000;             ///< wait after which a waiter counts one class higher
   std::uint64_t heartbeat_timeout_ms = 5000; ///< silence after which a client is dead
@@ -100,6 +106,16 @@ using Decision = std::variant<Grant, Revoke, Evict, Reject, Disconnect>;
 using Decisions = std::vector<Decision>;
 
 // ---- events' payloads and snapshots -------------------------------------------
+/// The ranks of one job on this node (torch.distributed: the job is
+/// TORCHELASTIC_RUN_ID or MASTER_ADDR:MASTER_PORT, the count LOCAL_WORLD_SIZE).
+/// Gangs are per user (HelloInfo::uid): the same job key from another user
+/// is another gang.
+struct GangInfo {
+  std::string job;                 ///< non-empty
+  std::uint32_t local_world_size;  ///< ranks of the job on this node, >= 1
+  std::optional<std::uint32_t> local_rank;  ///< < local_world_size, unique in the gang
+};
+
 struct HelloInfo {
   std::string name;
   int pid = 0;
@@ -112,6 +128,9 @@ struct HelloInfo {
   /// The user behind the connection (nullopt: unknown); revoke offences are
   /// counted per uid when it is known, else per client.
   std::optional<std::uint32_t> uid;
+  /// A rank of a multi-process job: granted only with every other rank of
+  /// its gang, on distinct devices (docs/scheduling.md, "Gangs").
+  std::optional<GangInfo> gang;
 };
 
 /// Result of on_hello: the device the client was placed on, or why not.

@@ -50,18 +50,37 @@ std::uint64_t Arbiter::State::device_bytes(const DeviceRec& d,
   return total;
 }
 
+// A rank of a ready gang competes with the gang's one key (arbiter_gang.cpp),
+// so that gangs are in the same order on every device.
+policy::Waiter Arbiter::State::waiter_of(const ClientRec& c, TimeUs now) const {
+  policy::Waiter w{c.id, c.priority, c.wait_since_us, c.wait_seq, penalized(c, now)};
+  const GangRec* g = gang_of(c);
+  if (g == nullptr || !gang_ready(*g)) return w;
+  for (ClientId id : g->members) {
+    const ClientRec& r = clients.at(id);
+    w.priority = std::max(w.priority, r.priority);  // its worst class
+    w.wait_since_us = std::max(w.wait_since_us, r.wait_since_us);  // since it is complete
+    w.seq = std::max(w.seq, r.wait_seq);
+    w.penalized = w.penalized || penalized(r, now);
+  }
+  return w;
+}
+
+/// The waiters that may be granted (eligible): a rank of an incomplete gang
+/// neither is granted nor asks anyone to give the device away.
 std::vector<policy::Waiter> Arbiter::State::waiters_of(const DeviceRec& d, TimeUs now) const {
   std::vector<policy::Waiter> waiters;
   waiters.reserve(d.queue.size());
-  for (ClientId id : d.queue) {
-    const ClientRec& c = clients.at(id);
-    waiters.push_back({id, c.priority, c.wait_since_us, c.wait_seq, penalized(c, now)});
-  }
+  for (ClientId id : d.queue)
+    if (const ClientRec& c = clients.at(id); eligible(c)) waiters.push_back(waiter_of(c, now));
   return waiters;
 }
 
 std::vector<ClientId> Arbiter::State::ordered_queue(const DeviceRec& d, TimeUs now) const {
-  return policy::order_waiters(waiters_of(d, now), now, config.aging_ms);
+  std::vector<ClientId> order = policy::order_waiters(waiters_of(d, now), now, config.aging_ms);
+  for (ClientId id : d.queue)  // then the ranks of incomplete gangs, in arrival order
+    if (!eligible(clients.at(id))) order.push_back(id);
+  return order;
 }
 
 std::optional<ClientId> Arbiter::State::queue_head(const DeviceRec& d, TimeUs now) const {
@@ -69,7 +88,8 @@ std::optional<ClientId> Arbiter::State::queue_head(const DeviceRec& d, TimeUs no
 }
 
 int Arbiter::State::waiter_class(const ClientRec& c, TimeUs now) const {
-  return policy::effective_class(c.priority, c.wait_since_us, now, config.aging_ms);
+  const policy::Waiter w = waiter_of(c, now);
+  return policy::effective_class(w.priority, w.wait_since_us, now, config.aging_ms);
 }
 
 void Arbiter::State::apply_residency(ClientRec& c, std::uint64_t reported, TimeUs now,
@@ -193,10 +213,7 @@ void Arbiter::State::schedule(DeviceRec& d, TimeUs now, Decisions& out) {
       h.growth_need_bytes.reset();
     }
     auto revoke = [&](RevokeReason reason, std::optional<std::uint64_t> deadline_ms) {
-      h.state = ClientState::revoked;
-      h.revoke_deadline_us = deadline_ms ? now + *deadline_ms * 1000 : kNoRevokeDeadline;
-      ++counters.revokes;
-      out.push_back(Revoke{h.id, d.id, h.lease, deadline_ms, reason});
+      revoke_holder(h, reason, deadline_ms, now, out);
     };
     // A drain gives the holder a deadline, unless it has one already.
     if (d.draining && !h.revoked_with_deadline()) {
@@ -211,23 +228,21 @@ void Arbiter::State::schedule(DeviceRec& d, TimeUs now, Decisions& out) {
       // a share revoke, an equal class waits (it came so, or aged into the
       // holder's class) and the lease has used its quantum, so the quantum
       // deadline does: a busy holder keeps the device no longer than that.
-      if (d.queue.empty()) return;
-      const int head_class = waiter_class(clients.at(*queue_head(d, now)), now);
+      const std::optional<ClientId> first = queue_head(d, now);
+      if (!first) return;
+      const int head_class = waiter_class(clients.at(*first), now);
       if (head_class < h.lease_class && h.revoke_deadline_us > now + config.preempt_deadline_ms * 1000) {
-        ++counters.preemptions;
-        ++h.preemptions;
         revoke(RevokeReason::preempt, config.preempt_deadline_ms);
       } else if (head_class == h.lease_class && h.revoked_without_deadline() && quantum_used) {
         revoke(RevokeReason::quantum, config.quantum_deadline_ms);
       }
       return;
     }
-    if (d.queue.empty()) return;
-    const ClientRec& head = clients.at(*queue_head(d, now));
+    const std::optional<ClientId> first = queue_head(d, now);
+    if (!first) return;
+    const ClientRec& head = clients.at(*first);
     const int head_class = waiter_class(head, now);
     if (head_class < h.lease_class) {
-      ++counters.preemptions;
-      ++h.preemptions;
       revoke(RevokeReason::preempt, config.preempt_deadline_ms);
     } else if (quantum_used) {
       // An equal class takes turns by quanta. A worse class gets the device
@@ -250,15 +265,51 @@ void Arbiter::State::schedule(DeviceRec& d, TimeUs now, Decisions& out) {
     }
     return;
   }
-  if (d.draining || d.queue.empty()) return;
-  ClientRec& head = clients.at(*queue_head(d, now));
+  if (d.draining || d.held_for) return;
+  const std::optional<ClientId> first = queue_head(d, now);
+  if (!first) return;
+  ClientRec& head = clients.at(*first);
+  if (GangRec* g = gang_of(head)) {
+    grant_gang(*g, now, out);
+    return;
+  }
   // A revoke offender goes behind every waiter of its class, and also behind
   // those that come back within a quantum of the device falling free: else
   // it takes the idle device between a punctual client's leases and holds it
   // until its deadline again (docs/scheduling.md, "Revoke offences").
   if (penalty_hold_until(d, head, now)) return;
   if (!make_room(d, head, head.need_bytes, now, out)) return;
-  const int cls = waiter_class(head, now);
+  grant(head, d, waiter_class(head, now), now, out);
+  // The new holder may owe the next waiter a revoke already (an equal class
+  // queued behind it: yield at the idle gap); decided now, not at the next event.
+  schedule(d, now, out);
+}
+
+void Arbiter::State::revoke_holder(ClientRec& h, RevokeReason reason, std::optional<std::uint64_t> deadline_ms,
+                                   TimeUs now, Decisions& out) {
+  revoke_one(h, reason, deadline_ms, now, out);
+  const GangRec* g = gang_of(h);
+  if (g == nullptr) return;
+  for (ClientId id : g->members) {
+    ClientRec& o = clients.at(id);
+    const bool sooner = o.state == ClientState::holding || h.revoke_deadline_us < o.revoke_deadline_us;
+    if (id != h.id && o.holds() && sooner) revoke_one(o, reason, deadline_ms, now, out);
+  }
+}
+
+void Arbiter::State::revoke_one(ClientRec& h, RevokeReason reason, std::optional<std::uint64_t> deadline_ms,
+                                TimeUs now, Decisions& out) {
+  h.state = ClientState::revoked;
+  h.revoke_deadline_us = deadline_ms ? now + *deadline_ms * 1000 : kNoRevokeDeadline;
+  ++counters.revokes;
+  if (reason == RevokeReason::preempt) {
+    ++counters.preemptions;
+    ++h.preemptions;
+  }
+  out.push_back(Revoke{h.id, h.device, h.lease, deadline_ms, reason});
+}
+
+void Arbiter::State::grant(ClientRec& head, DeviceRec& d, int cls, TimeUs now, Decisions& out) {
   dequeue(head);
   const std::uint64_t waited = now > head.wait_since_us ? now - head.wait_since_us : 0;
   head.state = ClientState::holding;
@@ -274,9 +325,6 @@ void Arbiter::State::schedule(DeviceRec& d, TimeUs now, Decisions& out) {
   d.holder = head.id;
   open_slice(head, now);
   out.push_back(Grant{head.id, d.id, head.lease, waited});
-  // The new holder may owe the next waiter a revoke already (an equal class
-  // queued behind it: yield at the idle gap); decided now, not at the next event.
-  schedule(d, now, out);
 }
 
 void Arbiter::State::schedule_all(TimeUs now, Decisions& out) {
@@ -299,7 +347,12 @@ std::vector<policy::DeviceLoad> Arbiter::State::device_loads(std::optional<Devic
 
 std::optional<DeviceId> Arbiter::State::move_target(const ClientRec& c,
                                                     std::uint64_t need_bytes) const {
-  return policy::choose_device(device_loads(c.device), need_bytes);
+  std::vector<policy::DeviceLoad> loads = device_loads(c.device);
+  if (c.gang) {  // never beside another rank of its gang
+    const std::set<DeviceId> taken = gang_devices(*c.gang, c.id);
+    std::erase_if(loads, [&](const policy::DeviceLoad& l) { return taken.count(l.device) != 0; });
+  }
+  return policy::choose_device(loads, need_bytes);
 }
 
 bool Arbiter::State::relocate(ClientRec& c, TimeUs now, Decisions& out) {
@@ -335,24 +388,28 @@ void Arbiter::State::leave_draining(ClientRec& c, TimeUs now, Decisions& out) {
          out);
 }
 
-void Arbiter::State::forget_client(ClientId id, TimeUs now) {
+void Arbiter::State::forget_client(ClientId id, TimeUs now, Decisions& out) {
   ClientRec& c = clients.at(id);
   (void)count_overdue(c, now);  // leaving past its revoke deadline (disconnected, or closed): an offence
-  if (c.holds()) end_lease(c, now);
+  if (c.holds()) {
+    end_lease(c, now);
+    gang_rank_released(c, now, out);
+  }
   if (c.state == ClientState::waiting) dequeue(c);
+  leave_gang(c);
   devices.at(c.device).members.erase(id);
   clients.erase(id);
   ++counters.disconnects;
 }
 
 void Arbiter::State::drop_client(ClientId id, TimeUs now, Decisions& out) {
-  forget_client(id, now);
+  forget_client(id, now, out);
   schedule_all(now, out);
 }
 
 void Arbiter::State::kill(ClientId id, std::string reason, TimeUs now, Decisions& out) {
   out.push_back(Disconnect{id, std::move(reason)});
-  forget_client(id, now);
+  forget_client(id, now, out);
 }
 
 void Arbiter::State::reap_devices() {

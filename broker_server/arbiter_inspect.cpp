@@ -1,6 +1,7 @@
 // The arbiter's read-only views: queries, snapshot, timeline, next wake-up,
 // and the invariant checker.
 #include <algorithm>
+#include <set>
 #include <stdexcept>
 #include <string>
 
@@ -73,9 +74,10 @@ std::optional<TimeUs> Arbiter::next_wakeup(TimeUs now) const {
       consider(c.revoke_deadline_us + s.config.revoke_grace_ms * 1000);
     // (A deadline whose offence would reach revoke_offences_max disconnects at
     // the same moment, deadline + grace, only with another reason.)
-    if (c.state == ClientState::waiting)
-      if (auto t = policy::next_aging_step(c.priority, c.wait_since_us, now, s.config.aging_ms))
-        consider(*t);
+    if (c.state == ClientState::waiting && s.eligible(c)) {
+      const policy::Waiter w = s.waiter_of(c, now);
+      if (auto t = policy::next_aging_step(w.priority, w.wait_since_us, now, s.config.aging_ms)) consider(*t);
+    }
     // A waiter's penalty ending changes the queue's order (and may end a
     // hold); one that ended since the last scheduling is due now.
     if (c.state == ClientState::waiting)
@@ -85,12 +87,12 @@ std::optional<TimeUs> Arbiter::next_wakeup(TimeUs now) const {
     // A penalised head held off a free device (penalty_hold_until) until a
     // quantum after it fell free: due then, or now if that passed since the
     // last scheduling.
-    if (!d.holder && !d.queue.empty() && !d.draining) {
+    const std::optional<ClientId> head = s.queue_head(d, now);
+    if (!d.holder && head && !d.draining && !d.held_for) {
       const TimeUs until = d.free_since_us + s.config.quantum_ms * 1000;
-      if (until > s.last_schedule_us && s.penalized(s.clients.at(*s.queue_head(d, now)), s.last_schedule_us))
-        consider(until);
+      if (until > s.last_schedule_us && s.penalized(s.clients.at(*head), s.last_schedule_us)) consider(until);
     }
-    if (!d.holder || d.queue.empty()) continue;
+    if (!d.holder || !head) continue;
     const ClientRec& h = s.clients.at(*d.holder);
     const TimeUs quantum_end = h.lease_start_us + s.config.quantum_ms * 1000;
     if (h.state == ClientState::holding) {
@@ -102,7 +104,7 @@ std::optional<TimeUs> Arbiter::next_wakeup(TimeUs now) const {
       // Shared without a deadline: a better class (one that aged since) is
       // due now, an equal class at the end of the quantum, when the holder's
       // deadline starts.
-      const int head_class = s.waiter_class(s.clients.at(*s.queue_head(d, now)), now);
+      const int head_class = s.waiter_class(s.clients.at(*head), now);
       if (head_class < h.lease_class) consider(now);
       if (head_class == h.lease_class) consider(quantum_end);
     }
@@ -175,6 +177,47 @@ void Arbiter::validate() const {
   // one member set; equal totals mean every client is in exactly one.
   if (placed != s.clients.size())
     broken(std::to_string(s.clients.size()) + " clients but " + std::to_string(placed) + " placed");
+  s.validate_gangs();
+}
+
+void Arbiter::State::validate_gangs() const {
+  std::size_t ranks = 0;
+  for (const auto& [key, g] : gangs) {
+    const std::string name = "gang \"" + key.second + "\"";
+    if (g.members.empty() || g.members.size() > g.size)
+      broken(name + " has " + std::to_string(g.members.size()) + " ranks of " + std::to_string(g.size));
+    std::set<DeviceId> on;
+    std::size_t holding = 0, revoked_with_deadline = 0, revoked = 0;
+    for (ClientId id : g.members) {
+      auto it = clients.find(id);
+      if (it == clients.end() || it->second.gang != key)
+        broken(name + " lists " + cli(id) + " that is not its rank");
+      const ClientRec& c = it->second;
+      if (!on.insert(c.device).second) broken(name + " has two ranks on " + dev(c.device));
+      holding += c.holds() ? 1 : 0;
+      revoked += c.state == ClientState::revoked ? 1 : 0;
+      revoked_with_deadline += c.revoked_with_deadline() ? 1 : 0;
+    }
+    ranks += g.members.size();
+    // Granted all at once; once one rank has released, the others are on their way out.
+    if (holding != 0 && holding != g.size && revoked_with_deadline != holding)
+      broken(name + " holds " + std::to_string(holding) + " of " + std::to_string(g.size) +
+             " devices and not every holder is revoked with a deadline");
+    if (revoked != 0 && revoked != holding) broken(name + " has holders that are not revoked beside revoked ones");
+  }
+  std::size_t in_gangs = 0;
+  for (const auto& [id, c] : clients) in_gangs += c.gang ? 1 : 0;
+  if (in_gangs != ranks)
+    broken(std::to_string(in_gangs) + " clients name a gang but gangs list " + std::to_string(ranks));
+  for (const auto& [id, d] : devices) {
+    if (!d.held_for) continue;
+    if (d.holder) broken(dev(id) + " is held for a gang and has a holder");
+    auto it = gangs.find(*d.held_for);
+    bool holds = false;
+    if (it != gangs.end())
+      for (ClientId m : it->second.members) holds = holds || clients.at(m).holds();
+    if (!holds) broken(dev(id) + " is held for gang \"" + d.held_for->second + "\", which holds nothing");
+  }
 }
 
 }  // namespace acb::broker

@@ -6,10 +6,14 @@
 //  - DeviceRec: capacity, holder, queue of waiting clients (arrival order; the
 //    grant order is computed by policy::order_waiters at each decision), and
 //    the set of clients placed on it.
+//  - GangRec: the connected ranks of one job (arbiter_gang.cpp).
 // Invariants (checked by Arbiter::validate): a device's holder is a member in
 // state holding/revoked and is the only such member; every waiting client is
 // in its device's queue exactly once and nothing else is; the device's
-// accounted bytes (policy_memory.h) never exceed its capacity.
+// accounted bytes (policy_memory.h) never exceed its capacity; the ranks of a
+// gang are on distinct devices, and when some of them hold, either all do or
+// every one that holds is revoked with a deadline; when one holder of a gang
+// is revoked, all are.
 //
 // Thread-safety: none (see arbiter.h).
 #pragma once
@@ -31,6 +35,16 @@ namespace acb::broker {
 
 /// ClientRec::revoke_deadline_us of a holder revoked without a deadline (share).
 inline constexpr TimeUs kNoRevokeDeadline = ~TimeUs{0};
+
+/// A gang's identity: the user (HelloInfo::uid) and the job key, so that
+/// another user's process cannot join (or break) a gang by naming its job.
+using GangKey = std::pair<std::optional<std::uint32_t>, std::string>;
+
+struct GangRec {
+  std::uint32_t size = 0;         ///< GangInfo::local_world_size of its first rank
+  std::set<ClientId> members;     ///< connected ranks, at most `size`
+  std::set<std::uint32_t> ranks;  ///< local ranks taken by members that said theirs
+};
 
 struct ClientRec {
   ClientId id = 0;
@@ -69,6 +83,8 @@ struct ClientRec {
   /// Why a need declared at hello was refused (larger than the device): its
   /// next acquire without a need is rejected with it. Never stored as need_bytes.
   std::string refused_need;
+  std::optional<GangKey> gang;              ///< HelloInfo::gang: granted only with its gang
+  std::optional<std::uint32_t> local_rank;  ///< GangInfo::local_rank
   std::uint64_t grants = 0, waited_us_total = 0, preemptions = 0;
 
   bool holds() const { return state == ClientState::holding || state == ClientState::revoked; }
@@ -92,12 +108,16 @@ struct DeviceRec {
   std::vector<ClientId> queue;  ///< waiting clients, arrival order
   std::set<ClientId> members;   ///< clients placed here
   TimeUs free_since_us = 0;     ///< when the last lease here ended
+  /// Released by a rank of this gang while another of its ranks still
+  /// holds: nothing is granted here until the gang's last rank has released.
+  std::optional<GangKey> held_for;
 };
 
 struct Arbiter::State {
   ArbiterConfig config;
   std::map<DeviceId, DeviceRec> devices;
   std::map<ClientId, ClientRec> clients;
+  std::map<GangKey, GangRec> gangs;  ///< gangs with at least one connected rank
   DeviceId next_device = 0;
   std::uint64_t next_lease = 0;
   std::uint64_t next_wait_seq = 0;
@@ -148,6 +168,8 @@ struct Arbiter::State {
                              std::optional<ClientId> except = std::nullopt) const;
   /// Every device as placement sees it (policy_placement.h), but `except`.
   std::vector<policy::DeviceLoad> device_loads(std::optional<DeviceId> except = std::nullopt) const;
+  /// How `c` competes in its device's queue (policy_queue.h).
+  policy::Waiter waiter_of(const ClientRec& c, TimeUs now) const;
   std::vector<policy::Waiter> waiters_of(const DeviceRec& d, TimeUs now) const;
   std::vector<ClientId> ordered_queue(const DeviceRec& d, TimeUs now) const;
   /// The waiter granted next on `d`, as policy_queue.h orders them.
@@ -175,6 +197,39 @@ struct Arbiter::State {
                  Decisions& out, std::uint64_t* pinned_blocking = nullptr);
   /// Grants, revokes, or asks for memory on one device, as the policy says now.
   void schedule(DeviceRec& d, TimeUs now, Decisions& out);
+  /// Gives `c` (waiting, on free `d`, room made) the lease of `d`, judged
+  /// from now on by `lease_class`.
+  void grant(ClientRec& c, DeviceRec& d, int lease_class, TimeUs now, Decisions& out);
+  /// Asks the holder `h` to give its lease back (counted as a preemption for
+  /// reason preempt), and with it every other holder of its gang that has no
+  /// earlier deadline.
+  void revoke_holder(ClientRec& h, RevokeReason reason, std::optional<std::uint64_t> deadline_ms, TimeUs now,
+                     Decisions& out);
+  void revoke_one(ClientRec& h, RevokeReason reason, std::optional<std::uint64_t> deadline_ms, TimeUs now,
+                  Decisions& out);
+
+  // ---- gangs (arbiter_gang.cpp) ----
+  GangRec* gang_of(const ClientRec& c);
+  const GangRec* gang_of(const ClientRec& c) const;
+  /// Why `info` cannot join the gang `key`; empty when it can.
+  std::string gang_refusal(const GangKey& key, const GangInfo& info) const;
+  /// The devices of the ranks of gang `key` (but `except`): no other rank is placed there.
+  std::set<DeviceId> gang_devices(const GangKey& key, std::optional<ClientId> except = std::nullopt) const;
+  void join_gang(ClientRec& c, const GangKey& key, const GangInfo& info);
+  void leave_gang(const ClientRec& c);
+  /// Every rank connected and waiting: only then do its ranks compete for their devices.
+  bool gang_ready(const GangRec& g) const;
+  /// A waiter that may be granted now: alone, or a rank of a ready gang.
+  bool eligible(const ClientRec& c) const;
+  /// Grants every rank of the ready gang `g` at once when each is first in
+  /// the queue of its free device and fits there; else asks for the room
+  /// and grants nothing.
+  void grant_gang(GangRec& g, TimeUs now, Decisions& out);
+  /// `c`'s lease has just ended: the other holders of its gang are revoked,
+  /// and its device waits for them (DeviceRec::held_for).
+  void gang_rank_released(const ClientRec& c, TimeUs now, Decisions& out);
+  /// Arbiter::validate's part for gangs (arbiter_inspect.cpp).
+  void validate_gangs() const;
   /// Schedules every device, then forgets removed devices left empty.
   void schedule_all(TimeUs now, Decisions& out);
   /// Moves a client off a draining device when it can (see docs/scheduling.md);
@@ -184,7 +239,7 @@ struct Arbiter::State {
   void leave_draining(ClientRec& c, TimeUs now, Decisions& out);
   std::optional<DeviceId> move_target(const ClientRec& c, std::uint64_t need_bytes) const;
   /// Drops a client's lease, wait and residency (counted as a disconnect).
-  void forget_client(ClientId id, TimeUs now);
+  void forget_client(ClientId id, TimeUs now, Decisions& out);
   /// forget_client, then schedules what its leaving allows.
   void drop_client(ClientId id, TimeUs now, Decisions& out);
   /// Decides a disconnect and forgets the client; the caller schedules afterwards.

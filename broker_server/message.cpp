@@ -119,6 +119,26 @@ class Reader {
   const std::string& op_;
 };
 
+/// A rank of a multi-process job: "gang" (the job key) with
+/// "local_world_size", and optionally "local_rank" below it.
+std::optional<GangInfo> read_gang(const Reader& r) {
+  const std::optional<std::string> job = r.opt_string("gang");
+  constexpr std::int64_t kMaxRanks = std::numeric_limits<std::uint32_t>::max();
+  const std::optional<std::int64_t> size = r.opt_int("local_world_size", 1, kMaxRanks);
+  const std::optional<std::int64_t> rank = r.opt_int("local_rank", 0, kMaxRanks);
+  if (!job) {
+    if (size) r.fail("local_world_size", "needs a \"gang\"");
+    if (rank) r.fail("local_rank", "needs a \"gang\"");
+    return std::nullopt;
+  }
+  if (job->empty()) r.fail("gang", "must not be empty (the job key)");
+  if (!size) r.fail("local_world_size", "is missing (integer >= 1 expected with \"gang\")");
+  if (rank && *rank >= *size) r.fail("local_rank", "must be below \"local_world_size\"");
+  GangInfo gang{*job, static_cast<std::uint32_t>(*size), std::nullopt};
+  if (rank) gang.local_rank = static_cast<std::uint32_t>(*rank);
+  return gang;
+}
+
 HelloMessage read_hello(const Reader& r) {
   HelloMessage hello;
   const json* versions = r.find("versions");
@@ -154,6 +174,7 @@ HelloMessage read_hello(const Reader& r) {
   hello.client.fixed = r.opt_bool("fixed").value_or(false);
   if (hello.client.fixed && !hello.client.pinned_device && hello.device_uuid.empty())
     r.fail("fixed", "needs a \"device\" or \"device_uuid\" to stay on");
+  hello.client.gang = read_gang(r);
   return hello;
 }
 

@@ -152,13 +152,16 @@ class TestClient {
     REQUIRE((*m)["op"] == op);
     return *m;
   }
-  /// Sends hello and returns the challenge, checked against `token`:
-  /// `broker_proved` says whether the broker's proof verifies with it.
-  json challenge(const std::string& name, const std::string& token, const std::string& role, bool& broker_proved) {
+  /// Sends hello (with the members of `extra` too) and returns the challenge,
+  /// checked against `token`: `broker_proved` says whether the broker's proof verifies with it.
+  json challenge(const std::string& name, const std::string& token, const std::string& role, bool& broker_proved,
+                 const json& extra = json::object()) {
     nonce_ = acb::auth::fresh_nonce();
     role_ = role == "admin" ? acb::auth::Role::admin : acb::auth::Role::client;
-    send({{"op", "hello"}, {"versions", {acb::wire::kProtocolVersion}}, {"client_nonce", acb::wire::to_hex(nonce_)},
-          {"name", name}, {"pid", 1}, {"role", role}});
+    json hello = {{"op", "hello"}, {"versions", {acb::wire::kProtocolVersion}},
+                  {"client_nonce", acb::wire::to_hex(nonce_)}, {"name", name}, {"pid", 1}, {"role", role}};
+    hello.update(extra);
+    send(hello);
     auto c = expect("challenge");
     broker_nonce_ = *acb::wire::parse_hex32(c["broker_nonce"].get<std::string>());
     const auto proof = acb::wire::parse_hex32(c["broker_proof"].get<std::string>());
@@ -172,9 +175,10 @@ class TestClient {
           {"client_proof", acb::wire::to_hex(acb::auth::client_proof(token, role_, broker_nonce_, nonce_))}});
   }
   /// The whole handshake with the right token: the broker proves it, then welcomes.
-  json hello(const std::string& name, const std::string& token = kTokens.client, const std::string& role = "client") {
+  json hello(const std::string& name, const std::string& token = kTokens.client, const std::string& role = "client",
+             const json& extra = json::object()) {
     bool proved = false;
-    challenge(name, token, role, proved);
+    challenge(name, token, role, proved, extra);
     CHECK(proved);
     auth(token);
     return expect("welcome");

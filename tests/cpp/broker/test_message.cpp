@@ -72,6 +72,45 @@ TEST_CASE("hello: wrong or missing members are named") {
   CHECK(rejection(json::parse(R"({"op":"hello","versions":[2],"client_nonce":"00000000000000000000000000000000000000000000000000000000000000ab","fixed":true})")).find("fixed") != std::string::npos);
 }
 
+TEST_CASE("hello: a gang names the job, its ranks on this node and the rank's own") {
+  json hello = {{"op", "hello"}, {"versions", {2}}, {"client_nonce", std::string(62, '0') + "ab"}};
+  CHECK_FALSE(std::get<HelloMessage>(validate_message(hello)).client.gang);
+  hello["gang"] = "torchelastic_abc";
+  hello["local_world_size"] = 2;
+  auto g = std::get<HelloMessage>(validate_message(hello)).client.gang;
+  REQUIRE(g);
+  CHECK(g->job == "torchelastic_abc");
+  CHECK(g->local_world_size == 2);
+  CHECK_FALSE(g->local_rank);
+  hello["local_rank"] = 1;
+  CHECK(std::get<HelloMessage>(validate_message(hello)).client.gang->local_rank == 1u);
+
+  auto without = [&](const char* key) {
+    json m = hello;
+    m.erase(key);
+    return rejection(m);
+  };
+  auto with = [&](const char* key, json value) {
+    json m = hello;
+    m[key] = std::move(value);
+    return rejection(m);
+  };
+  CHECK(without("gang") == "\"hello\": member \"local_world_size\" needs a \"gang\"");
+  CHECK(without("local_world_size") ==
+        "\"hello\": member \"local_world_size\" is missing (integer >= 1 expected with \"gang\")");
+  CHECK(with("gang", "") == "\"hello\": member \"gang\" must not be empty (the job key)");
+  CHECK(with("gang", 5).find("\"gang\" must be a string") != std::string::npos);
+  CHECK(with("gang", std::string(kMaxStringBytes + 1, 'j')).find("longer than the limit") != std::string::npos);
+  CHECK(with("local_world_size", 0) == "\"hello\": member \"local_world_size\" is out of range");
+  CHECK(with("local_world_size", 4294967296ll) == "\"hello\": member \"local_world_size\" is out of range");
+  CHECK(with("local_rank", 2) == "\"hello\": member \"local_rank\" must be below \"local_world_size\"");
+  CHECK(with("local_rank", -1) == "\"hello\": member \"local_rank\" is out of range");
+  json rank_only = hello;
+  rank_only.erase("gang");
+  rank_only.erase("local_world_size");
+  CHECK(rejection(rank_only) == "\"hello\": member \"local_rank\" needs a \"gang\"");
+}
+
 TEST_CASE("hello: a token in clear (protocol version 1) is refused, whatever else it says") {
   const auto v1 = rejection(json::parse(R"({"op":"hello","versions":[1],"token":"t"})"));
   CHECK(v1.find("token in clear") != std::string::npos);

@@ -57,6 +57,29 @@ TEST_CASE("leases pass from holder to waiter on release and on disconnect") {
   c.expect("grant");
 }
 
+TEST_CASE("the ranks of a gang named in hello are placed apart and granted together") {
+  BrokerConfig config = RunningServer::make_config();
+  config.devices = {DeviceSpec{"0", 1ull << 30}, DeviceSpec{"1", 1ull << 30}};
+  RunningServer server(config);
+  TestClient a(server.port());
+  auto b_owner = std::make_unique<TestClient>(server.port());
+  TestClient& b = *b_owner;
+  const json rank = {{"gang", "run-1"}, {"local_world_size", 2}};
+  const auto wa = a.hello("rank0", kTokens.client, "client", rank);
+  const auto wb = b.hello("rank1", kTokens.client, "client", rank);
+  CHECK(wa["device"] != wb["device"]);
+  a.send({{"op", "acquire"}});
+  a.send({{"op", "status"}, {"seq", 1}});  // handled in order: no grant comes before it
+  CHECK(a.expect("status")["clients"][0]["state"] == "waiting");
+  b.send({{"op", "acquire"}});
+  a.expect("grant");
+  b.expect("grant");
+  b_owner.reset();  // a rank leaves: the other is asked to give its device back
+  const auto revoke = a.expect("revoke");
+  CHECK(revoke["reason"] == "gang");
+  CHECK(revoke["deadline_ms"] == config.arbiter.quantum_deadline_ms);
+}
+
 TEST_CASE("authentication: wrong tokens and the admin role") {
   RunningServer server;
   {
