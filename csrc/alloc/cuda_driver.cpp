@@ -106,13 +106,21 @@ class CudaDriver final : public Driver {
       DeviceSlot& slot = devices_[static_cast<std::size_t>(owner)];
       slot.rdma_capable = attribute(CU_DEVICE_ATTRIBUTE_GPU_DIRECT_RDMA_WITH_CUDA_VMM_SUPPORTED, owner) != 0;
       slot.exportable = attribute(CU_DEVICE_ATTRIBUTE_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR_SUPPORTED, owner) != 0;
+      auto read_write_for = [](int device) {
+        CUmemAccessDesc access{};
+        access.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+        access.location.id = device;
+        access.flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
+        return access;
+      };
+      slot.access.push_back(read_write_for(owner));
       for (int peer = 0; peer < count; ++peer) {
         if (peer == owner) continue;
         int can_access = 0;
         check("cuDeviceCanAccessPeer",
               api_.cuDeviceCanAccessPeer(&can_access, devices_[static_cast<std::size_t>(peer)].device, slot.device),
               "device=" + std::to_string(peer) + ", peer=" + std::to_string(owner));
-        if (can_access != 0) slot.accessors.push_back(peer);
+        if (can_access != 0) slot.access.push_back(read_write_for(peer));
       }
     }
   }
@@ -201,13 +209,7 @@ class CudaDriver final : public Driver {
     const std::string args = "address=" + hex(address) + ", " + size_device(bytes, device) +
                              ", handle=" + std::to_string(handle);
     check("cuMemMap", api_.cuMemMap(address, bytes, 0, handle, 0), args);
-    const std::vector<int>& accessors = devices_[static_cast<std::size_t>(device)].accessors;
-    std::vector<CUmemAccessDesc> access(1 + accessors.size());
-    for (std::size_t i = 0; i < access.size(); ++i) {
-      access[i].location.type = CU_MEM_LOCATION_TYPE_DEVICE;
-      access[i].location.id = i == 0 ? device : accessors[i - 1];
-      access[i].flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
-    }
+    const std::vector<CUmemAccessDesc>& access = devices_[static_cast<std::size_t>(device)].access;
     const CUresult result = api_.cuMemSetAccess(address, bytes, access.data(), access.size());
     if (result != CUDA_SUCCESS) {
       api_.cuMemUnmap(address, bytes);  // leave nothing half-mapped behind
@@ -433,9 +435,11 @@ class CudaDriver final : public Driver {
     /// (release), so a reader that sees it also sees granularity_bytes.
     std::atomic<CUcontext> context{nullptr};
     std::size_t granularity_bytes = 0;
-    /// Set at construction: the other devices that can access this one's
-    /// memory (cuDeviceCanAccessPeer), and what cuMemCreate may ask for.
-    std::vector<int> accessors;
+    /// Set at construction: what every mapping of this device's memory
+    /// grants (read-write for the device itself first, then for each other
+    /// device that can access it, cuDeviceCanAccessPeer), and what
+    /// cuMemCreate may ask for.
+    std::vector<CUmemAccessDesc> access;
     bool rdma_capable = false;
     bool exportable = false;
     /// cuMemCreate refused the RDMA flag or the handle type: plain from then on.
