@@ -16,6 +16,7 @@ OpWrites analyse(const c10::FunctionSchema& schema) {
   // an (a!) annotation: every argument counts as written (those that hold no
   // tensor mark nothing).
   const bool collective = schema.name().rfind("c10d::", 0) == 0;
+  writes.collective = collective;
   for (std::size_t i = 0; i < args.size(); ++i) {
     const c10::AliasInfo* alias = args[i].alias_info();
     // batch_norm, native_batch_norm, instance_norm, the cudnn/miopen variants

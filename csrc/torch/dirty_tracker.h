@@ -15,8 +15,8 @@
 // Arguments named running_mean/running_var count as written: the batch-norm
 // family updates them in place without declaring it; so does every argument
 // of a c10d operator (collectives declare none of their writes, and their
-// backend may write after they return: python/acb/_collectives.py holds the
-// device until the work is done and marks them again then).
+// backend may write after they return: the op hook holds the device until
+// the work is done and marks them again then, torch/collective_work.h).
 //
 // Tensor subclasses with __torch_dispatch__ (DTensor, FSDP2's, Float8, NF4:
 // wrapper subclasses) have no storage of their own: their data lives in inner
@@ -76,6 +76,8 @@ using SubclassFlattener = bool (*)(const at::Tensor& subclass, std::vector<at::T
 /// What one operator writes, by position.
 struct OpWrites {
   std::vector<int> written_args;  ///< argument indices annotated as written
+  /// A c10d operator: its work may outlive the call (collective_work.h).
+  bool collective = false;
 };
 
 class DirtyTracker {

@@ -6,6 +6,7 @@
 
 #include <torch/library.h>
 
+#include "torch/collective_work.h"
 #include "torch/hook_state.h"
 
 namespace acb::torch_hook {
@@ -57,6 +58,8 @@ void run_hooked(const ActiveHook& hook, const c10::OperatorHandle& op, c10::Disp
   // are marked even when the kernel throws, which may have written part.
   WrittenStorages written;
   hook.tracker->collect_written_args(writes, op, *stack, written);
+  std::vector<at::Tensor> collective;
+  if (writes.collective) [[unlikely]] collective = collective_tensors(op, *stack);
   try {
     op.redispatchBoxed(next, stack);
   } catch (...) {
@@ -64,6 +67,10 @@ void run_hooked(const ActiveHook& hook, const c10::OperatorHandle& op, c10::Disp
     throw;
   }
   hook.tracker->mark_written_args(written);
+  if (writes.collective) [[unlikely]] {
+    // Still inside the operator's gate: its Works keep the device until done.
+    hold_until_done(*hook.gate, *hook.tracker, *stack, op.schema().returns().size(), std::move(collective));
+  }
 }
 
 void hook_fallback(const c10::OperatorHandle& op, c10::DispatchKeySet keys, torch::jit::Stack* stack) {

@@ -18,9 +18,10 @@ watcher thread waits for it instead (waiting in the call would turn an
 irecv posted before its isend into a deadlock).
 
 Collectives that were looked up before ``install()`` (``from
-torch.distributed import all_reduce`` before acb.enable()) are not wrapped:
-the op hook still gates their launch and marks their tensors, but does not
-hold the device until their work completes.
+torch.distributed import all_reduce`` before acb.enable()) are not wrapped,
+and those issued from C++ (DistributedDataParallel's reducer) never pass
+here: for them the op hook holds the device for each Work a c10d operator
+returns until it completes (csrc/torch/collective_work.h).
 
 Thread-safety: install/uninstall run under acb._api's lock; the completion
 callbacks run on the backend's threads (with the GIL).

@@ -26,12 +26,12 @@ REVOKE_TIMEOUT_S = 30.0
 
 
 def expected_digests():
-    """sha256 of x after 1, 2 and 3 all-reduces (sum over 2 ranks), without acb."""
+    """sha256 of x after 1 to 4 all-reduces (sum over 2 ranks), without acb."""
     import dist_job
 
     x = dist_job.initial(0) + dist_job.initial(1)
     out = []
-    for _ in range(3):
+    for _ in range(4):
         out.append(hashlib.sha256(x.numpy().tobytes()).hexdigest())
         x = x + x
     return out
@@ -92,6 +92,20 @@ def test_gloo_all_reduce_survives_offloads_and_holds_the_device_while_async(brok
         ranks[0].do("wait")
         hog.reply("touch")                        # served once the work completed
         assert [rank.do("digest")["result"] for rank in ranks] == [want[2], want[2]]
+
+        # The same issued below torch.distributed's Python functions, as C++
+        # callers do (DistributedDataParallel's reducer): only the op hook sees
+        # its c10d operator and must hold the device for its Work.
+        ranks[0].do("start_cxx")
+        revokes = ranks[0].do("status")["status"]["revokes"]
+        hog.send("touch")
+        wait_for_revoke(ranks[0], revokes)
+        assert read_line(hog.proc.stdout, 0.5) is None, "rank 0 let its device go under a pending C++ collective"
+        ranks[1].do("start_cxx")
+        ranks[1].do("wait")
+        ranks[0].do("wait")
+        hog.reply("touch")
+        assert [rank.do("digest")["result"] for rank in ranks] == [want[3], want[3]]
         s0 = ranks[0].do("status")["status"]
         assert s0["offloads"] >= 3 and s0["restored_bytes"] > 0 and s0["offload_copied_bytes"] > 0, s0
     finally:

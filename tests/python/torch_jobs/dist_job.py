@@ -7,6 +7,9 @@ acb.status():
               8 MiB of fixed-seed randn (the seed is the rank) in the arena
   allreduce   dist.all_reduce(x) (sum), synchronous
   start       work = dist.all_reduce(x, async_op=True); replies at once
+  start_cxx   the same through the unwrapped all_reduce, whose c10d operator only
+              the op hook sees, as for a collective issued from C++
+              (DistributedDataParallel's reducer); replies at once
   wait        work.wait()
   digest      result: sha256 of x's bytes
   status      nothing (the reply carries acb.status())
@@ -55,6 +58,8 @@ def main() -> None:
             dist.all_reduce(x)
         elif command[0] == "start":
             work = dist.all_reduce(x, async_op=True)
+        elif command[0] == "start_cxx":
+            work = dist.all_reduce.__acb_wrapped__(x, async_op=True)
         elif command[0] == "wait":
             work.wait()
         elif command[0] == "digest":
