@@ -72,12 +72,15 @@ def visible_devices(visible: Optional[str]) -> Optional[List[str]]:
     return entries[:entries.index("")] if "" in entries else entries
 
 
-def default_local_device(environ) -> int:
+def default_local_device(environ, emulated: bool = False) -> int:
     """The CUDA device a process computes on when enable() is not told: torchrun's
     LOCAL_RANK when set (each rank then calls torch.cuda.set_device(LOCAL_RANK)),
     unless CUDA_VISIBLE_DEVICES leaves fewer devices than that (one GPU per rank:
-    it is device 0); else 0."""
+    it is device 0); else 0. On the emulated device always 0: a process has one,
+    the CPU, whatever its rank."""
     rank = environ.get("LOCAL_RANK", "").strip()
+    if emulated:
+        return 0
     if not rank.isdigit():
         return 0
     entries = visible_devices(environ.get("CUDA_VISIBLE_DEVICES"))
@@ -204,7 +207,7 @@ def enable(priority: Optional[str] = None, device: Optional[int] = None, broker:
         if torch.cuda.is_initialized():
             raise AcbError(CUDA_ALREADY_INITIALISED)
         emulated = bool(options.get("emulated_device"))
-        local_device = default_local_device(os.environ) if device is None else int(device)
+        local_device = default_local_device(os.environ, emulated) if device is None else int(device)
         # Nothing below initialises CUDA, opens the device or contacts the broker
         # (docs/torch.md, "Lazy start"): the first device operation does.
         if not emulated:

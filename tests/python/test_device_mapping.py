@@ -40,6 +40,7 @@ def test_broker_device_is_the_gpu_unless_acb_device_says(monkeypatch):
 ])
 def test_default_local_device_follows_torchrun(environ, expected):
     assert _api.default_local_device(environ) == expected
+    assert _api.default_local_device(environ, emulated=True) == 0  # one emulated device per process
 
 
 @pytest.mark.parametrize("local, visible, expected", [
