@@ -197,7 +197,7 @@ Decisions Arbiter::on_release(ClientId client, std::optional<std::uint64_t> resi
   if (c->holds()) {
     (void)s.count_overdue(*c, now);  // released, but late: still an offence
     s.end_lease(*c, now);
-    s.gang_rank_released(*c, now, out);
+    s.gang_rank_released(*c, /*left=*/false, now, out);
   }
   else if (c->state == ClientState::waiting)
     s.dequeue(*c);

@@ -265,7 +265,11 @@ void Arbiter::State::schedule(DeviceRec& d, TimeUs now, Decisions& out) {
     }
     return;
   }
-  if (d.draining || d.held_for) return;
+  if (d.held_for) {
+    serve_reserved(d, now, out);
+    return;
+  }
+  if (d.draining) return;
   const std::optional<ClientId> first = queue_head(d, now);
   if (!first) return;
   ClientRec& head = clients.at(*first);
@@ -393,7 +397,7 @@ void Arbiter::State::forget_client(ClientId id, TimeUs now, Decisions& out) {
   (void)count_overdue(c, now);  // leaving past its revoke deadline (disconnected, or closed): an offence
   if (c.holds()) {
     end_lease(c, now);
-    gang_rank_released(c, now, out);
+    gang_rank_released(c, /*left=*/true, now, out);
   }
   if (c.state == ClientState::waiting) dequeue(c);
   leave_gang(c);

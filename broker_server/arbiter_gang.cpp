@@ -14,10 +14,15 @@
 //    fits there, all in one decision; until then its devices are granted to
 //    nobody else (the head waits, as a single client waits for room);
 //  - a revoke of one holder is a revoke of all of them (revoke_holder);
-//  - when one rank's lease ends (release, disconnect) while others hold, the
-//    others are revoked (reason gang, deadline quantum_deadline_ms), and the
-//    released device is granted to nobody until the last rank has released:
-//    the gang's lease is one lease across its devices.
+//  - the gang's lease is one lease across its devices: when one rank's lease
+//    ends while others hold, its device is reserved for the gang until the
+//    last rank has released. The rank gets it back at once when it asks
+//    again, revoked as the others are: a rank that went idle between
+//    collectives must be able to take part in the next one, which its
+//    partners are already waiting in, holding their devices. Anyone else
+//    waiting for a reserved device has the gang's holders revoked (reason
+//    gang, deadline quantum_deadline_ms), and so does a rank that leaves (a
+//    disconnect: its partners have lost the rank they compute with).
 #include <string>
 
 #include "broker_server/arbiter_state.h"
@@ -116,24 +121,68 @@ void Arbiter::State::grant_gang(GangRec& g, TimeUs now, Decisions& out) {
   for (ClientRec* c : ranks) schedule(devices.at(c->device), now, out);
 }
 
-void Arbiter::State::gang_rank_released(const ClientRec& c, TimeUs now, Decisions& out) {
-  const GangRec* g = gang_of(c);
-  if (g == nullptr) return;
+namespace {
+// The revoked holders' earliest deadline is kept by every holder revoked later.
+std::uint64_t remaining_ms(TimeUs deadline_us, TimeUs now) {
+  return deadline_us > now ? (deadline_us - now + 999) / 1000 : 0;
+}
+}  // namespace
+
+void Arbiter::State::revoke_gang_holders(const GangRec& g, TimeUs now, Decisions& out) {
   const TimeUs deadline_us = now + config.quantum_deadline_ms * 1000;
-  bool others_hold = false;
-  for (ClientId id : g->members) {
+  for (ClientId id : g.members) {
     ClientRec& o = clients.at(id);
-    if (id == c.id || !o.holds()) continue;
-    others_hold = true;
-    if (o.state == ClientState::holding || o.revoke_deadline_us > deadline_us)
+    if (o.holds() && (o.state == ClientState::holding || o.revoke_deadline_us > deadline_us))
       revoke_one(o, RevokeReason::gang, config.quantum_deadline_ms, now, out);
   }
+}
+
+void Arbiter::State::gang_rank_released(const ClientRec& c, bool left, TimeUs now, Decisions& out) {
+  const GangRec* g = gang_of(c);
+  if (g == nullptr) return;
+  bool others_hold = false;
+  for (ClientId id : g->members) others_hold = others_hold || (id != c.id && clients.at(id).holds());
   if (others_hold) {
     devices.at(c.device).held_for = *c.gang;
+    if (left) revoke_gang_holders(*g, now, out);
     return;
   }
   for (auto& [id, d] : devices)  // the last rank released: the gang's devices are free for all
     if (d.held_for == c.gang) d.held_for.reset();
+}
+
+void Arbiter::State::serve_reserved(DeviceRec& d, TimeUs now, Decisions& out) {
+  auto g_it = gangs.find(*d.held_for);
+  if (g_it == gangs.end()) return;  // not reached: the last rank's release frees the device
+  const GangRec& g = g_it->second;
+  ClientRec* rank = nullptr;
+  const ClientRec* holder = nullptr;  // one of the gang's holders: its lease class and revoke
+  for (ClientId id : g.members) {
+    ClientRec& c = clients.at(id);
+    if (c.device == d.id && c.state == ClientState::waiting) rank = &c;
+    if (c.holds() && (holder == nullptr || c.revoke_deadline_us < holder->revoke_deadline_us)) holder = &c;
+  }
+  if (holder == nullptr) return;
+  if (rank != nullptr && make_room(d, *rank, rank->need_bytes, now, out)) {
+    const ClientRec& like = *holder;  // granting may not move it, but read what is needed first
+    const bool revoked = like.state == ClientState::revoked;
+    const bool with_deadline = like.revoked_with_deadline();
+    const std::uint64_t deadline_ms = remaining_ms(like.revoke_deadline_us, now);
+    const int lease_class = like.lease_class;
+    d.held_for.reset();
+    grant(*rank, d, lease_class, now, out);
+    if (revoked)
+      revoke_one(*rank, RevokeReason::gang, with_deadline ? std::optional<std::uint64_t>(deadline_ms) : std::nullopt,
+                 now, out);
+    schedule(d, now, out);  // others waiting here: as for any holder
+    return;
+  }
+  // Someone else waits for the device the gang keeps idle: the gang gives its lease back.
+  for (ClientId id : d.queue)
+    if (clients.at(id).gang != d.held_for) {
+      revoke_gang_holders(g, now, out);
+      return;
+    }
 }
 
 }  // namespace acb::broker

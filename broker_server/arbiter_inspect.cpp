@@ -199,11 +199,16 @@ void Arbiter::State::validate_gangs() const {
       revoked_with_deadline += c.revoked_with_deadline() ? 1 : 0;
     }
     ranks += g.members.size();
-    // Granted all at once; once one rank has released, the others are on their way out.
-    if (holding != 0 && holding != g.size && revoked_with_deadline != holding)
-      broken(name + " holds " + std::to_string(holding) + " of " + std::to_string(g.size) +
-             " devices and not every holder is revoked with a deadline");
     if (revoked != 0 && revoked != holding) broken(name + " has holders that are not revoked beside revoked ones");
+    // A device the gang keeps idle for a rank that released: anyone else
+    // waiting there has the gang on its way out.
+    bool others_wait = false;
+    for (const auto& [id, d] : devices)
+      if (d.held_for == key)
+        for (ClientId w : d.queue) others_wait = others_wait || clients.at(w).gang != key;
+    if (others_wait && revoked_with_deadline != holding)
+      broken(name + " keeps a device idle that another client waits for, and not every holder is revoked "
+                    "with a deadline");
   }
   std::size_t in_gangs = 0;
   for (const auto& [id, c] : clients) in_gangs += c.gang ? 1 : 0;

@@ -109,7 +109,8 @@ struct DeviceRec {
   std::set<ClientId> members;   ///< clients placed here
   TimeUs free_since_us = 0;     ///< when the last lease here ended
   /// Released by a rank of this gang while another of its ranks still
-  /// holds: nothing is granted here until the gang's last rank has released.
+  /// holds: only that rank is granted here until the gang's last rank has
+  /// released (serve_reserved).
   std::optional<GangKey> held_for;
 };
 
@@ -225,9 +226,16 @@ struct Arbiter::State {
   /// the queue of its free device and fits there; else asks for the room
   /// and grants nothing.
   void grant_gang(GangRec& g, TimeUs now, Decisions& out);
-  /// `c`'s lease has just ended: the other holders of its gang are revoked,
-  /// and its device waits for them (DeviceRec::held_for).
-  void gang_rank_released(const ClientRec& c, TimeUs now, Decisions& out);
+  /// `c`'s lease has just ended (`left`: it disconnected): while other ranks
+  /// of its gang hold, its device is reserved for the gang (DeviceRec::held_for),
+  /// and when it left they are revoked (reason gang).
+  void gang_rank_released(const ClientRec& c, bool left, TimeUs now, Decisions& out);
+  /// A device reserved for a gang: its rank that asks again gets it back at
+  /// once (revoked as the gang's holders are); a waiter of anyone else there
+  /// has the gang's holders revoked with the quantum deadline.
+  void serve_reserved(DeviceRec& d, TimeUs now, Decisions& out);
+  /// Revokes every holder of `g` with the quantum deadline, but those that have an earlier one.
+  void revoke_gang_holders(const GangRec& g, TimeUs now, Decisions& out);
   /// Arbiter::validate's part for gangs (arbiter_inspect.cpp).
   void validate_gangs() const;
   /// Schedules every device, then forgets removed devices left empty.

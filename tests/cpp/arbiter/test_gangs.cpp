@@ -123,7 +123,8 @@ TEST_CASE("gangs: revoked together, and the devices are handed on once every ran
   CHECK(granted(b.release(1), 5));
 }
 
-TEST_CASE("gangs: a rank that releases or leaves revokes the others with a deadline", "[arbiter][gangs]") {
+TEST_CASE("gangs: a rank that leaves revokes the others; one that releases keeps its device for the gang",
+          "[arbiter][gangs]") {
   ArbiterConfig cfg;
   cfg.quantum_deadline_ms = 700;
   Bench b(cfg);
@@ -153,12 +154,29 @@ TEST_CASE("gangs: a rank that releases or leaves revokes the others with a deadl
     CHECK(granted(again, 4));
   }
   SECTION("release") {
-    const Decisions ds = b.release(1);
+    // Rank 1 went idle between collectives; nobody else waits: rank 2 computes on.
+    CHECK(for_client<Revoke>(b.release(1), 2).empty());
+    // Its next collective, which rank 2 may already wait in holding its
+    // device: rank 1 gets its own back at once, alone.
+    CHECK(granted(b.acquire(1), 1));
+    b.release(1);
+    // Someone else waits for the device the gang keeps idle: the gang gives its lease back.
+    Decisions ds = b.acquire(3);
+    CHECK_FALSE(granted(ds, 3));
     auto rev = for_client<Revoke>(ds, 2);
     REQUIRE(rev.size() == 1);
     CHECK(rev[0].reason == RevokeReason::gang);
     CHECK(rev[0].deadline_ms == 700);
-    CHECK_FALSE(granted(b.acquire(3), 3));  // rank 1's device waits for rank 2
+    // Rank 1 still gets its device back, to finish the collective rank 2
+    // waits in, and is revoked with rank 2's deadline.
+    b.advance_ms(100);
+    ds = b.acquire(1);
+    CHECK(granted(ds, 1));
+    rev = for_client<Revoke>(ds, 1);
+    REQUIRE(rev.size() == 1);
+    CHECK(rev[0].reason == RevokeReason::gang);
+    CHECK(rev[0].deadline_ms == 600);
+    CHECK_FALSE(granted(b.release(1), 3));  // rank 1's device waits for rank 2
     CHECK(granted(b.release(2), 3));
   }
   SECTION("a rank that ignores the gang's revoke is disconnected as any holder") {
@@ -327,6 +345,8 @@ class GangSim {
   std::uint64_t max_gang_wait_ms() const { return max_gang_wait_us_ / 1000; }
   /// Decisions after which a gang held some but not all of its devices.
   std::uint64_t partial_states() const { return partial_states_; }
+  /// Grants of a rank alone, back into the lease its gang still held.
+  std::uint64_t rejoins() const { return rejoins_; }
   Arbiter& arbiter() { return arb_; }
 
   /// How long a complete gang may wait, simulated: it reaches the best class
@@ -455,8 +475,18 @@ class GangSim {
     schedule(uniform(0, 30), {Act::rejoin, 0, c.local_rank, c.gang});
   }
 
+  bool gang_holds(int gang) const {
+    for (ClientId id : ranks_of(gang)) {
+      const ClientState s = clients_.at(id).state;
+      if (s == ClientState::holding || s == ClientState::revoked) return true;
+    }
+    return false;
+  }
+
   void handle(const Decisions& ds) {
     arb_.validate();
+    bool held_before[kGangs];
+    for (int g = 0; g < kGangs; ++g) held_before[g] = gang_holds(g);
     std::map<int, std::set<DeviceId>> granted_gangs;
     for (const Decision& d : ds) {
       if (const Grant* g = std::get_if<Grant>(&d)) {
@@ -481,9 +511,16 @@ class GangSim {
         FAIL("unexpected disconnect of client " << x->client << ": " << x->reason);
       }
     }
-    // Granted together, or not at all: every rank in the same decision.
+    // Granted together, or not at all: every rank in the same decision. A
+    // rank granted alone is back into the lease its gang still holds (its
+    // device was kept for it).
     for (const auto& [gang, devices] : granted_gangs) {
       INFO("gang " << gang);
+      if (held_before[gang]) {
+        REQUIRE(devices.size() == 1);
+        ++rejoins_;
+        continue;
+      }
       REQUIRE(devices.size() == kRanks);
       ++gang_grants_[gang];
       max_gang_wait_us_ = std::max(max_gang_wait_us_, now_ - ready_since_[gang].value_or(now_));
@@ -508,8 +545,9 @@ class GangSim {
   }
 
   /// From the clients' own view: a gang that holds some but not all of its
-  /// devices holds none that another gang waits for without having been
-  /// asked to give it back by a deadline; a revoke reaches all its holders.
+  /// devices, while the other gang waits complete (so one of its ranks waits
+  /// for a device this gang keeps idle), has been asked to give every one
+  /// back by a deadline; a revoke reaches all its holders.
   void check_gangs() {
     for (int g = 0; g < kGangs; ++g) {
       std::size_t holding = 0, revoked = 0, with_deadline = 0;
@@ -525,17 +563,7 @@ class GangSim {
       CHECK((revoked == 0 || revoked == holding));
       if (holding == 0 || holding == kRanks) continue;
       ++partial_states_;
-      CHECK(with_deadline == holding);
-      for (ClientId id : ranks_of(g)) {
-        const SimRank& c = clients_.at(id);
-        if (c.state != ClientState::holding && c.state != ClientState::revoked) continue;
-        for (ClientId w : ranks_of(1 - g)) {
-          if (clients_.at(w).state != ClientState::waiting || arb_.device_of(w) != arb_.device_of(id)) continue;
-          INFO("partial gang " << g << " holds device " << *arb_.device_of(id) << " that gang " << 1 - g
-                               << " waits for");
-          CHECK(c.deadline);
-        }
-      }
+      if (gang_waits(1 - g)) CHECK(with_deadline == holding);
     }
   }
 
@@ -550,6 +578,7 @@ class GangSim {
   std::uint64_t gang_grants_[kGangs] = {};
   std::uint64_t max_gang_wait_us_ = 0;
   std::uint64_t partial_states_ = 0;
+  std::uint64_t rejoins_ = 0;
 };
 
 }  // namespace
@@ -564,6 +593,7 @@ TEST_CASE("gang simulation: two 2-rank gangs and singles on two devices, random 
     // Every gang held all its devices at once, again and again.
     for (int g = 0; g < kGangs; ++g) CHECK(sim.gang_grants(g) > 5);
     CHECK(sim.partial_states() > 0);  // ranks released one by one: the partial-gang checks ran
+    CHECK(sim.rejoins() > 0);         // and asked again while their gang held
     const std::uint64_t settle_ms = sim.settle(10'000);
     CHECK(settle_ms < 10'000);
     for (const DeviceSnapshot& d : sim.arbiter().snapshot(0).devices) {
