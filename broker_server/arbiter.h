@@ -147,6 +147,8 @@ struct ClientSnapshot {
   ClientState state; std::uint64_t resident_bytes; std::uint64_t need_bytes;
   std::uint64_t quota_bytes; std::uint64_t grants; std::uint64_t waited_us_total;
   std::uint64_t preemptions;
+  std::string gang;                         ///< the job key of its gang; empty: none
+  std::optional<std::uint32_t> local_rank;  ///< its local rank in the gang, when it said it
 };
 struct DeviceSnapshot {
   DeviceId device; std::string name; std::uint64_t capacity_bytes; std::uint64_t resident_bytes;

@@ -51,7 +51,8 @@ Snapshot Arbiter::snapshot(TimeUs now, std::optional<ClientId> after,
     const ClientRec& c = it->second;
     snap.clients.push_back({it->first, c.name, c.pid, c.priority, c.device, c.state,
                             c.resident_bytes, c.need_bytes, c.quota_bytes, c.grants,
-                            c.waited_us_total, c.preemptions});
+                            c.waited_us_total, c.preemptions, c.gang ? c.gang->second : std::string(),
+                            c.local_rank});
   }
   return snap;
 }

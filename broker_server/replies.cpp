@@ -89,8 +89,12 @@ std::string status_reply(Seq seq, const Snapshot& snapshot, std::uint64_t quantu
         .key("quota_bytes").number(c.quota_bytes)
         .key("grants").number(c.grants)
         .key("waited_us_total").number(c.waited_us_total)
-        .key("preemptions").number(c.preemptions)
-        .end_object();
+        .key("preemptions").number(c.preemptions);
+    if (!c.gang.empty()) {
+      out.key("gang").string(c.gang);
+      if (c.local_rank) out.key("local_rank").number(*c.local_rank);
+    }
+    out.end_object();
   }
   out.end_array().key("clients_total").number(snapshot.clients_total).key("clients_by_state").begin_object();
   for (ClientState st : {ClientState::idle, ClientState::waiting, ClientState::holding, ClientState::revoked})

@@ -101,6 +101,15 @@ def _who(client_id: Optional[int], names: Dict[int, str]) -> str:
     return f"{names.get(client_id, 'client')} #{client_id}"
 
 
+def _gang_label(client: dict) -> str:
+    """A gang rank's job key and local rank ("run-1 rank 0"), "-" for a client in no gang."""
+    gang = client.get("gang")
+    if not gang:
+        return "-"
+    rank = client.get("local_rank")
+    return gang if rank is None else f"{gang} rank {rank}"
+
+
 def render_status(status: dict, address: str) -> str:
     """The status reply as tables a person reads: devices, then clients."""
     devices = status.get("devices", [])
@@ -127,8 +136,13 @@ def render_status(status: dict, address: str) -> str:
                         _format.human_bytes(c.get("need_bytes")), c.get("grants", 0),
                         _format.human_duration_us(c.get("waited_us_total")), c.get("preemptions", 0)]
                        for c in sorted(clients, key=lambda c: c["client_id"])]
-        out += ["", _format.table(["ID", "NAME", "PID", "PRIORITY", "DEV", "STATE", "RESIDENT", "NEED",
-                                   "GRANTS", "WAITED", "PREEMPTED"], client_rows, right=(0, 2, 4, 6, 7, 8, 9, 10))]
+        headers = ["ID", "NAME", "PID", "PRIORITY", "DEV", "STATE", "RESIDENT", "NEED", "GRANTS", "WAITED",
+                   "PREEMPTED"]
+        if any(c.get("gang") for c in clients):  # ranks of multi-process jobs: which job, which rank
+            headers.append("GANG")
+            for row, c in zip(client_rows, sorted(clients, key=lambda c: c["client_id"])):
+                row.append(_gang_label(c))
+        out += ["", _format.table(headers, client_rows, right=(0, 2, 4, 6, 7, 8, 9, 10))]
     else:
         out += ["", "no clients connected"]
     if status.get("clients_truncated"):

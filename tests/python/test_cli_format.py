@@ -78,6 +78,20 @@ def test_render_status_names_holders_and_queues():
     assert "1.5 ms" in text
 
 
+def test_render_status_shows_gang_ranks_only_when_there_are_some():
+    client = {"client_id": 3, "name": "single", "state": "idle"}
+    assert "GANG" not in render_status({"devices": [], "clients": [client]}, "127.0.0.1:1")
+    ranks = [{"client_id": 4, "name": "ddp0", "state": "waiting", "gang": "run-9", "local_rank": 0},
+             {"client_id": 5, "name": "ddp1", "state": "waiting", "gang": "run-9"}]
+    lines = render_status({"devices": [], "clients": [client, *ranks]}, "127.0.0.1:1").splitlines()
+    header = next(line for line in lines if line.lstrip().startswith("ID"))
+    assert header.rstrip().endswith("GANG")
+    rows = {line.split()[1]: line for line in lines if line.split()[:1] in (["3"], ["4"], ["5"])}
+    assert rows["single"].rstrip().endswith("-")
+    assert rows["ddp0"].rstrip().endswith("run-9 rank 0")
+    assert rows["ddp1"].rstrip().endswith("run-9")
+
+
 def test_render_status_says_how_many_clients_the_broker_left_out():
     clients = [{"client_id": i, "name": f"job{i}", "state": "waiting"} for i in range(1, 257)]
     status = {"devices": [], "clients": clients, "clients_total": 2000, "clients_truncated": True,

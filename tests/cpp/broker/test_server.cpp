@@ -70,7 +70,13 @@ TEST_CASE("the ranks of a gang named in hello are placed apart and granted toget
   CHECK(wa["device"] != wb["device"]);
   a.send({{"op", "acquire"}});
   a.send({{"op", "status"}, {"seq", 1}});  // handled in order: no grant comes before it
-  CHECK(a.expect("status")["clients"][0]["state"] == "waiting");
+  const json listed = a.expect("status")["clients"];
+  REQUIRE(listed.size() == 2);
+  CHECK(listed[0]["state"] == "waiting");
+  for (const json& c : listed) {
+    CHECK(c["gang"] == "run-1");  // what acb status shows of a rank
+    CHECK_FALSE(c.contains("local_rank"));  // not said in this hello
+  }
   b.send({{"op", "acquire"}});
   a.expect("grant");
   b.expect("grant");
