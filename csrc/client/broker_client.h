@@ -24,6 +24,16 @@
 
 namespace acb::client {
 
+/// A rank of a multi-process job whose ranks on this node the broker grants
+/// together (docs/scheduling.md, "Gangs"); an empty job: no gang.
+struct GangMembership {
+  std::string job;            ///< the job key, the same in every rank (e.g. TORCHELASTIC_RUN_ID)
+  int local_world_size = 0;   ///< the job's ranks on this node (>= 1 with a job)
+  int local_rank = -1;        ///< this rank among them; -1: not said
+
+  bool operator==(const GangMembership&) const = default;
+};
+
 struct ClientOptions {
   std::string host = "127.0.0.1";
   std::uint16_t port = 0;
@@ -35,6 +45,7 @@ struct ClientOptions {
   /// Instead of `device`: pin to the device of the GPU with this UUID (or UUID prefix); empty: none.
   std::string device_uuid;
   bool fixed = false;                  ///< with device: never be moved off it (a process bound to its GPU)
+  GangMembership gang;                 ///< the job this process is a rank of; none by default
   bool admin = false;                  ///< role admin: prove the admin token instead of the client token
   std::chrono::milliseconds connect_timeout{5000};
 };

@@ -64,6 +64,11 @@ nlohmann::json hello(const ClientOptions& options, const wire::Bytes32& client_n
                    {"device", options.device}};
   if (!options.device_uuid.empty() && options.device < 0) m["device_uuid"] = options.device_uuid;
   if (options.fixed && (options.device >= 0 || m.contains("device_uuid"))) m["fixed"] = true;
+  if (!options.gang.job.empty()) {
+    m["gang"] = options.gang.job;
+    m["local_world_size"] = options.gang.local_world_size;
+    if (options.gang.local_rank >= 0) m["local_rank"] = options.gang.local_rank;
+  }
   return m;
 }
 

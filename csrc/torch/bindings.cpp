@@ -79,7 +79,8 @@ PYBIND11_MODULE(_C, m) {
       [](const std::string& host, int port, const std::string& priority, const std::string& name, int device,
          int broker_device, int idle_gap_ms, bool emulated, double reconnect_timeout_s, py::object restart_broker,
          const std::string& safe_mode_reason, const std::string& unknown_device_hint,
-         const std::string& broker_device_uuid) {
+         const std::string& broker_device_uuid, const std::string& gang, int gang_local_world_size,
+         int gang_local_rank) {
         th::EnableOptions o;
         o.safe_mode_reason = safe_mode_reason;
         o.unknown_device_hint = unknown_device_hint;
@@ -108,6 +109,7 @@ PYBIND11_MODULE(_C, m) {
         o.device = device;
         o.broker_device = broker_device;
         o.broker_device_uuid = broker_device_uuid;
+        o.gang = {gang, gang_local_world_size, gang_local_rank};
         o.idle_gap_ms = idle_gap_ms;
         o.emulated = emulated;
         py::gil_scoped_release release;
@@ -116,6 +118,7 @@ PYBIND11_MODULE(_C, m) {
       py::arg("host"), py::arg("port"), py::arg("priority"), py::arg("name"), py::arg("device"),
       py::arg("broker_device"), py::arg("idle_gap_ms"), py::arg("emulated"), py::arg("reconnect_timeout_s") = 30.0,
       py::arg("restart_broker") = py::none(), py::arg("safe_mode_reason") = "", py::arg("unknown_device_hint") = "", py::arg("broker_device_uuid") = "",
+      py::arg("gang") = "", py::arg("gang_local_world_size") = 0, py::arg("gang_local_rank") = -1,
       "gates device operators from now on; the first one joins the broker (restart_broker, when given, is "
       "called before each connection: it finds or starts the embedded broker)");
   m.def("disable", &th::disable, py::call_guard<py::gil_scoped_release>());

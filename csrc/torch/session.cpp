@@ -44,6 +44,7 @@ struct State {
   std::uint16_t port = 0;
   int broker_device = -1;
   std::string broker_device_uuid;
+  client::GangMembership gang;
   std::string priority;
   std::string safe_mode_reason;  // the first reason given; empty: not in safe mode
 };
@@ -130,7 +131,7 @@ namespace {
 // Whether enable(options) can take over the connection disable() kept.
 bool reuses_kept_connection(const State& s, const EnableOptions& options) {
   return s.unmanaged && s.host == options.host && s.port == options.port && s.broker_device == options.broker_device &&
-         s.broker_device_uuid == options.broker_device_uuid;
+         s.broker_device_uuid == options.broker_device_uuid && s.gang == options.gang;
 }
 
 // Under s.mutex, while enabled: makes what a device operation needs, in this
@@ -163,6 +164,7 @@ void activate_locked(State& s) {
   controller_options.client.device_uuid = options.broker_device_uuid;
   // Its tensors live on this process's GPU: a drain must not move it elsewhere.
   controller_options.client.fixed = options.broker_device >= 0 || !options.broker_device_uuid.empty();
+  controller_options.client.gang = options.gang;
   controller_options.client.need_bytes = arena.stats().reserved_bytes;
   controller_options.idle_gap = std::chrono::milliseconds(options.idle_gap_ms);
   controller_options.reconnect_timeout = std::chrono::milliseconds(std::max<std::int64_t>(0, options.reconnect_timeout_ms));
@@ -184,6 +186,7 @@ void activate_locked(State& s) {
   s.port = options.port;
   s.broker_device = options.broker_device;
   s.broker_device_uuid = options.broker_device_uuid;
+  s.gang = options.gang;
   s.priority = options.priority;
   LeaseController* controller = s.controller.get();
   arena.set_out_of_memory_handler([controller](std::size_t requested_bytes) {

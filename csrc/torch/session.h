@@ -43,6 +43,8 @@ struct EnableOptions {
   int broker_device = -1;   ///< device to pin at the broker (-1: broker places)
   /// With broker_device -1: the GPU's UUID, which the broker maps to its device (empty: none).
   std::string broker_device_uuid;
+  /// The torch.distributed job this process is a rank of (acb._gang), sent in the hello.
+  client::GangMembership gang;
   int idle_gap_ms = 10;     ///< see ControllerOptions::idle_gap; acb.enable() always passes it
   bool emulated = false;    ///< the brokered device is the emulated arena (CPU tensors)
   std::int64_t reconnect_timeout_ms = 30000;

@@ -14,7 +14,7 @@ import threading
 from contextlib import contextmanager
 from typing import Iterator, List, Optional, Tuple
 
-from acb import AcbError, options
+from acb import AcbError, _gang, options
 from acb._status import Status
 from acb.options import PRIORITIES
 
@@ -142,6 +142,16 @@ def broker_device_for(local_device: int, emulated: bool) -> int:
     return node_gpu(local_device, os.environ.get("CUDA_VISIBLE_DEVICES"))
 
 
+def _job_gang() -> Optional[_gang.Gang]:
+    """The gang of torch.distributed ranks this process is one of (acb._gang), or None; says on
+    stderr when it is a rank of a job with several ranks here that names no job."""
+    setting = str(options.get("gang"))
+    warning = _gang.unnamed_job_warning(os.environ, setting)
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
+    return _gang.gang_of(os.environ, setting)
+
+
 def _install_cuda_allocator(torch_module, c_module=None) -> None:
     """Makes acb's arena torch's CUDA allocator: a CUDAPluggableAllocator whose alloc_fn raises
     torch.cuda.OutOfMemoryError instead of returning NULL (acb._C's cuda_malloc), and whose
@@ -230,6 +240,7 @@ def enable(priority: Optional[str] = None, device: Optional[int] = None, broker:
             _broker.ensure_broker(_broker.format_address(host, port))
 
         broker_device = broker_device_for(local_device, emulated)
+        gang = _job_gang()
         hint = ""
         if broker_device >= 0:
             hint = (f"acb: the broker at {host}:{port} has no device {broker_device}, the GPU this process "
@@ -243,7 +254,9 @@ def enable(priority: Optional[str] = None, device: Optional[int] = None, broker:
                         reconnect_timeout_s=float(options.get("reconnect_timeout_s")),
                         restart_broker=None if broker else find_broker,
                         safe_mode_reason=safe_mode_reason(safe), unknown_device_hint=hint,
-                        broker_device_uuid=broker_device_uuid_for(local_device, emulated))
+                        broker_device_uuid=broker_device_uuid_for(local_device, emulated),
+                        gang=gang.key if gang else "", gang_local_world_size=gang.local_world_size if gang else 0,
+                        gang_local_rank=gang.local_rank if gang else -1)
         _threads.install(c_module)
         reason = _threads.attach_existing(c_module)
         if reason:

@@ -85,6 +85,25 @@ TEST_CASE("hello carries the options and welcome is parsed", "[client]") {
   CHECK_FALSE(both[0].contains("device_uuid"));
 }
 
+TEST_CASE("a rank of a multi-process job names its gang in hello, and no other client does", "[client][gang]") {
+  FakeBroker broker({.token = "test-token", .heartbeat_interval_ms = 0});
+  auto o = options_for(broker, "rank");
+  BrokerClient single(o);
+  o.gang = {.job = "run-7f3a", .local_world_size = 2, .local_rank = 1};
+  BrokerClient rank(o);
+  o.gang.local_rank = -1;  // LOCAL_RANK not said: the broker places the rank
+  BrokerClient unranked(o);
+  const auto hellos = broker.hellos();
+  REQUIRE(hellos.size() == 3);
+  for (const char* member : {"gang", "local_world_size", "local_rank"}) CHECK_FALSE(hellos[0].contains(member));
+  CHECK(hellos[1]["gang"] == "run-7f3a");
+  CHECK(hellos[1]["local_world_size"] == 2);
+  CHECK(hellos[1]["local_rank"] == 1);
+  CHECK(hellos[2]["gang"] == "run-7f3a");
+  CHECK(hellos[2]["local_world_size"] == 2);
+  CHECK_FALSE(hellos[2].contains("local_rank"));
+}
+
 TEST_CASE("the token never travels: hello brings a nonce, auth a proof made after the broker's", "[client][auth]") {
   FakeBroker broker;
   BrokerClient client(options_for(broker));
