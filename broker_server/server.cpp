@@ -49,7 +49,6 @@ Server::Server(asio::io_context& io, BrokerConfig config, CommandLine command_li
       command_line_(std::move(command_line)),
       tokens_(std::move(tokens)),
       arbiter_(config_.arbiter),
-      quantum_ms_(config_.arbiter.quantum_ms),
       acceptor_(io),
       metrics_http_(io, [this] { return render_metrics(); }),
       tick_timer_(io),
@@ -544,7 +543,7 @@ void Server::handle_request(Session& session, const ClientMessage& message, Seq 
   try {
     if (const auto* st = std::get_if<StatusMessage>(&message)) {
       session.send_frame(wire::encode_frame(
-          status_reply(seq, arbiter_.snapshot(now, st->after, kStatusMaxClients), quantum_ms_, device_uuids_)));
+          status_reply(seq, arbiter_.snapshot(now, st->after, kStatusMaxClients), arbiter_.config().quantum_ms, device_uuids_)));
     } else if (const auto* sp = std::get_if<SetPriorityMessage>(&message)) {
       if (sp->client_id && *sp->client_id != session.id() && !state.admin) {
         request_error(session, seq, "\"set_priority\" of another client requires the admin role");
@@ -576,7 +575,6 @@ void Server::handle_request(Session& session, const ClientMessage& message, Seq 
       send(session, ok_message(seq));
     } else if (const auto* squ = std::get_if<SetQuantumMessage>(&message)) {
       apply(arbiter_.set_quantum(squ->quantum_ms, now), now);
-      quantum_ms_ = squ->quantum_ms;
       send(session, ok_message(seq));
     } else if (const auto* add = std::get_if<AddDeviceMessage>(&message)) {
       const std::string name =
@@ -619,10 +617,10 @@ void Server::apply(const Decisions& decisions, TimeUs now) {
       std::fprintf(stderr, "acb-broker: disconnecting client %llu (%s, %s): %s\n",
                    static_cast<unsigned long long>(client), log_text(session->state().name).c_str(),
                    session->peer().c_str(), log_text(disconnect->reason).c_str());
-      session->close_after_error(wire::encode_message(decision_message(decision, quantum_ms_)));
+      session->close_after_error(wire::encode_message(decision_message(decision, arbiter_.config().quantum_ms)));
       continue;
     }
-    send(*session, decision_message(decision, quantum_ms_));
+    send(*session, decision_message(decision, arbiter_.config().quantum_ms));
   }
   // Every arbiter event comes through here: what it changed may fall due sooner.
   schedule_tick(now);
@@ -683,10 +681,7 @@ void Server::reload() {
     return;
   }
   const TimeUs now = now_us();
-  if (next.arbiter.quantum_ms != quantum_ms_) {
-    apply(arbiter_.set_quantum(next.arbiter.quantum_ms, now), now);
-    quantum_ms_ = next.arbiter.quantum_ms;
-  }
+  if (next.arbiter.quantum_ms != arbiter_.config().quantum_ms) apply(arbiter_.set_quantum(next.arbiter.quantum_ms, now), now);
   std::set<std::string> known;
   for (const auto& d : arbiter_.snapshot(now, std::nullopt, 0).devices) known.insert(d.name);
   int added = 0;
@@ -713,9 +708,9 @@ void Server::reload() {
   // A lower bound closes the largest backlogs at the next frame queued, as any crossing does.
   config_.max_queued_output_mib = next.max_queued_output_mib;
   output_budget_.limit_bytes = static_cast<std::size_t>(next.max_queued_output_mib) << 20;
-  config_.arbiter.quantum_ms = quantum_ms_;
+  config_.arbiter.quantum_ms = arbiter_.config().quantum_ms;
   std::fprintf(stderr, "acb-broker: reloaded %s: quantum_ms=%llu, %d device(s) added%s\n",
-               command_line_.config_file.c_str(), static_cast<unsigned long long>(quantum_ms_), added,
+               command_line_.config_file.c_str(), static_cast<unsigned long long>(arbiter_.config().quantum_ms), added,
                needs_restart ? "; changes to host, ports, deadlines or heartbeat need a restart" : "");
 }
 

@@ -135,8 +135,7 @@ class Server final : public SessionHost {
   std::map<std::string, std::string> device_uuids_;
   CommandLine command_line_;
   Tokens tokens_;
-  Arbiter arbiter_;
-  std::uint64_t quantum_ms_;
+  Arbiter arbiter_;  ///< its config() holds the running quantum (set_quantum, reload)
   boost::asio::ip::tcp::acceptor acceptor_;
   MetricsHttp metrics_http_;
   boost::asio::steady_timer tick_timer_;
