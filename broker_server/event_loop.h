@@ -5,7 +5,11 @@
 // waking a halted virtual CPU costs tens of microseconds, which would
 // dominate the grant round trip (a request and its answer are usually
 // microseconds apart). The cost is bounded: at most busy_poll_us of CPU per
-// burst of events, nothing while the broker is idle.
+// burst of events, nothing while the broker is idle. Idle means blocked in
+// run_one(): the server's one timer is armed for the next thing due
+// (Arbiter::next_wakeup, and housekeeping while a connection has not
+// authenticated: server.h), never for a fixed period, so with nothing due
+// only I/O (a frame, a connection, a metrics request) or a signal wakes it.
 //
 // It is also the last-resort boundary of the broker: an exception that
 // escapes a handler is logged (one line) and the loop goes on.

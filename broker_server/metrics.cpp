@@ -90,10 +90,13 @@ std::string render_prometheus(const BrokerMetrics& metrics, const ArbiterCounter
   out.reserve(4096);
   counter(out, "acb_leases_granted_total", "Compute leases granted.", counters.grants);
   counter(out, "acb_preemptions_total",
-          "Holders revoked because a waiter of a higher priority class came (the quantum's revokes are not "
-          "counted here).",
+          "Revokes with reason preempt (a waiter of a better effective class came), one per holder revoked, "
+          "a second revoke of a lease first revoked for another reason included.",
           counters.preemptions);
-  counter(out, "acb_revokes_total", "Revoke messages sent (preempt, quantum, drain, share).", counters.revokes);
+  counter(out, "acb_revokes_total",
+          "Revokes sent, one per holder asked, for every reason (preempt, quantum, drain, share, gang); a second "
+          "revoke of the same lease counts again.",
+          counters.revokes);
   counter(out, "acb_evict_requests_total", "Evict messages sent to resident clients.", counters.evict_requests);
   counter(out, "acb_evict_requested_bytes_total", "Bytes that resident clients were asked to offload.",
           counters.evict_requested_bytes);
@@ -104,7 +107,10 @@ std::string render_prometheus(const BrokerMetrics& metrics, const ArbiterCounter
           "Sum of increases of clients' reported resident bytes (restored or grown on the device).",
           metrics.restored_bytes_total);
   counter(out, "acb_rejects_total", "Acquires rejected (never grantable).", counters.rejects);
-  counter(out, "acb_disconnects_total", "Clients that left the broker: closed their connection, or were disconnected by the policy (heartbeat, ignored revoke).",
+  counter(out, "acb_disconnects_total",
+          "Placed clients (admin connections are none) that the arbiter forgot: their connection closed, or the "
+          "policy disconnected them (no heartbeat, a revoke or an evict ignored past its deadline and grace, "
+          "revoke_offences_max missed deadlines).",
           counters.disconnects);
   counter(out, "acb_protocol_errors_total", "Connections closed for a protocol error.",
           metrics.protocol_errors_total);

@@ -4,16 +4,13 @@
 
 #include <algorithm>
 #include <cstdio>
-#include <set>
 #include <stdexcept>
-#include <type_traits>
 #include <vector>
 
 #include "broker_server/descriptor_limit.h"
-#include "broker_server/device_uuid.h"
+#include "broker_server/config_reload.h"
 #include "broker_server/peer_credentials.h"
 #include "broker_server/peer_text.h"
-#include "broker_server/priority_claim.h"
 #include "broker_server/replies.h"
 #include "common/frame.h"
 #include "common/handshake.h"
@@ -36,11 +33,6 @@ asio::ip::address resolve_host(asio::io_context& io, const std::string& host) {
   return results.begin()->endpoint().address();
 }
 
-std::uint64_t heartbeat_interval_ms(std::uint64_t timeout_ms) {
-  // Three beats per timeout: one lost or late beat does not kill a client.
-  return std::max<std::uint64_t>(1, timeout_ms / 3);
-}
-
 }  // namespace
 
 Server::Server(asio::io_context& io, BrokerConfig config, CommandLine command_line, Tokens tokens)
@@ -49,7 +41,7 @@ Server::Server(asio::io_context& io, BrokerConfig config, CommandLine command_li
       command_line_(std::move(command_line)),
       tokens_(std::move(tokens)),
       arbiter_(config_.arbiter),
-      quantum_ms_(config_.arbiter.quantum_ms),
+      requests_(arbiter_, config_, metrics_, *this),
       acceptor_(io),
       metrics_http_(io, [this] { return render_metrics(); }),
       tick_timer_(io),
@@ -59,8 +51,7 @@ Server::Server(asio::io_context& io, BrokerConfig config, CommandLine command_li
       connection_limits_(config_.connections),
       request_budget_(static_cast<std::uint32_t>(::getuid())) {
   for (const auto& device : config_.devices) {
-    arbiter_.add_device(device.name, arbiter_capacity(device.capacity_bytes));
-    note_device_uuid(device.name, device.uuid);
+    requests_.add_device(device.name, arbiter_capacity(device.capacity_bytes), device.uuid);
   }
   output_budget_.limit_bytes = static_cast<std::size_t>(config_.max_queued_output_mib) << 20;
   if (const auto fit = connections_within_descriptor_limit(); fit && *fit < config_.connections.max_connections) {
@@ -270,14 +261,6 @@ void Server::protocol_error(Session& session, const std::string& reason) {
   session.close_after_error(wire::encode_message(error_message(reason)));
 }
 
-void Server::request_error(Session& session, Seq seq, const std::string& reason) {
-  if (config_.debug) {
-    std::fprintf(stderr, "acb-broker: request %lld from client %llu failed: %s\n", static_cast<long long>(seq),
-                 static_cast<unsigned long long>(session.id()), log_text(reason).c_str());
-  }
-  send(session, error_message(reason, seq));
-}
-
 void Server::on_framing_error(Session& session, const std::string& reason) {
   if (session.state().authenticated) {
     protocol_error(session, reason);
@@ -369,9 +352,7 @@ void Server::handle_frame(Session& session, std::string_view payload) {
     return;
   }
   try {
-    // Any frame is proof of life (docs/protocol.md, "Liveness").
-    if (state.in_arbiter) arbiter_.on_heartbeat(session.id(), now);
-    handle(session, message, now);
+    requests_.handle(session, message, now);
   } catch (const std::exception& e) {
     // The arbiter refused an event it should have accepted: the client's view
     // and ours differ, so only closing this connection restores a known state.
@@ -414,190 +395,14 @@ void Server::handle_auth(Session& session, const AuthMessage& auth, TimeUs now) 
     session.close_after_error(wire::encode_message(error_message("authentication failed")));
     return;
   }
-  admit(session, hello, handshake.version(), now);
-}
-
-void Server::admit(Session& session, const HelloMessage& hello, int version, TimeUs now) {
-  auto& state = session.state();
-  WelcomeInfo welcome;
-  welcome.version = version;
-  welcome.client_id = session.id();
-  welcome.heartbeat_timeout_ms = config_.arbiter.heartbeat_timeout_ms;
-  welcome.heartbeat_interval_ms = heartbeat_interval_ms(config_.arbiter.heartbeat_timeout_ms);
-  if (!hello.admin) {
-    if (const std::string why = priority_claim_refusal(config_.priority, state.uid, hello.client.priority); !why.empty()) {
-      std::fprintf(stderr, "acb-broker: refusing client %llu from %s: %s\n",
-                   static_cast<unsigned long long>(session.id()), session.peer().c_str(), why.c_str());
-      session.close_after_error(wire::encode_message(error_message(why)));
-      return;
-    }
-    HelloInfo info = hello.client;
-    if (!hello.device_uuid.empty()) {
-      std::string why;
-      info.pinned_device = device_by_uuid(hello.device_uuid, now, why);
-      if (!info.pinned_device) {
-        std::fprintf(stderr, "acb-broker: refusing client %llu from %s: %s\n",
-                     static_cast<unsigned long long>(session.id()), session.peer().c_str(), log_text(why).c_str());
-        session.close_after_error(wire::encode_message(error_message(why)));
-        return;
-      }
-    }
-    info.uid = state.uid;
-    Placement placement;
-    try {
-      placement = arbiter_.on_hello(session.id(), info, now);
-    } catch (const std::exception& e) {
-      placement.device.reset();
-      placement.error = e.what();
-    }
-    if (!placement.device) {
-      std::fprintf(stderr, "acb-broker: cannot place client %llu from %s: %s\n",
-                   static_cast<unsigned long long>(session.id()), session.peer().c_str(),
-                   log_text(placement.error).c_str());
-      session.close_after_error(wire::encode_message(error_message(placement.error)));
-      return;
-    }
-    state.in_arbiter = true;
-    schedule_tick(now);  // its heartbeat timeout is due some day
-    welcome.device = *placement.device;
-    welcome.device_capacity_bytes = reported_capacity(arbiter_.capacity_of(*placement.device));
-  }
+  const auto welcome = requests_.admit(session, hello, handshake.version(), now);
+  if (!welcome) return;  // refused: the session is closing with the reason
+  if (state.in_arbiter) schedule_tick(now);  // its heartbeat timeout is due some day
   state.authenticated = true;
   state.admin = hello.admin;
   state.name = hello.client.name;
   ++authenticated_;
-  send(session, welcome_message(welcome));
-}
-
-void Server::note_device_uuid(const std::string& name, const std::string& uuid) {
-  device_uuids_[name] = uuid.empty() ? synthetic_gpu_uuid(name) : uuid;
-}
-
-std::optional<DeviceId> Server::device_by_uuid(const std::string& wanted, TimeUs now, std::string& why) const {
-  std::vector<DeviceId> ids;
-  std::vector<std::string> uuids;
-  std::string known;
-  for (const auto& d : arbiter_.snapshot(now, std::nullopt, 0).devices) {
-    auto it = device_uuids_.find(d.name);
-    ids.push_back(d.device);
-    uuids.push_back(it != device_uuids_.end() ? it->second : synthetic_gpu_uuid(d.name));
-    known += (known.empty() ? "" : ", ") + std::to_string(d.device) + "=" + uuids.back();
-  }
-  const int index = match_gpu_uuid(wanted, uuids);
-  if (index >= 0) return ids[static_cast<std::size_t>(index)];
-  why = "device with UUID " + log_text(wanted, 96) +
-        (index == kAmbiguousUuid ? " is ambiguous (several devices' UUIDs start with it)" : " does not exist") +
-        " at this broker (its devices: " + known + ")";
-  return std::nullopt;
-}
-
-void Server::note_residency(Session& session, std::optional<std::uint64_t> resident_bytes) {
-  if (!resident_bytes) return;
-  auto& state = session.state();
-  metrics_.on_residency_report(state.reported_resident_bytes, *resident_bytes);
-  state.reported_resident_bytes = *resident_bytes;
-}
-
-void Server::handle(Session& session, const ClientMessage& message, TimeUs now) {
-  auto& state = session.state();
-  const ClientId id = session.id();
-  std::visit(
-      [&](const auto& m) {
-        using T = std::decay_t<decltype(m)>;
-        if constexpr (std::is_same_v<T, AcquireMessage> || std::is_same_v<T, ReleaseMessage> ||
-                      std::is_same_v<T, ResidencyMessage>) {
-          if (!state.in_arbiter) {
-            protocol_error(session, std::string("\"") + op_name(message) + "\" on an admin connection, which holds no lease");
-            return;
-          }
-          if constexpr (std::is_same_v<T, AcquireMessage>) {
-            if (!state.waiting_since_us) state.waiting_since_us = now;
-            apply(arbiter_.on_acquire(id, m.need_bytes, now), now);
-          } else if constexpr (std::is_same_v<T, ReleaseMessage>) {
-            state.waiting_since_us.reset();
-            note_residency(session, m.resident_bytes);
-            apply(arbiter_.on_release(id, m.resident_bytes, now, m.pinned), now);
-          } else {
-            note_residency(session, m.resident_bytes);
-            apply(arbiter_.on_residency(id, m.resident_bytes, now, m.pinned), now);
-          }
-        } else if constexpr (std::is_same_v<T, HeartbeatMessage>) {
-          // on_frame already counted it.
-        } else if constexpr (std::is_same_v<T, HelloMessage> || std::is_same_v<T, AuthMessage>) {
-          // on_frame handles the handshake before dispatching.
-        } else {
-          handle_request(session, message, m.seq, now);
-        }
-      },
-      message);
-}
-
-void Server::handle_request(Session& session, const ClientMessage& message, Seq seq, TimeUs now) {
-  auto& state = session.state();
-  const bool admin_only = !std::holds_alternative<StatusMessage>(message) &&
-                          !std::holds_alternative<SetPriorityMessage>(message);
-  if (admin_only && !state.admin) {
-    request_error(session, seq, std::string("\"") + op_name(message) + "\" requires the admin role");
-    return;
-  }
-  // Bad arguments of a request (unknown client or device) fail that request only.
-  try {
-    if (const auto* st = std::get_if<StatusMessage>(&message)) {
-      session.send_frame(wire::encode_frame(
-          status_reply(seq, arbiter_.snapshot(now, st->after, kStatusMaxClients), quantum_ms_, device_uuids_)));
-    } else if (const auto* sp = std::get_if<SetPriorityMessage>(&message)) {
-      if (sp->client_id && *sp->client_id != session.id() && !state.admin) {
-        request_error(session, seq, "\"set_priority\" of another client requires the admin role");
-        return;
-      }
-      if (!sp->client_id && !state.in_arbiter) {
-        request_error(session, seq, "\"set_priority\" on an admin connection needs \"client_id\"");
-        return;
-      }
-      // The admin role is the operator's: it may set any class; a client only what its uid may claim.
-      if (const std::string why = state.admin ? "" : priority_claim_refusal(config_.priority, state.uid, sp->priority);
-          !why.empty()) {
-        request_error(session, seq, why);
-        return;
-      }
-      const ClientId target = sp->client_id.value_or(session.id());
-      if (!arbiter_.has_client(target)) {
-        request_error(session, seq, "no client " + std::to_string(target));
-        return;
-      }
-      apply(arbiter_.set_priority(target, sp->priority, now), now);
-      send(session, ok_message(seq));
-    } else if (const auto* sq = std::get_if<SetQuotaMessage>(&message)) {
-      if (!arbiter_.has_client(sq->client_id)) {
-        request_error(session, seq, "no client " + std::to_string(sq->client_id));
-        return;
-      }
-      apply(arbiter_.set_quota(sq->client_id, sq->quota_bytes, now), now);
-      send(session, ok_message(seq));
-    } else if (const auto* squ = std::get_if<SetQuantumMessage>(&message)) {
-      apply(arbiter_.set_quantum(squ->quantum_ms, now), now);
-      quantum_ms_ = squ->quantum_ms;
-      send(session, ok_message(seq));
-    } else if (const auto* add = std::get_if<AddDeviceMessage>(&message)) {
-      const std::string name =
-          add->name.empty() ? std::to_string(arbiter_.snapshot(now, std::nullopt, 0).devices.size()) : add->name;
-      const DeviceId device = arbiter_.add_device(name, arbiter_capacity(add->capacity_bytes));
-      note_device_uuid(name, "");
-      auto reply = ok_message(seq);
-      reply["device"] = device;
-      send(session, reply);
-    } else if (const auto* drain = std::get_if<DrainDeviceMessage>(&message)) {
-      apply(arbiter_.drain_device(drain->device, now), now);
-      send(session, ok_message(seq));
-    } else if (const auto* rm = std::get_if<RemoveDeviceMessage>(&message)) {
-      apply(arbiter_.remove_device(rm->device, now), now);
-      send(session, ok_message(seq));
-    } else if (std::holds_alternative<TraceMessage>(message)) {
-      send(session, trace_message(seq, arbiter_.timeline()));
-    }
-  } catch (const std::exception& e) {
-    request_error(session, seq, e.what());
-  }
+  send(session, *welcome);
 }
 
 void Server::apply(const Decisions& decisions, TimeUs now) {
@@ -619,10 +424,10 @@ void Server::apply(const Decisions& decisions, TimeUs now) {
       std::fprintf(stderr, "acb-broker: disconnecting client %llu (%s, %s): %s\n",
                    static_cast<unsigned long long>(client), log_text(session->state().name).c_str(),
                    session->peer().c_str(), log_text(disconnect->reason).c_str());
-      session->close_after_error(wire::encode_message(decision_message(decision, quantum_ms_)));
+      session->close_after_error(wire::encode_message(decision_message(decision, arbiter_.config().quantum_ms)));
       continue;
     }
-    send(*session, decision_message(decision, quantum_ms_));
+    send(*session, decision_message(decision, arbiter_.config().quantum_ms));
   }
   // Every arbiter event comes through here: what it changed may fall due sooner.
   schedule_tick(now);
@@ -683,40 +488,18 @@ void Server::reload() {
     return;
   }
   const TimeUs now = now_us();
-  if (next.arbiter.quantum_ms != quantum_ms_) {
-    apply(arbiter_.set_quantum(next.arbiter.quantum_ms, now), now);
-    quantum_ms_ = next.arbiter.quantum_ms;
-  }
-  std::set<std::string> known;
-  for (const auto& d : arbiter_.snapshot(now, std::nullopt, 0).devices) known.insert(d.name);
-  int added = 0;
-  for (const auto& d : next.devices) {
-    if (known.insert(d.name).second) {
-      arbiter_.add_device(d.name, arbiter_capacity(d.capacity_bytes));
-      note_device_uuid(d.name, d.uuid);
-      ++added;
-    }
-  }
-  const auto& a = config_.arbiter;
-  const auto& b = next.arbiter;
-  const bool needs_restart = next.host != config_.host || next.port != config_.port ||
-                             next.metrics_port != config_.metrics_port ||
-                             a.heartbeat_timeout_ms != b.heartbeat_timeout_ms ||
-                             a.preempt_deadline_ms != b.preempt_deadline_ms ||
-                             a.quantum_deadline_ms != b.quantum_deadline_ms || a.revoke_grace_ms != b.revoke_grace_ms ||
-                             a.aging_ms != b.aging_ms || a.revoke_penalty_ms != b.revoke_penalty_ms ||
-                             a.revoke_offences_max != b.revoke_offences_max ||
-                             a.revoke_offence_window_ms != b.revoke_offence_window_ms;
-  config_.priority = next.priority;  // applies to claims from now on; granted classes stay
-  config_.idle_exit_s = next.idle_exit_s;
-  config_.debug = next.debug;
-  // A lower bound closes the largest backlogs at the next frame queued, as any crossing does.
-  config_.max_queued_output_mib = next.max_queued_output_mib;
-  output_budget_.limit_bytes = static_cast<std::size_t>(next.max_queued_output_mib) << 20;
-  config_.arbiter.quantum_ms = quantum_ms_;
-  std::fprintf(stderr, "acb-broker: reloaded %s: quantum_ms=%llu, %d device(s) added%s\n",
-               command_line_.config_file.c_str(), static_cast<unsigned long long>(quantum_ms_), added,
-               needs_restart ? "; changes to host, ports, deadlines or heartbeat need a restart" : "");
+  std::vector<std::string> known;
+  for (const auto& d : arbiter_.snapshot(now, std::nullopt, 0).devices) known.push_back(d.name);
+  const ReloadChanges changes = reload_changes(config_, arbiter_.config().quantum_ms, known, next);
+  if (changes.quantum_ms) apply(arbiter_.set_quantum(*changes.quantum_ms, now), now);
+  for (const auto& d : changes.added_devices) requests_.add_device(d.name, arbiter_capacity(d.capacity_bytes), d.uuid);
+  take_run_time_settings(config_, next);
+  output_budget_.limit_bytes = static_cast<std::size_t>(config_.max_queued_output_mib) << 20;
+  config_.arbiter.quantum_ms = arbiter_.config().quantum_ms;
+  std::fprintf(stderr, "acb-broker: reloaded %s: quantum_ms=%llu, %zu device(s) added%s\n",
+               command_line_.config_file.c_str(), static_cast<unsigned long long>(arbiter_.config().quantum_ms),
+               changes.added_devices.size(),
+               changes.needs_restart ? "; changes to host, ports, deadlines or heartbeat need a restart" : "");
 }
 
 std::string Server::render_metrics() const {

@@ -1,9 +1,11 @@
 // Server: the broker's I/O around the Arbiter, on one io_context thread.
 //
-// It accepts connections (one Session each), validates every frame
-// (message.h), authenticates the connection (hello, challenge, auth:
-// handshake.h), feeds the arbiter its events and
-// turns the arbiter's decisions into frames (replies.h). A steady_timer
+// It accepts connections (one Session each) and keeps the table of them,
+// validates every frame (message.h), authenticates the connection (hello,
+// challenge, auth: handshake.h), hands each message of an authenticated one
+// to its RequestHandler (request_handler.h: arbiter calls and replies), and
+// delivers the arbiter's decisions to their clients' sessions as frames
+// (replies.h). A steady_timer
 // calls Arbiter::on_tick when Arbiter::next_wakeup says something falls due
 // (quantum expiry, revoke deadlines, heartbeat timeouts, aging), re-armed
 // after every event that may bring that sooner; while some connection has
@@ -21,16 +23,15 @@
 //
 // Admin connections (role "admin", admin token) are not arbiter clients:
 // they hold no lease and are not placed on a device; they may use every op
-// except acquire/release/residency.
+// except acquire/release/residency (request_handler.h). SIGHUP's reload
+// applies what config_reload.h finds changed.
 //
 // Thread-safety: none; every method runs on the io_context's one thread.
 #pragma once
 
 #include <chrono>
 #include <cstdint>
-#include <map>
 #include <memory>
-#include <optional>
 #include <string>
 #include <unordered_map>
 
@@ -46,6 +47,7 @@
 #include "broker_server/metrics.h"
 #include "broker_server/metrics_http.h"
 #include "broker_server/request_budget.h"
+#include "broker_server/request_handler.h"
 #include "broker_server/session.h"
 
 namespace acb::broker {
@@ -55,7 +57,7 @@ struct Tokens {
   std::string admin;
 };
 
-class Server final : public SessionHost {
+class Server final : public SessionHost, private RequestHost {
  public:
   /// How often connections without hello and --idle-exit-s are checked,
   /// while there is any such connection or the broker has no client.
@@ -113,30 +115,22 @@ class Server final : public SessionHost {
 
   void handle_frame(Session& session, std::string_view payload);
   void internal_error(Session& session, std::string_view what);
-  /// hello -> challenge; auth -> admit or close (broker_server/handshake.h).
+  /// hello -> challenge; auth -> admit (RequestHandler::admit) or close (broker_server/handshake.h).
   void handle_hello(Session& session, const HelloMessage& hello);
   void handle_auth(Session& session, const AuthMessage& auth, TimeUs now);
-  void admit(Session& session, const HelloMessage& hello, int version, TimeUs now);
-  void handle(Session& session, const ClientMessage& message, TimeUs now);
-  void handle_request(Session& session, const ClientMessage& message, Seq seq, TimeUs now);
-  void apply(const Decisions& decisions, TimeUs now);
   void send(Session& session, const nlohmann::json& message);
-  void protocol_error(Session& session, const std::string& reason);
-  void request_error(Session& session, Seq seq, const std::string& reason);
-  void note_residency(Session& session, std::optional<std::uint64_t> resident_bytes);
-  /// Records a device's UUID (empty: its synthetic one, device_uuid.h).
-  void note_device_uuid(const std::string& name, const std::string& uuid);
-  /// The device whose UUID a hello's device_uuid names; nullopt with `why` (it names the known ones).
-  std::optional<DeviceId> device_by_uuid(const std::string& wanted, TimeUs now, std::string& why) const;
+
+  // RequestHost
+  void apply(const Decisions& decisions, TimeUs now) override;
+  void protocol_error(Session& session, const std::string& reason) override;
 
   boost::asio::io_context& io_;
   BrokerConfig config_;
-  /// Device name -> its UUID (device_uuid.h): the probe's, else synthetic. Names are unique.
-  std::map<std::string, std::string> device_uuids_;
   CommandLine command_line_;
   Tokens tokens_;
-  Arbiter arbiter_;
-  std::uint64_t quantum_ms_;
+  Arbiter arbiter_;  ///< its config() holds the running quantum (set_quantum, reload)
+  BrokerMetrics metrics_;
+  RequestHandler requests_;  ///< after arbiter_, config_ and metrics_, which it holds references to
   boost::asio::ip::tcp::acceptor acceptor_;
   MetricsHttp metrics_http_;
   boost::asio::steady_timer tick_timer_;
@@ -151,7 +145,6 @@ class Server final : public SessionHost {
   std::chrono::steady_clock::time_point last_refusal_logged_{};
   ClientId next_id_ = 1;
   std::size_t authenticated_ = 0;
-  BrokerMetrics metrics_;
   bool stopped_ = false;
   bool tick_armed_ = false;
   TimeUs tick_at_us_ = 0;            ///< when the armed timer fires

@@ -1,9 +1,11 @@
 // A real Server on loopback (one io_context thread, as in acb-broker), driven
 // by blocking test clients: leases, authentication, protocol errors that close
-// only the offending connection, the metrics endpoint, many clients, and a
-// clean stop (LeakSanitizer checks that nothing outlives it).
+// only the offending connection, deadlines acted on when due, the metrics
+// endpoint, many clients, and a clean stop (LeakSanitizer checks that nothing
+// outlives it).
 #include <sys/stat.h>
 
+#include <chrono>
 #include <cstdio>
 #include <memory>
 #include <optional>
@@ -84,6 +86,41 @@ TEST_CASE("the ranks of a gang named in hello are placed apart and granted toget
   const auto revoke = a.expect("revoke");
   CHECK(revoke["reason"] == "gang");
   CHECK(revoke["deadline_ms"] == config.arbiter.quantum_deadline_ms);
+}
+
+TEST_CASE("the quantum's end and a revoke deadline are acted on when due, with no periodic tick") {
+  // Every connection has authenticated and there is no --idle-exit-s, so no
+  // housekeeping timer runs: only the timer armed for Arbiter::next_wakeup
+  // can wake the broker. Were it not armed, neither the quantum revoke nor
+  // the disconnect would ever come, and the bounded reads below would fail.
+  auto config = RunningServer::make_config();
+  config.arbiter.quantum_ms = 300;
+  config.arbiter.quantum_deadline_ms = 200;
+  config.arbiter.revoke_grace_ms = 200;
+  RunningServer server(config);
+  TestClient a(server.port());
+  TestClient b(server.port());
+  a.hello("a");
+  b.hello("b");
+  using clock = std::chrono::steady_clock;
+  const auto since = [start = clock::now()] {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(clock::now() - start).count();
+  };
+  a.send({{"op", "acquire"}});  // the lease starts after `start`: nothing below can be due earlier
+  const auto grant = a.expect("grant");
+  b.send({{"op", "acquire"}});
+  auto quantum = a.expect("revoke");  // bounded, as every read: kTimeoutMs
+  // An equal waiter inside the quantum is answered at once, without a deadline.
+  if (quantum["reason"] == "share") quantum = a.expect("revoke");
+  CHECK(quantum["reason"] == "quantum");
+  CHECK(quantum["lease"] == grant["lease"]);
+  CHECK(quantum["deadline_ms"] == 200);
+  CHECK(since() >= 300);
+  // a never releases: past the deadline and the grace it is disconnected, and b granted.
+  const auto reason = a.expect_error_then_close();
+  CHECK(reason.find("not released within its revoke deadline") != std::string::npos);
+  CHECK(since() >= 300 + 200 + 200);
+  b.expect("grant");
 }
 
 TEST_CASE("authentication: wrong tokens and the admin role") {
