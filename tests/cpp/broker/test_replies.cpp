@@ -65,8 +65,10 @@ TEST_CASE("status carries every field of the snapshot, names escaped as JSON") {
   snapshot.devices.push_back({4, "idle", 1u << 20, 0, std::nullopt, {}, false});
   const std::string tricky = std::string("a\"b\\c\n\x01 \u00e9 ") + "\xc3";  // quote, backslash, controls, UTF-8, a cut sequence
   snapshot.clients.push_back({7, SharedName(tricky), 1234, Priority::inference, 3, ClientState::holding, 10, 20, 30,
-                              40, 50, 60});
-  snapshot.clients.push_back({8, SharedName("plain"), 1, Priority::batch, 3, ClientState::waiting, 0, 0, 0, 0, 0, 0});
+                              40, 50, 60, "", std::nullopt});
+  // A rank of a gang: its job key (escaped like any text) and local rank.
+  snapshot.clients.push_back(
+      {8, SharedName("plain"), 1, Priority::batch, 3, ClientState::waiting, 0, 0, 0, 0, 0, 0, "run\"1", 1});
   snapshot.clients_total = 9;
   snapshot.clients_by_state[static_cast<int>(ClientState::waiting)] = 1;
   snapshot.clients_by_state[static_cast<int>(ClientState::holding)] = 1;
@@ -92,6 +94,9 @@ TEST_CASE("status carries every field of the snapshot, names escaped as JSON") {
   CHECK(s["clients"][0]["name"].get<std::string>().substr(0, 8) == "a\"b\\c\n\x01 ");
   CHECK(s["clients"][1]["name"] == "plain");
   CHECK(s["clients"][1]["priority"] == "batch");
+  CHECK_FALSE(s["clients"][0].contains("gang"));  // not a rank: no gang members at all
+  CHECK(s["clients"][1]["gang"] == "run\"1");
+  CHECK(s["clients"][1]["local_rank"] == 1);
   CHECK(s["clients_total"] == 9);
   CHECK(s["clients_by_state"] == json{{"idle", 0}, {"waiting", 1}, {"holding", 1}, {"revoked", 0}});
   CHECK(s["clients_truncated"] == true);
