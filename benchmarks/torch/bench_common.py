@@ -46,9 +46,10 @@ def raw_copy_ms(nbytes: int, passes: int = 5) -> float:
 
 class Broker:
     """A private acb-broker (ephemeral port, own token directory) with one device:
-    emulated with `capacity`, or GPU 0 with `cuda_capacity` (ACB_BENCH_DEVICE=cuda)."""
+    emulated with `capacity`, or GPU 0 with `cuda_capacity` (ACB_BENCH_DEVICE=cuda);
+    or with `devices` emulated devices of `capacity` each."""
 
-    def __init__(self, capacity: str, *flags: str, cuda_capacity: str = "") -> None:
+    def __init__(self, capacity: str, *flags: str, cuda_capacity: str = "", devices: int = 1) -> None:
         import acb
         from acb import _broker_process
 
@@ -56,23 +57,30 @@ class Broker:
         if not binary.is_file():
             raise SystemExit(f"benchmarks/torch: {binary} is missing; pip install the package first")
         self.workdir = Path(tempfile.mkdtemp(prefix="acb-bench-"))
-        self.device = f"gpu0:{cuda_capacity or capacity}" if ON_CUDA else f"acbbench{uuid.uuid4().hex[:8]}:{capacity}"
+        if ON_CUDA and devices != 1:
+            raise SystemExit("benchmarks/torch: several devices are emulated only (ACB_BENCH_DEVICE=cuda has GPU 0)")
+        self.devices = [f"gpu0:{cuda_capacity or capacity}"] if ON_CUDA else \
+            [f"acbbench{uuid.uuid4().hex[:8]}:{capacity}" for _ in range(devices)]
+        self.device = self.devices[0]
         env = {k: v for k, v in os.environ.items() if not k.startswith("ACB_")}
         env["ACB_TOKEN_DIR"] = str(self.workdir / "tokens")
         self.log = open(self.workdir / "broker.log", "wb")
         try:
             self.proc, listening = _broker_process.start(
-                [str(binary), "--port", "0", "--metrics-port", "0", "--device", self.device, *flags], env, self.log,
-                20.0)
+                [str(binary), "--port", "0", "--metrics-port", "0",
+                 *(arg for device in self.devices for arg in ("--device", device)), *flags], env, self.log, 20.0)
         except _broker_process.BrokerStartError as e:
             raise SystemExit(f"benchmarks/torch: {e}") from None
         self.address = listening.address
 
-    def env(self, **extra: str) -> Dict[str, str]:
+    def env(self, device: int = 0, **extra: str) -> Dict[str, str]:
+        """A job's environment, on broker device `device` (of several: pinned there)."""
         env = plain_env()
         env.update({"ACB_TOKEN_DIR": str(self.workdir / "tokens"), "ACB_BROKER": self.address, "ACB_ENABLE": "1"})
         if not ON_CUDA:
-            env["ACB_EMULATED_DEVICE"] = self.device
+            env["ACB_EMULATED_DEVICE"] = self.devices[device]
+        if len(self.devices) > 1:
+            env["ACB_DEVICE"] = str(device)
         env.update(extra)
         return env
 

@@ -10,7 +10,7 @@ torch.save (DDP keeps them equal on all ranks), and, when acb is enabled,
 acb.status() as JSON.
 
     python ddp_job.py --out result.pt [--status status.json] [--steps 6] [--seed 0] [--cpu-ms 30]
-                      [--barrier DIR] [--lockstep DIR --lockstep-jobs N]
+                      [--wait-ms 0] [--barrier DIR] [--lockstep DIR --lockstep-jobs N]
 """
 
 import argparse
@@ -56,6 +56,7 @@ def main() -> None:
         optimizer.step()
         losses.append(loss.detach().clone())
         cpu_phase(args.cpu_ms)
+        time.sleep(args.wait_ms / 1000.0)
         if args.lockstep:
             step_done(args.lockstep, step, args.lockstep_jobs)
     ended = time.monotonic()

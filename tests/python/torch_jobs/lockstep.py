@@ -42,6 +42,8 @@ def add_sync_arguments(p) -> None:
     p.add_argument("--barrier", help="directory: write <pid>.ready there, start once 'go' appears")
     p.add_argument("--lockstep", help="directory: after each step wait until --lockstep-jobs jobs did it too")
     p.add_argument("--lockstep-jobs", type=int, default=1)
+    p.add_argument("--wait-ms", type=float, default=0.0,
+                   help="after each step's CPU phase, sleep: waiting for data or a user, neither CPU nor device busy")
 
 
 def wait_for_start(args) -> None:

@@ -6,7 +6,7 @@ thread. Saves the losses and final weights with torch.save, and, when acb is
 enabled, acb.status() as JSON.
 
     python train_job.py --out result.pt [--status status.json] [--model mlp|cnn]
-                        [--steps 8] [--seed 0] [--cpu-ms 30] [--foreach]
+                        [--steps 8] [--seed 0] [--cpu-ms 30] [--wait-ms 0] [--foreach]
 
 --foreach makes SGD update all parameters with the _foreach_* operators
 (tensor-list arguments, as it does by default on CUDA) instead of one
@@ -82,6 +82,7 @@ def main() -> None:
         losses.append(loss.detach().clone())
         gpu_s += time.monotonic() - step_started
         cpu_phase(args.cpu_ms)
+        time.sleep(args.wait_ms / 1000.0)
         if args.lockstep:
             step_done(args.lockstep, step, args.lockstep_jobs)
     ended = time.monotonic()
