@@ -8,6 +8,7 @@
 
 #include <ATen/core/ivalue.h>
 #include <ATen/core/class_type.h>
+#include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/csrc/distributed/c10d/Work.hpp>
 
 namespace acb::torch_hook {
@@ -74,6 +75,16 @@ std::vector<at::Tensor> collective_tensors(const c10::OperatorHandle& op, const 
   if (stack.size() < nargs) return out;
   for (std::size_t i = stack.size() - nargs; i < stack.size(); ++i) tensors_of(stack[i], out);
   return out;
+}
+
+void wait_functional_outputs(const torch::jit::Stack& stack, std::size_t outputs) {
+  static const c10::OperatorHandle wait_tensor =
+      c10::Dispatcher::singleton().findSchemaOrThrow("_c10d_functional::wait_tensor", "");
+  static const auto typed = wait_tensor.typed<at::Tensor(const at::Tensor&)>();
+  std::vector<at::Tensor> tensors;
+  const std::size_t first = stack.size() >= outputs ? stack.size() - outputs : 0;
+  for (std::size_t i = first; i < stack.size(); ++i) tensors_of(stack[i], tensors);
+  for (const at::Tensor& t : tensors) (void)typed.call(t);
 }
 
 int hold_until_done(Gate& gate, const DirtyTracker& tracker, const torch::jit::Stack& stack, std::size_t outputs,

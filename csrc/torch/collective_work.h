@@ -23,6 +23,14 @@
 // enqueued (the stream orders the rest, and a yield synchronises the device
 // first), so the unit is let go at once there.
 //
+// Functional collectives (`_c10d_functional::`, used by DTensor and compiled
+// code) return no Work: the program waits with wait_tensor(output), an
+// operator of its own. On CUDA the collective runs on a stream and a yield
+// synchronises the device first; on the emulated device gloo writes host
+// memory of the arena meanwhile, so there the op hook waits for the outputs
+// inside the collective's gate (wait_functional_outputs): the collective
+// becomes synchronous, its results stay the same.
+//
 // Thread-safety: the callbacks run on the backend's threads; the gate and the
 // tracker are process-lifetime objects and thread-safe.
 #pragma once
@@ -45,5 +53,12 @@ std::vector<at::Tensor> collective_tensors(const c10::OperatorHandle& op, const 
 /// done, then marks `tensors` written. Returns how many Works it holds for.
 int hold_until_done(Gate& gate, const DirtyTracker& tracker, const torch::jit::Stack& stack,
                     std::size_t outputs, std::vector<at::Tensor> tensors);
+
+/// After a functional collective (`_c10d_functional::all_reduce`, ...) returned
+/// `outputs` on top of the stack: waits for their work (wait_tensor on each
+/// output tensor, which a later wait_tensor of the program then finds done).
+/// On the emulated device the collective thus completes inside its operator's
+/// gate; its outputs are fresh, or written arguments the caller marks.
+void wait_functional_outputs(const torch::jit::Stack& stack, std::size_t outputs);
 
 }  // namespace acb::torch_hook

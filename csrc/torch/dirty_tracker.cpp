@@ -17,6 +17,8 @@ OpWrites analyse(const c10::FunctionSchema& schema) {
   // tensor mark nothing).
   const bool collective = schema.name().rfind("c10d::", 0) == 0;
   writes.collective = collective;
+  writes.functional_collective =
+      schema.name().rfind("_c10d_functional::", 0) == 0 && schema.name() != "_c10d_functional::wait_tensor";
   for (std::size_t i = 0; i < args.size(); ++i) {
     const c10::AliasInfo* alias = args[i].alias_info();
     // batch_norm, native_batch_norm, instance_norm, the cudnn/miopen variants

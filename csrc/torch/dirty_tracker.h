@@ -78,6 +78,9 @@ struct OpWrites {
   std::vector<int> written_args;  ///< argument indices annotated as written
   /// A c10d operator: its work may outlive the call (collective_work.h).
   bool collective = false;
+  /// A functional collective (`_c10d_functional::`, but wait_tensor): its
+  /// work is waited for by a later wait_tensor (collective_work.h).
+  bool functional_collective = false;
 };
 
 class DirtyTracker {

@@ -26,12 +26,12 @@ REVOKE_TIMEOUT_S = 30.0
 
 
 def expected_digests():
-    """sha256 of x after 1 to 4 all-reduces (sum over 2 ranks), without acb."""
+    """sha256 of x after 1 to 5 all-reduces (sum over 2 ranks), without acb."""
     import dist_job
 
     x = dist_job.initial(0) + dist_job.initial(1)
     out = []
-    for _ in range(4):
+    for _ in range(5):
         out.append(hashlib.sha256(x.numpy().tobytes()).hexdigest())
         x = x + x
     return out
@@ -45,6 +45,21 @@ def wait_for_revoke(rank: Driven, revokes_before: int) -> None:
     while rank.do("status")["status"]["revokes"] <= revokes_before:
         assert time.monotonic() < deadline, "the hog's request never reached rank 0 as a revoke"
         time.sleep(0.02)  # polling the rank's own status
+
+
+def wait_for_broker_revoke(broker, pid: int) -> None:
+    """Bounded: until the broker has asked the client with this pid for its device
+    (the client itself is busy in an operator and cannot be asked)."""
+    import time
+
+    deadline = time.monotonic() + REVOKE_TIMEOUT_S
+    with broker.admin() as admin:
+        while True:
+            clients = admin.request({"op": "status"})["clients"]
+            if any(c["pid"] == pid and c["state"] == "revoked" for c in clients):
+                return
+            assert time.monotonic() < deadline, f"the hog's request never reached rank 0 as a revoke: {clients}"
+            time.sleep(0.02)  # polling the broker's status
 
 
 def test_gloo_all_reduce_survives_offloads_and_holds_the_device_while_async(broker_factory, tmp_path):
@@ -106,6 +121,25 @@ def test_gloo_all_reduce_survives_offloads_and_holds_the_device_while_async(brok
         ranks[0].do("wait")
         hog.reply("touch")
         assert [rank.do("digest")["result"] for rank in ranks] == [want[3], want[3]]
+
+        # A functional collective (DTensor's, compiled code's) returns no Work;
+        # gloo writes its output until wait_tensor. On the emulated device the
+        # op hook waits inside the op: rank 0 stays in it, holding its device,
+        # until rank 1 joins, whoever asks for the device meanwhile.
+        ranks[0].send("start_functional")
+        ranks[0].reply("entering")
+        hog.send("touch")
+        wait_for_broker_revoke(broker, ranks[0].proc.pid)
+        # (the share revoke lets an idle rank 0 go within about a second: watch longer than that)
+        assert read_line(hog.proc.stdout, 2.0) is None, "rank 0 let its device go under a functional collective"
+        ranks[1].send("start_functional")
+        ranks[1].reply("entering")
+        for rank in ranks:
+            rank.reply("start_functional")
+        for rank in ranks:
+            rank.do("wait_functional")
+        hog.reply("touch")
+        assert [rank.do("digest")["result"] for rank in ranks] == [want[4], want[4]]
         s0 = ranks[0].do("status")["status"]
         assert s0["offloads"] >= 3 and s0["restored_bytes"] > 0 and s0["offload_copied_bytes"] > 0, s0
     finally:

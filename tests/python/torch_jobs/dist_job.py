@@ -11,6 +11,10 @@ acb.status():
               the op hook sees, as for a collective issued from C++
               (DistributedDataParallel's reducer); replies at once
   wait        work.wait()
+  start_functional  the functional in-place all_reduce of x (_c10d_functional.all_reduce_, as
+              compiled code issues it: no Work, a later wait_tensor); prints an "entering"
+              event with the device held just before the call, then replies when it returns
+  wait_functional   wait_tensor(x)
   digest      result: sha256 of x's bytes
   status      nothing (the reply carries acb.status())
   quit        exit
@@ -62,6 +66,16 @@ def main() -> None:
             work = dist.all_reduce.__acb_wrapped__(x, async_op=True)
         elif command[0] == "wait":
             work.wait()
+        elif command[0] == "start_functional":
+            from acb import _gating
+
+            # The device held from before "entering" into the op: a revoke
+            # that follows "entering" finds this rank at the op or in it.
+            with _gating.held():
+                print(json.dumps({"event": "entering"}), flush=True)
+                torch.ops._c10d_functional.all_reduce_(x, "sum", dist.group.WORLD.group_name)
+        elif command[0] == "wait_functional":
+            torch.ops._c10d_functional.wait_tensor(x)
         elif command[0] == "digest":
             result = digest(x)
         elif command[0] == "status":
