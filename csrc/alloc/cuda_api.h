@@ -8,7 +8,8 @@
 // dlsym needs the exported name, so the table spells out the versioned names
 // the header maps to (per-thread default stream variants are not used).
 //
-// Only cuda_*.cpp include this header; the rest of acb sees driver.h.
+// Only cuda_*.cpp and the broker's device probe include this header (the
+// library acb_cuda_api); the rest of acb sees driver.h.
 //
 // Thread-safety: the table is immutable once loaded.
 #pragma once

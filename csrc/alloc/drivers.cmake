@@ -11,9 +11,16 @@ if(NOT ACB_CUDA_INCLUDE_DIR)
                       "Install the CUDA toolkit headers or pass -DACB_CUDA_INCLUDE_DIR=<dir with cuda.h>.")
 endif()
 
-set(ACB_CUDA_SOURCES
-  ${CMAKE_CURRENT_LIST_DIR}/cuda_api.cpp
-  ${CMAKE_CURRENT_LIST_DIR}/cuda_driver.cpp)
+# acb_cuda_api: the CUDA driver API table (cuda_api.h), one library for the
+# CUDA driver here and the broker's device probe (broker_server/device_probe.h).
+add_library(acb_cuda_api STATIC ${CMAKE_CURRENT_LIST_DIR}/cuda_api.cpp)
+target_include_directories(acb_cuda_api PUBLIC ${PROJECT_SOURCE_DIR}/csrc)
+target_include_directories(acb_cuda_api SYSTEM PRIVATE ${ACB_CUDA_INCLUDE_DIR})
+target_link_libraries(acb_cuda_api PUBLIC ${CMAKE_DL_LIBS})
+acb_target_warnings(acb_cuda_api)
+target_link_libraries(acb_alloc PRIVATE acb_cuda_api)
+
+set(ACB_CUDA_SOURCES ${CMAKE_CURRENT_LIST_DIR}/cuda_driver.cpp)
 target_sources(acb_alloc PRIVATE
   ${CMAKE_CURRENT_LIST_DIR}/driver.cpp
   ${CMAKE_CURRENT_LIST_DIR}/emulated_ledger.cpp
