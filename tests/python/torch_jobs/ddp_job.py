@@ -23,7 +23,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 import acb
-from lockstep import add_sync_arguments, step_done, wait_for_start
+from lockstep import add_sync_arguments, after_step, wait_for_start
 from train_job import build, cpu_phase
 
 
@@ -56,9 +56,7 @@ def main() -> None:
         optimizer.step()
         losses.append(loss.detach().clone())
         cpu_phase(args.cpu_ms)
-        time.sleep(args.wait_ms / 1000.0)
-        if args.lockstep:
-            step_done(args.lockstep, step, args.lockstep_jobs)
+        after_step(args, step)
     ended = time.monotonic()
     with acb.region():  # torch.save reads storages directly, outside operators
         state = {k: v.clone() for k, v in model.module.state_dict().items()}

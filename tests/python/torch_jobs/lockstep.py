@@ -23,6 +23,14 @@ def step_done(directory: str, step: int, jobs: int, timeout_s: float = 300.0) ->
         time.sleep(0.005)  # polling files the other jobs write; no tensor work here
 
 
+def after_step(args, step: int) -> None:
+    """What every job does after its step's own CPU phase: its wait (--wait-ms), then
+    the lock-step round (--lockstep)."""
+    time.sleep(args.wait_ms / 1000.0)
+    if args.lockstep:
+        step_done(args.lockstep, step, args.lockstep_jobs)
+
+
 def wait_for_go(directory: str, timeout_s: float = 300.0) -> None:
     """Says this job is ready, then waits (bounded) until the launcher says go."""
     with open(os.path.join(directory, f"{os.getpid()}.ready"), "w"):

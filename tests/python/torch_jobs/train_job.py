@@ -20,7 +20,7 @@ import time
 import torch
 
 import acb
-from lockstep import add_sync_arguments, step_done, wait_for_start
+from lockstep import add_sync_arguments, after_step, wait_for_start
 
 
 def build(model: str) -> torch.nn.Module:
@@ -82,9 +82,7 @@ def main() -> None:
         losses.append(loss.detach().clone())
         gpu_s += time.monotonic() - step_started
         cpu_phase(args.cpu_ms)
-        time.sleep(args.wait_ms / 1000.0)
-        if args.lockstep:
-            step_done(args.lockstep, step, args.lockstep_jobs)
+        after_step(args, step)
     ended = time.monotonic()
     with acb.region():  # torch.save reads storages directly, outside operators
         state = {k: v.cpu() for k, v in model.state_dict().items()}
