@@ -78,7 +78,7 @@ def is_enabled() -> bool:
     return _api.is_enabled()
 
 
-def status() -> "Status":
+def status() -> Status:
     """A snapshot of this process's lease, memory and wait statistics (see acb.Status)."""
     from acb import _api
 

@@ -56,7 +56,7 @@ class Status:
     safe_mode_reason: str = ""
 
     @classmethod
-    def from_mapping(cls, values: Mapping[str, Any]) -> "Status":
+    def from_mapping(cls, values: Mapping[str, Any]) -> Status:
         names = {f.name for f in fields(cls)}
         return cls(enabled=True, **{k: v for k, v in values.items() if k in names and k != "enabled"})
 

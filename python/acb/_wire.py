@@ -117,7 +117,8 @@ class Connection:
                               f"{role} token, so nothing derived from the token was sent to it; another program "
                               f"may hold the broker's port while the broker is down, or the broker uses other "
                               f"tokens than this process (ACB_TOKEN_DIR, ACB_TOKEN, ACB_ADMIN_TOKEN)")
-        self.send({"op": "auth", "client_proof": _handshake.client_proof(token, role, broker_nonce, client_nonce).hex()})
+        client_proof = _handshake.client_proof(token, role, broker_nonce, client_nonce)
+        self.send({"op": "auth", "client_proof": client_proof.hex()})
         welcome = self.recv()
         if welcome.get("op") != "welcome":
             raise BrokerError(f"broker refused the connection: {welcome.get('reason', welcome)}")
@@ -164,7 +165,7 @@ class Connection:
         except OSError:
             pass
 
-    def __enter__(self) -> "Connection":
+    def __enter__(self) -> Connection:
         return self
 
     def __exit__(self, *exc: Any) -> None:
