@@ -357,6 +357,7 @@ def run_attacker(name: str, port: int, token: str) -> None:
     # this interpreter's files (another uid may not).
     import encodings.idna  # noqa: F401  (socket.create_connection encodes host names with it)
     import threading  # noqa: F401
+
     import acb._wire  # noqa: F401
     if ATTACK_USER_IS_OTHER:
         os.setgid(NOBODY)
@@ -419,7 +420,8 @@ def measure(name: str, window_s: float, timeout_s: float) -> None:
                 if err:
                     print(f"# {name} attacker stderr: {err[-500:]}", flush=True)
             broker.close()
-        print(f"# {name}: idle {len(idle)} samples, p50 {percentile(idle, 0.5) * 1e6:.0f} us p99 {percentile(idle, 0.99) * 1e6:.0f} us; "
+        print(f"# {name}: idle {len(idle)} samples, p50 {percentile(idle, 0.5) * 1e6:.0f} us "
+              f"p99 {percentile(idle, 0.99) * 1e6:.0f} us; "
               f"under attack {len(under)} samples in {elapsed:.1f} s, p50 {percentile(under, 0.5) * 1e6:.0f} us "
               f"p99 {percentile(under, 0.99) * 1e6:.0f} us", flush=True)
         figure(f"abuse_grant_p50_ratio_{name}", percentile(under, 0.5) / percentile(idle, 0.5), "x")

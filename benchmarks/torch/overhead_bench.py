@@ -21,9 +21,9 @@ FIGURE uncontended_step_ratio_vs_plain (acb / no acb at all: a different allocat
 
 from __future__ import annotations
 
-from pathlib import Path
 import sys
 import tempfile
+from pathlib import Path
 
 from bench_common import Broker, figure, job_cmd, plain_env, run_all, status
 

@@ -17,7 +17,7 @@ With ``ACB_ENABLE=1`` (or ``ACB_BROKER`` set) and the package installed,
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Iterator, Optional
+from typing import TYPE_CHECKING, Any, Iterator, Optional
 
 __version__ = "0.1.0"
 __all__ = ["enable", "disable", "status", "region", "set_priority", "is_enabled", "Status", "AcbError"]
@@ -78,7 +78,7 @@ def is_enabled() -> bool:
     return _api.is_enabled()
 
 
-def status() -> "Status":
+def status() -> Status:
     """A snapshot of this process's lease, memory and wait statistics (see acb.Status)."""
     from acb import _api
 
@@ -108,7 +108,7 @@ def region() -> Iterator[None]:
         yield
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:
     if name == "Status":
         from acb._status import Status
 

@@ -12,7 +12,8 @@ import os
 import sys
 import threading
 from contextlib import contextmanager
-from typing import Iterator, List, Optional, Tuple
+from types import ModuleType
+from typing import Iterator, List, Mapping, Optional, Tuple
 
 from acb import AcbError, _gang, options
 from acb._status import Status
@@ -72,7 +73,7 @@ def visible_devices(visible: Optional[str]) -> Optional[List[str]]:
     return entries[:entries.index("")] if "" in entries else entries
 
 
-def default_local_device(environ, emulated: bool = False) -> int:
+def default_local_device(environ: Mapping[str, str], emulated: bool = False) -> int:
     """The CUDA device a process computes on when enable() is not told: torchrun's
     LOCAL_RANK when set (each rank then calls torch.cuda.set_device(LOCAL_RANK)),
     unless CUDA_VISIBLE_DEVICES leaves fewer devices than that (one GPU per rank:
@@ -152,7 +153,7 @@ def _job_gang() -> Optional[_gang.Gang]:
     return _gang.gang_of(os.environ, setting)
 
 
-def _install_cuda_allocator(torch_module, c_module=None) -> None:
+def _install_cuda_allocator(torch_module: ModuleType, c_module: Optional[ModuleType] = None) -> None:
     """Makes acb's arena torch's CUDA allocator: a CUDAPluggableAllocator whose alloc_fn raises
     torch.cuda.OutOfMemoryError instead of returning NULL (acb._C's cuda_malloc), and whose
     record_stream and empty_cache reach the arena (acb._C sets them in C++, the only place torch
@@ -297,7 +298,7 @@ def disable() -> None:
             _c_module = None
 
 
-def enter_safe_mode(c_module, reason: str) -> None:
+def enter_safe_mode(c_module: ModuleType, reason: str) -> None:
     """Puts the process in safe mode for `reason` (acb._C's, where it has one), said once on stderr."""
     global _safe_mode_reason
     enter = getattr(c_module, "enter_safe_mode", None)

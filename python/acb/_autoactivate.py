@@ -18,10 +18,11 @@ import importlib.abc
 import importlib.machinery
 import os
 import sys
-from typing import Optional, Sequence
+from types import ModuleType
+from typing import Mapping, Optional, Sequence
 
 
-def wanted(environ=os.environ) -> bool:
+def wanted(environ: Mapping[str, str] = os.environ) -> bool:
     """The .pth file's rule: ACB_ENABLE=1, or ACB_BROKER set without ACB_ENABLE=0."""
     flag = environ.get("ACB_ENABLE", "")
     if flag:
@@ -29,7 +30,7 @@ def wanted(environ=os.environ) -> bool:
     return bool(environ.get("ACB_BROKER"))
 
 
-def is_compile_worker(argv=None) -> bool:
+def is_compile_worker(argv: Optional[Sequence[str]] = None) -> bool:
     """True in one of Inductor's compile worker processes (python .../torch/_inductor/compile_worker/__main__.py)."""
     argv = sys.argv if argv is None else argv
     if not argv or not argv[0]:
@@ -52,7 +53,8 @@ def _activate() -> None:
 
 
 class _TorchImportHook(importlib.abc.MetaPathFinder):
-    def find_spec(self, fullname: str, path: Optional[Sequence[str]], target=None):
+    def find_spec(self, fullname: str, path: Optional[Sequence[str]],
+                  target: Optional[ModuleType] = None) -> Optional[importlib.machinery.ModuleSpec]:
         if fullname != "torch":
             return None
         sys.meta_path[:] = [f for f in sys.meta_path if f is not self]  # fire once
@@ -61,11 +63,11 @@ class _TorchImportHook(importlib.abc.MetaPathFinder):
             return spec
         inner_exec = spec.loader.exec_module
 
-        def exec_module(module):
+        def exec_module(module: ModuleType) -> None:
             inner_exec(module)
             _activate()
 
-        spec.loader.exec_module = exec_module  # this spec's own loader instance only
+        spec.loader.exec_module = exec_module  # type: ignore[method-assign]  # this spec's own loader instance only
         return spec
 
 

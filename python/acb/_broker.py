@@ -27,11 +27,12 @@ import socket
 import subprocess
 import time
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from . import _private_files, options
 from ._private_files import WORLD_READ, PrivateFileError
-from ._wire import TOKEN_DIR_FIX, BrokerError, token_dir
+from ._wire import TOKEN_DIR_FIX, token_dir
+from ._wire import BrokerError as BrokerError  # also acb._broker's: enable() catches it from here
 
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 _PROBE_TIMEOUT_S = 0.5
@@ -113,7 +114,7 @@ def _open_private(path: Path, flags: int, what: str) -> int:
         raise BrokerError(str(e)) from e
 
 
-def _read_port_file(port_file: Path) -> Optional[dict]:
+def _read_port_file(port_file: Path) -> Optional[Dict[str, Any]]:
     """The broker's port file, or None while it is not there (it is renamed into place whole)."""
     try:
         text = _private_files.read_private_file(str(port_file), "port file", _FILE_FIX, WORLD_READ)
@@ -144,7 +145,8 @@ def broker_command(binary: str, host: str, port: int, port_file: Path) -> List[s
     return command
 
 
-def _wait_started(proc: subprocess.Popen, host: str, port: int, port_file: Path, log: Path, timeout_s: float) -> None:
+def _wait_started(proc: subprocess.Popen[bytes], host: str, port: int, port_file: Path, log: Path,
+                  timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:
@@ -216,4 +218,4 @@ def ensure_broker(address: Optional[str] = None) -> Tuple[str, int]:
 
 # Popen objects of brokers this process started: kept so that Python reaps
 # them (no zombie) if they exit while this process still runs.
-_started: List[subprocess.Popen] = []
+_started: List[subprocess.Popen[bytes]] = []

@@ -20,7 +20,7 @@ import signal
 import subprocess
 import time
 from dataclasses import dataclass
-from typing import Callable, Dict, Optional, Sequence, Tuple
+from typing import IO, Any, Callable, Dict, Optional, Sequence, Tuple
 
 from ._broker import format_address
 
@@ -58,7 +58,7 @@ def parse_listening(line: str) -> Optional[Listening]:
         return None
 
 
-def read_line(stream, deadline: float) -> Optional[str]:
+def read_line(stream: IO[bytes], deadline: float) -> Optional[str]:
     """One line of a pipe, without its newline, before `deadline` (time.monotonic()); None at the
     deadline or at end of file.
 
@@ -76,13 +76,14 @@ def read_line(stream, deadline: float) -> Optional[str]:
     return data[:-1].decode(errors="replace")
 
 
-def start(command: Sequence[str], env: Dict[str, str], stderr, timeout_s: float,
-          preexec_fn: Optional[Callable[[], None]] = None) -> Tuple[subprocess.Popen, Listening]:
+def start(command: Sequence[str], env: Dict[str, str], stderr: IO[Any], timeout_s: float,
+          preexec_fn: Optional[Callable[[], None]] = None) -> Tuple[subprocess.Popen[bytes], Listening]:
     """Runs `command` (an acb-broker and its flags) and waits up to `timeout_s` for it to listen.
 
     `stderr`: a file the broker logs to. On failure the process is ended and
     BrokerStartError says what it printed instead."""
     proc = subprocess.Popen(list(command), stdout=subprocess.PIPE, stderr=stderr, env=env, preexec_fn=preexec_fn)
+    assert proc.stdout is not None  # stdout=PIPE
     line = read_line(proc.stdout, time.monotonic() + timeout_s)
     listening = parse_listening(line or "")
     if listening is None:
@@ -95,7 +96,7 @@ def start(command: Sequence[str], env: Dict[str, str], stderr, timeout_s: float,
     return proc, listening
 
 
-def stop(proc: subprocess.Popen, timeout_s: float = 10.0) -> Optional[int]:
+def stop(proc: subprocess.Popen[bytes], timeout_s: float = 10.0) -> Optional[int]:
     """SIGTERM, then SIGKILL after `timeout_s`; the exit status, or None when it had to be killed.
 
     A broker that already exited is only reaped. Closes its stdout."""

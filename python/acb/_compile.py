@@ -46,7 +46,8 @@ from __future__ import annotations
 import importlib.abc
 import importlib.machinery
 import sys
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from types import FrameType
+from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple, cast
 
 from acb import _gating
 
@@ -60,7 +61,7 @@ BENCHMARK_MODULE = "torch._inductor.runtime.benchmarking"
 #: (owner, attribute name, original value) of every patch in place
 _patched: List[Tuple[Any, str, Any]] = []
 #: the notes printed so far
-_noted: set = set()
+_noted: Set[str] = set()
 
 
 def _note_once(message: str) -> None:
@@ -82,7 +83,7 @@ def _written_input_indices(graph: Any) -> Optional[Tuple[int, ...]]:
     """The input positions the graph may write (cached on the graph object), or None: all of them."""
     cached = graph.__dict__.get("_acb_written_inputs", False)
     if cached is not False:
-        return cached
+        return cast(Optional[Tuple[int, ...]], cached)  # what an earlier call stored below
     indices = getattr(graph, "mutated_input_idxs", None)
     if indices is None:
         _note_once(f"{type(graph).__name__} has no mutated_input_idxs in this torch; acb marks every tensor "
@@ -163,7 +164,7 @@ def _frame_holds() -> int:
     """How many dynamo-frame holds this thread's stack has: frames of dynamo's compiled-call wrapper
     whose pending cleanups include ours (0 when dynamo's wrapper looks different: nothing is released)."""
     count = 0
-    frame = sys._getframe(1)
+    frame: Optional[FrameType] = sys._getframe(1)
     while frame is not None:
         if "cleanups" in frame.f_code.co_varnames:
             cleanups = frame.f_locals.get("cleanups")
@@ -345,7 +346,7 @@ class _ImportHook(importlib.abc.MetaPathFinder):
             if _hook is self:  # not uninstalled meanwhile
                 installer(module)
 
-        spec.loader.exec_module = exec_module  # this spec's own loader instance only
+        spec.loader.exec_module = exec_module  # type: ignore[method-assign]  # this spec's own loader instance only
         return spec
 
 

@@ -13,10 +13,11 @@ finds out, and its error says what is missing.
 from __future__ import annotations
 
 import warnings
+from types import ModuleType
 from typing import Optional
 
 
-def visible_cuda_devices(torch_module) -> Optional[int]:
+def visible_cuda_devices(torch_module: ModuleType) -> Optional[int]:
     """The number of CUDA devices this process would see (CUDA_VISIBLE_DEVICES
     applied), without initialising CUDA: 0 for a torch built without CUDA, None
     when NVML cannot tell (no libnvidia-ml, MIG instances in CUDA_VISIBLE_DEVICES)."""

@@ -34,12 +34,13 @@ import json
 import socket
 import sys
 import time
+from typing import Any, Optional, Sequence
 
 from . import options
-from ._wire import BrokerError, Connection
+from ._wire import BrokerError, Connection, Message
 
 
-def say(**event) -> None:
+def say(**event: Any) -> None:
     print(json.dumps(event), flush=True)
 
 
@@ -49,7 +50,7 @@ class Job:
         self.heartbeat_s = max(0.01, conn.welcome.get("heartbeat_interval_ms", 1000) / 1000.0)
         self.revoked = False
 
-    def next_message(self, deadline: float):
+    def next_message(self, deadline: float) -> Optional[Message]:
         """The next frame before deadline (None at the deadline), heartbeating meanwhile."""
         while True:
             remaining = deadline - time.monotonic()
@@ -157,7 +158,7 @@ def simulated_main(host: str, port: int, name: str, priority: str, phases: int, 
     return 0
 
 
-def main(argv=None) -> int:
+def main(argv: Optional[Sequence[str]] = None) -> int:
     args = list(argv or sys.argv[1:])
     host, port, name, priority, phases, gpu_ms, cpu_ms = args[:7]
     kind = args[7] if len(args) > 7 else "simulated"

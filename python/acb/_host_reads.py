@@ -40,9 +40,9 @@ _replaced_functions: Dict[str, Callable[..., Any]] = {}
 
 
 def _held(method: Callable[..., Any]) -> Callable[..., Any]:
-    from acb import _gating
-
     import torch
+
+    from acb import _gating
 
     is_compiling = torch.compiler.is_compiling
 

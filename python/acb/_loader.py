@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from types import ModuleType
-from typing import Optional
+from typing import List, Optional
 
 _MARKER = re.compile(rb"ACB_BUILT_AGAINST_TORCH=([^;\x00]{1,64});")
 
@@ -25,7 +25,7 @@ def built_against(path: Path) -> Optional[str]:
     return match.group(1).decode("ascii", "replace") if match else None
 
 
-def module_files() -> list:
+def module_files() -> List[Path]:
     """The compiled acb._C files in the package (none when it was installed without the extension)."""
     return sorted(Path(__file__).resolve().parent.glob("_C*.so"))
 

@@ -19,7 +19,8 @@ _waiting: Dict[str, List[Callable[[ModuleType], None]]] = {}
 
 
 class _Finder(importlib.abc.MetaPathFinder):
-    def find_spec(self, fullname: str, path: Optional[Sequence[str]], target=None):
+    def find_spec(self, fullname: str, path: Optional[Sequence[str]],
+                  target: Optional[ModuleType] = None) -> Optional[importlib.machinery.ModuleSpec]:
         callbacks = _waiting.pop(fullname, None)
         if callbacks is None:
             return None
@@ -42,7 +43,7 @@ class _Finder(importlib.abc.MetaPathFinder):
             for callback in callbacks:
                 callback(module)
 
-        spec.loader.exec_module = exec_module  # this spec's own loader instance only
+        spec.loader.exec_module = exec_module  # type: ignore[method-assign]  # this spec's own loader instance only
         return spec
 
 

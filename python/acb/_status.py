@@ -6,7 +6,7 @@ the same order (tests/python/test_status_fields.py holds them together)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Any, Mapping
+from typing import Any, Dict, Mapping
 
 
 @dataclass(frozen=True)
@@ -56,9 +56,9 @@ class Status:
     safe_mode_reason: str = ""
 
     @classmethod
-    def from_mapping(cls, values: Mapping[str, Any]) -> "Status":
+    def from_mapping(cls, values: Mapping[str, Any]) -> Status:
         names = {f.name for f in fields(cls)}
         return cls(enabled=True, **{k: v for k, v in values.items() if k in names and k != "enabled"})
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> Dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}

@@ -31,7 +31,7 @@ def install(c_module: ModuleType) -> None:
     global _previous, _installed
     if _installed:
         return
-    previous = threading.getprofile()
+    previous: Optional[Callable[..., Any]] = threading.getprofile()
 
     def attach(frame: Any, event: str, arg: Any) -> Any:
         c_module.attach_thread()

@@ -8,29 +8,32 @@ device and one slice per lease; ascii_timeline() draws the same for a console.
 
 from __future__ import annotations
 
-from typing import Dict, List, Mapping, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+#: one slice of the broker's trace reply: {device, client_id, name, start_us, end_us}
+Slice = Mapping[str, Any]
 
 
-def _end(s: Mapping, now_us: int) -> int:
+def _end(s: Slice, now_us: int) -> int:
     return int(s["end_us"]) if s.get("end_us") is not None else now_us
 
 
-def latest_us(slices: Sequence[Mapping]) -> int:
+def latest_us(slices: Sequence[Slice]) -> int:
     """The latest time the slices mention: stands in for 'now' for a lease still held."""
     times = [int(s["start_us"]) for s in slices] + [int(s["end_us"]) for s in slices if s.get("end_us") is not None]
     return max(times, default=0)
 
 
-def to_chrome_trace(slices: Sequence[Mapping], device_names: Optional[Mapping[int, str]] = None) -> dict:
+def to_chrome_trace(slices: Sequence[Slice], device_names: Optional[Mapping[int, str]] = None) -> Dict[str, Any]:
     """{"traceEvents": [...]}: an "X" event per lease (pid = device, tid = client) plus
     process_name / thread_name metadata so the viewer labels tracks by device and client.
 
     A lease still held ends at the latest time any slice mentions."""
     device_names = device_names or {}
     now = latest_us(slices)
-    events: List[dict] = []
+    events: List[Dict[str, Any]] = []
     devices: Dict[int, None] = {}
-    threads: Dict[tuple, str] = {}
+    threads: Dict[Tuple[int, int], str] = {}
     for s in slices:
         device, client = int(s["device"]), int(s["client_id"])
         devices.setdefault(device)
@@ -48,14 +51,14 @@ def to_chrome_trace(slices: Sequence[Mapping], device_names: Optional[Mapping[in
     return {"traceEvents": events, "displayTimeUnit": "ms"}
 
 
-def ascii_timeline(slices: Sequence[Mapping], width: int = 60) -> str:
+def ascii_timeline(slices: Sequence[Slice], width: int = 60) -> str:
     """One row per client (per device): '#' where it held the lease, '.' elsewhere."""
     if not slices:
         return "(no leases yet)"
     now = latest_us(slices)
     t0 = min(int(s["start_us"]) for s in slices)
     span = max(1, now - t0)
-    rows: Dict[tuple, List[str]] = {}
+    rows: Dict[Tuple[int, int, str], List[str]] = {}
     for s in sorted(slices, key=lambda s: (int(s["device"]), int(s["start_us"]))):
         key = (int(s["device"]), int(s["client_id"]), s.get("name") or "client")
         cells = rows.setdefault(key, ["."] * width)

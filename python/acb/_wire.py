@@ -11,12 +11,15 @@ import json
 import os
 import socket
 import struct
-from typing import Any, Optional
+from typing import Any, Dict, List, Optional
 
 from . import _handshake, _private_files, options
 
 MAX_FRAME_BYTES = 1 << 20
 PROTOCOL_VERSION = 2
+
+#: one protocol message: a JSON object, as decoded
+Message = Dict[str, Any]
 
 
 class BrokerError(RuntimeError):
@@ -63,7 +66,7 @@ def read_token(admin: bool = False) -> str:
     return token
 
 
-def encode(message: dict) -> bytes:
+def encode(message: Message) -> bytes:
     payload = json.dumps(message, separators=(",", ":")).encode()
     if len(payload) > MAX_FRAME_BYTES:
         raise ValueError(f"message of {len(payload)} bytes exceeds the frame maximum of {MAX_FRAME_BYTES}")
@@ -89,7 +92,7 @@ class Connection:
             raise BrokerError(f"cannot reach the acb broker at {host}:{port}: {e}") from e
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._buffer = b""
-        self.pending: list = []
+        self.pending: List[Message] = []
         try:
             if token is None:
                 token = read_token(admin=(role == "admin"))
@@ -102,7 +105,7 @@ class Connection:
             self.close()
             raise
 
-    def _authenticate(self, address: str, token: str, role: str, hello: dict) -> dict:
+    def _authenticate(self, address: str, token: str, role: str, hello: Message) -> Message:
         """hello -> challenge (checked) -> auth -> welcome; returns the welcome."""
         client_nonce = _handshake.fresh_nonce()
         self.send({"op": "hello", "versions": [PROTOCOL_VERSION], "client_nonce": client_nonce.hex(), **hello})
@@ -117,13 +120,14 @@ class Connection:
                               f"{role} token, so nothing derived from the token was sent to it; another program "
                               f"may hold the broker's port while the broker is down, or the broker uses other "
                               f"tokens than this process (ACB_TOKEN_DIR, ACB_TOKEN, ACB_ADMIN_TOKEN)")
-        self.send({"op": "auth", "client_proof": _handshake.client_proof(token, role, broker_nonce, client_nonce).hex()})
+        client_proof = _handshake.client_proof(token, role, broker_nonce, client_nonce)
+        self.send({"op": "auth", "client_proof": client_proof.hex()})
         welcome = self.recv()
         if welcome.get("op") != "welcome":
             raise BrokerError(f"broker refused the connection: {welcome.get('reason', welcome)}")
         return welcome
 
-    def send(self, message: dict) -> None:
+    def send(self, message: Message) -> None:
         self.sock.sendall(encode(message))
 
     def _read_exact(self, n: int) -> bytes:
@@ -135,16 +139,17 @@ class Connection:
         data, self._buffer = self._buffer[:n], self._buffer[n:]
         return data
 
-    def recv(self, timeout_s: Optional[float] = None) -> dict:
+    def recv(self, timeout_s: Optional[float] = None) -> Message:
         """The next message from the broker (blocks up to timeout_s; None keeps the socket's)."""
         if timeout_s is not None:
             self.sock.settimeout(timeout_s)
         (size,) = struct.unpack(">I", self._read_exact(4))
         if size > MAX_FRAME_BYTES:
             raise BrokerError(f"broker sent a frame of {size} bytes, above the maximum")
-        return json.loads(self._read_exact(size))
+        message: Message = json.loads(self._read_exact(size))
+        return message
 
-    def request(self, message: dict, timeout_s: float = 5.0) -> dict:
+    def request(self, message: Message, timeout_s: float = 5.0) -> Message:
         """Sends a request with a fresh seq and returns the reply with that seq.
 
         Messages that arrive in between (grant, revoke, evict) are kept in `pending`."""
@@ -164,7 +169,7 @@ class Connection:
         except OSError:
             pass
 
-    def __enter__(self) -> "Connection":
+    def __enter__(self) -> Connection:
         return self
 
     def __exit__(self, *exc: Any) -> None:

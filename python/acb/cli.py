@@ -25,11 +25,11 @@ import os
 import socket
 import sys
 import time
-from typing import Any, Callable, Dict, Optional, Sequence
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
 from . import _format, _trace, options
 from ._broker import broker_binary, configured_address, parse_address
-from ._wire import BrokerError, Connection, read_token
+from ._wire import BrokerError, Connection, Message, read_token
 from .options import PRIORITIES
 
 
@@ -39,7 +39,7 @@ class CommandError(Exception):
 
 # --- talking to the broker -------------------------------------------------
 
-def _address(args: argparse.Namespace):
+def _address(args: argparse.Namespace) -> Tuple[str, int]:
     return parse_address(args.broker) if args.broker else configured_address()
 
 
@@ -80,7 +80,7 @@ def connect(args: argparse.Namespace, admin: Optional[bool] = None) -> Connectio
         raise CommandError(str(e)) from None
 
 
-def ask(conn: Connection, message: dict) -> dict:
+def ask(conn: Connection, message: Message) -> Message:
     try:
         return conn.request(message)
     except BrokerError as e:
@@ -101,7 +101,7 @@ def _who(client_id: Optional[int], names: Dict[int, str]) -> str:
     return f"{names.get(client_id, 'client')} #{client_id}"
 
 
-def _gang_label(client: dict) -> str:
+def _gang_label(client: Message) -> str:
     """A gang rank's job key and local rank ("run-1 rank 0"), "-" for a client in no gang."""
     gang = client.get("gang")
     if not gang:
@@ -110,7 +110,7 @@ def _gang_label(client: dict) -> str:
     return gang if rank is None else f"{gang} rank {rank}"
 
 
-def render_status(status: dict, address: str) -> str:
+def render_status(status: Message, address: str) -> str:
     """The status reply as tables a person reads: devices, then clients."""
     devices = status.get("devices", [])
     clients = status.get("clients", [])
@@ -150,7 +150,7 @@ def render_status(status: dict, address: str) -> str:
     return "\n".join(out)
 
 
-def _status_without_self(status: dict, own_id: int) -> dict:
+def _status_without_self(status: Message, own_id: Optional[int]) -> Message:
     """The snapshot minus the command's own connection, which is not a job (nor counted as one)."""
     clients = status.get("clients", [])
     own = [c for c in clients if c.get("client_id") == own_id]
@@ -356,7 +356,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         parser.print_help()
         return 2
     try:
-        return args.handler(args)
+        handler: Callable[[argparse.Namespace], int] = args.handler
+        return handler(args)
     except (CommandError, BrokerError) as e:
         print(f"acb: {e}", file=sys.stderr)
         return 1

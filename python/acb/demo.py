@@ -30,7 +30,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Set, Tuple
 
 from . import _broker_process, _format, _loader, _trace
 from ._broker import broker_binary, ensure_broker, parse_address
@@ -88,7 +88,7 @@ def torch_jobs_possible() -> bool:
     return importlib.util.find_spec("torch") is not None and bool(_loader.module_files())
 
 
-def run_jobs(host: str, port: int, env: Dict[str, str], args: argparse.Namespace) -> List[dict]:
+def run_jobs(host: str, port: int, env: Dict[str, str], args: argparse.Namespace) -> List[Dict[str, Any]]:
     """Starts the jobs, lets them go together once all have started, waits; returns their reports."""
     procs = []
     for name, priority in job_plan(args.jobs):
@@ -96,11 +96,12 @@ def run_jobs(host: str, port: int, env: Dict[str, str], args: argparse.Namespace
             [sys.executable, "-m", "acb._demo_job", host, str(port), name, priority, str(args.phases),
              str(args.gpu_ms), str(args.cpu_ms), args.kind],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_job_env(env))))
-    reports = []
+    reports: List[Dict[str, Any]] = []
     try:
-        welcomes = {}
+        welcomes: Dict[str, Dict[str, Any]] = {}
         start_deadline = time.monotonic() + JOBS_START_TIMEOUT_S
         for name, _, proc in procs:
+            assert proc.stdout is not None  # stdout=PIPE
             line = read_line(proc.stdout, start_deadline)
             if line is None:
                 proc.kill()
@@ -108,6 +109,7 @@ def run_jobs(host: str, port: int, env: Dict[str, str], args: argparse.Namespace
                                   f"{proc.communicate()[1].decode().strip()[-400:]}")
             welcomes[name] = json.loads(line)
         for _, _, proc in procs:
+            assert proc.stdin is not None  # stdin=PIPE
             proc.stdin.write(b"go\n")
             proc.stdin.flush()
         deadline = time.monotonic() + JOBS_TIMEOUT_S
@@ -130,7 +132,7 @@ def run_jobs(host: str, port: int, env: Dict[str, str], args: argparse.Namespace
     return reports
 
 
-def closed_trace(conn: Connection, clients: set, timeout_s: float = 5.0) -> List[dict]:
+def closed_trace(conn: Connection, clients: Set[int], timeout_s: float = 5.0) -> List[Dict[str, Any]]:
     """The broker's lease slices once the jobs' last leases are closed.
 
     A job that exits holding its lease (a torch job holds lazily) has it
@@ -138,7 +140,7 @@ def closed_trace(conn: Connection, clients: set, timeout_s: float = 5.0) -> List
     after the process is gone: poll the trace until then (bounded)."""
     deadline = time.monotonic() + timeout_s
     while True:
-        slices = conn.request({"op": "trace"}).get("slices", [])
+        slices: List[Dict[str, Any]] = conn.request({"op": "trace"}).get("slices", [])
         still_open = [s for s in slices if s["client_id"] in clients and s["end_us"] is None]
         if not still_open:
             return slices
@@ -148,7 +150,7 @@ def closed_trace(conn: Connection, clients: set, timeout_s: float = 5.0) -> List
         time.sleep(0.02)  # a poll interval: the broker closes them on its own
 
 
-def summarize(reports: List[dict], slices: List[dict], args: argparse.Namespace) -> dict:
+def summarize(reports: List[Dict[str, Any]], slices: List[Dict[str, Any]], args: argparse.Namespace) -> Dict[str, Any]:
     """The account of one run. Baselines from the jobs' plan: a job alone takes
     phases x (GPU + CPU phase), so one after another they take that times the
     number of jobs; no schedule beats the total GPU time or the longest job."""
@@ -178,7 +180,7 @@ def summarize(reports: List[dict], slices: List[dict], args: argparse.Namespace)
     }
 
 
-def render(summary: dict, where: str) -> str:
+def render(summary: Dict[str, Any], where: str) -> str:
     kind = "PyTorch jobs" if summary["kind"] == "torch" else "simulated jobs (no torch)"
     lines = [f"acb demo: {len(summary['jobs'])} {kind} shared one device ({where})", "",
              "who held the device when ('#' = holding the lease):",

@@ -76,7 +76,7 @@ def read_until_closed(s: socket.socket, timeout_s: float = 5.0) -> list:
         except ConnectionResetError:
             break
         except TimeoutError:
-            raise AssertionError(f"the broker kept the connection open for {timeout_s} s; got {data!r}")
+            raise AssertionError(f"the broker kept the connection open for {timeout_s} s; got {data!r}") from None
         if not chunk:
             break
         data += chunk

@@ -9,7 +9,6 @@ broker included) and far below what the unbounded behaviour costs."""
 
 from __future__ import annotations
 
-import json
 import os
 import resource
 import select
@@ -283,7 +282,7 @@ def test_one_users_requests_are_paced_and_the_brokers_own_uid_is_served_meanwhil
         assert flooder.stdout.readline().strip() == "authenticated", flooder.stderr.read()
         # The broker's own uid is not paced: it is answered while the flood is still held back.
         with broker.connect(name="operator-job") as own:
-            for seq in range(5):
+            for _ in range(5):
                 assert own.request({"op": "status"}, timeout_s=20)["op"] == "status"
             assert flooder.poll() is None, "the flood was over before the broker's own client was served"
         line = flooder.stdout.readline().split()

@@ -16,10 +16,10 @@ import threading
 
 import pytest
 
-from acb import _handshake, _wire
 from _cli_helpers import package_env, run_cli
-from conftest import wait_for_stderr
 from _raw_wire import frame, handshake, raw_connect, read_until_closed
+from acb import _handshake, _wire
+from conftest import wait_for_stderr
 
 TOKEN = "c" * 64
 ADMIN_TOKEN = "a" * 64

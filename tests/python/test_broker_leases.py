@@ -21,7 +21,7 @@ def test_contending_clients_all_get_the_lease_in_turn(broker_factory, client_pro
         intervals.append((grants[0]["t"], releases[0]["t"], grants[0]["lease"]))
     intervals.sort()
     # One exclusive lease: a grant never arrives before the previous holder released.
-    for (g0, r0, _), (g1, r1, _) in zip(intervals, intervals[1:]):
+    for (_, r0, _), (g1, _, _) in zip(intervals, intervals[1:]):
         assert r0 <= g1, f"leases overlap: {intervals}"
     leases = [lease for _, _, lease in intervals]
     assert leases == sorted(leases) and len(set(leases)) == len(leases)

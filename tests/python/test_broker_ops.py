@@ -138,7 +138,8 @@ def test_port_taken_is_a_clear_error(broker_factory, broker_bin, tmp_path):
 def test_bad_flags_are_refused(broker_bin, tmp_path):
     env = {"ACB_TOKEN_DIR": str(tmp_path / "t"), "PATH": "/usr/bin:/bin"}
     for args, needle in ((["--device", "0:lots"], b"capacity"), (["--frobnicate", "1"], b"unknown flag"),
-                         (["--quantum-ms", "-3"], b"quantum-ms"), (["--config", str(tmp_path / "none.json")], b"config"),
+                         (["--quantum-ms", "-3"], b"quantum-ms"),
+                         (["--config", str(tmp_path / "none.json")], b"config"),
                          (["--host", "no-such-host.invalid", "--port", "0"], b"no-such-host.invalid")):
         result = subprocess.run([broker_bin, *args], env=env, capture_output=True, timeout=20)
         assert result.returncode == 2 and needle in result.stderr, (args, result.returncode, result.stderr)

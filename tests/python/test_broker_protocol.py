@@ -7,8 +7,8 @@ import struct
 
 import pytest
 
-from acb import _wire
 from _raw_wire import frame, handshake, hello, raw_connect, read_until_closed
+from acb import _wire
 from conftest import wait_for
 
 

@@ -104,7 +104,8 @@ def test_refused_admin_requests_are_one_line_errors(cli):
 
 def test_no_broker_is_a_clear_one_line_error(broker_bin, tmp_path):
     port = free_port()
-    result = run_cli(["status", "--broker", f"127.0.0.1:{port}"], package_env(broker_bin, {"ACB_TOKEN_DIR": str(tmp_path)}))
+    env = package_env(broker_bin, {"ACB_TOKEN_DIR": str(tmp_path)})
+    result = run_cli(["status", "--broker", f"127.0.0.1:{port}"], env)
     assert result.returncode == 1
     assert result.stderr == f"acb: no acb broker at 127.0.0.1:{port}; start one with `acb broker`\n"
     result = run_cli(["status", "--broker", "nonsense"], package_env(broker_bin))

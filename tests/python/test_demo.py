@@ -7,9 +7,8 @@ import json
 
 import pytest
 
-from acb import _loader
-
 from _cli_helpers import package_env, run_cli
+from acb import _loader
 
 SMALL = ["--jobs", "3", "--phases", "2", "--gpu-ms", "100", "--cpu-ms", "100"]
 

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 
 from _cli_helpers import free_port, package_env, pid_alive, wait_until
-from conftest import read_line
 from acb import _broker
 from acb._wire import BrokerError, read_token
+from conftest import read_line
 
 OTHER_UID = 65534
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="chown to uid 65534 needs root")

@@ -98,8 +98,10 @@ def test_disabled_process_memory_stays_counted_and_the_other_waits(broker_factor
     print(json.dumps({"pinned": pinned, "done": done}))
     # The same operators in this process give the same bits.
     n = 2 * (1 << 20) // 4
-    expected = {"disabler": [torch.full((n,), float(i)).mul_(2).add_(1).add_(1).add_(1).sum().item() for i in range(15)],
-                "waiter": [torch.full((n,), float(i)).mul_(3).add_(1).add_(1).sum().item() for i in range(20)]}
+    expected = {
+        "disabler": [torch.full((n,), float(i)).mul_(2).add_(1).add_(1).add_(1).sum().item() for i in range(15)],
+        "waiter": [torch.full((n,), float(i)).mul_(3).add_(1).add_(1).sum().item() for i in range(20)],
+    }
     for name, sums in expected.items():
         assert torch.load(tmp_path / f"{name}.pt").tolist() == sums, name
     waiter_status = done["waiter"]["status"]

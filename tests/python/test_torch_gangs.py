@@ -103,7 +103,7 @@ def test_two_ddp_jobs_and_a_single_job_share_two_emulated_devices(broker_factory
              lambda argv: h.acb_run("training", argv))
     except AssertionError as e:
         with broker.admin() as admin:  # who held and waited where, to tell a hang from a crash
-            raise AssertionError(f"{e}\nbroker status: {json.dumps(admin.request({'op': 'status'}), indent=1)}")
+            raise AssertionError(f"{e}\nbroker status: {json.dumps(admin.request({'op': 'status'}), indent=1)}") from e
     with broker.admin() as admin:
         slices = admin.request({"op": "trace"})["slices"]
 

@@ -66,8 +66,8 @@ class PreEnableThread:
     """A thread that runs the functions put to it, one at a time; started before acb.enable()."""
 
     def __init__(self) -> None:
-        self.tasks: "queue.Queue" = queue.Queue()
-        self.done: "queue.Queue" = queue.Queue()
+        self.tasks: queue.Queue = queue.Queue()
+        self.done: queue.Queue = queue.Queue()
         self.thread = threading.Thread(target=self.serve, daemon=True)
         self.thread.start()
 

@@ -92,7 +92,7 @@ def finish(proc: subprocess.Popen, log: Path, timeout_s: float = 120.0) -> None:
         proc.kill()
         proc.wait()
         raise AssertionError(f"job {proc.args} did not finish within {timeout_s} s; output:\n"
-                             f"{log.read_text(errors='replace')[-4000:]}")
+                             f"{log.read_text(errors='replace')[-4000:]}") from None
     assert rc == 0, f"job {proc.args} exited {rc}; output:\n{log.read_text(errors='replace')[-4000:]}"
 
 

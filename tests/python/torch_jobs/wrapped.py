@@ -11,7 +11,7 @@ from torch.utils import _pytree as pytree
 
 class Wrapped(torch.Tensor):
     @staticmethod
-    def __new__(cls, inner: torch.Tensor) -> "Wrapped":
+    def __new__(cls, inner: torch.Tensor) -> Wrapped:
         return torch.Tensor._make_wrapper_subclass(cls, inner.shape, dtype=inner.dtype, device=inner.device,
                                                    strides=inner.stride(), requires_grad=False)
 
@@ -22,7 +22,7 @@ class Wrapped(torch.Tensor):
         return ["inner"], None
 
     @staticmethod
-    def __tensor_unflatten__(inner_tensors, ctx, outer_size, outer_stride) -> "Wrapped":
+    def __tensor_unflatten__(inner_tensors, ctx, outer_size, outer_stride) -> Wrapped:
         return Wrapped(inner_tensors["inner"])
 
     def __repr__(self) -> str:
