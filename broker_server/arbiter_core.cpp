@@ -11,6 +11,7 @@ namespace acb::broker {
 
 namespace {
 std::uint64_t sat_sub(std::uint64_t a, std::uint64_t b) { return a > b ? a - b : 0; }
+std::uint64_t sat_add(std::uint64_t a, std::uint64_t b) { return a > UINT64_MAX - b ? UINT64_MAX : a + b; }
 
 // How long a client that answered an evict having released nothing is left
 // alone (ClientRec::unevictable_bytes): long enough that asking again does
@@ -108,6 +109,7 @@ void Arbiter::State::apply_residency(ClientRec& c, std::uint64_t reported, TimeU
   // what fits is accounted, and the rest is asked back.
   c.resident_bytes = std::min(reported, sat_sub(d.capacity_bytes, device_bytes(d, c.id)));
   const std::uint64_t unaccounted = reported - c.resident_bytes;
+  c.unaccounted_bytes = unaccounted;
   // Over the quota: still accounted (the bytes are really there) until evicted.
   const std::uint64_t over_quota =
       c.quota_bytes != 0 && c.resident_bytes > c.quota_bytes ? c.resident_bytes - c.quota_bytes : 0;
@@ -171,8 +173,10 @@ bool Arbiter::State::make_room(DeviceRec& d, ClientRec& requester, std::uint64_t
   for (ClientId id : d.members) {
     if (id == requester.id) continue;
     const ClientRec& m = clients.at(id);
-    others += reserved_bytes(m);
-    pending += m.pending_evict_bytes;
+    // Bytes reported beyond what fit are really on the device, and already
+    // asked back (apply_residency): no grant counts on them, none re-asks.
+    others = sat_add(others, sat_add(reserved_bytes(m), m.unaccounted_bytes));
+    pending = sat_add(pending, sat_add(m.pending_evict_bytes, m.unaccounted_bytes));
     if (m.pinned) {
       pinned += m.resident_bytes;  // counted, never evicted
       continue;

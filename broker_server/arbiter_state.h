@@ -83,6 +83,10 @@ struct ClientRec {
   /// Why a need declared at hello was refused (larger than the device): its
   /// next acquire without a need is rejected with it. Never stored as need_bytes.
   std::string refused_need;
+  /// Reported beyond what fit the device as accounted (apply_residency): not
+  /// in resident_bytes, asked back, but really there until a report says
+  /// otherwise, so no grant may count on them (make_room).
+  std::uint64_t unaccounted_bytes = 0;
   std::optional<GangKey> gang;              ///< HelloInfo::gang: granted only with its gang
   std::optional<std::uint32_t> local_rank;  ///< GangInfo::local_rank
   std::uint64_t grants = 0, waited_us_total = 0, preemptions = 0;

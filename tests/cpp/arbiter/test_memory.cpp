@@ -240,6 +240,26 @@ TEST_CASE("a residency report over the capacity is clamped and the excess evicte
   CHECK(b.device(0).resident_bytes <= 1000 * MiB);
 }
 
+TEST_CASE("bytes reported beyond the capacity keep a grant from counting on them until reported gone",
+          "[arbiter][memory]") {
+  Bench b;
+  b.arb.add_device("gpu0", 1000 * MiB);
+  b.hello(1);
+  b.hello(2);
+  b.hello(3);
+  b.residency(1, 700 * MiB);
+  // A report from before client 1's last one reached the broker: only 300 fit as accounted.
+  REQUIRE(for_client<Evict>(b.residency(2, 500 * MiB), 2).size() == 1);
+  CHECK(b.client(2).resident_bytes == 300 * MiB);
+  b.residency(1, 400 * MiB);  // client 1 freed memory: 400 + 300 accounted
+  // 300 would fit as accounted, but client 2 still has 500 on the device until it says otherwise.
+  Decisions ds = b.acquire(3, 300 * MiB);
+  CHECK_FALSE(granted(ds, 3));
+  CHECK(for_client<Evict>(ds, 2).empty());  // its excess is already asked back
+  ds = b.residency(2, 300 * MiB);           // it evicted the excess
+  CHECK(granted(ds, 3));
+}
+
 TEST_CASE("pinned residency (acb.disable()) is counted and never asked to evict",
           "[arbiter][memory]") {
   Bench b;
