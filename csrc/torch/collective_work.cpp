@@ -77,25 +77,28 @@ std::vector<at::Tensor> collective_tensors(const c10::OperatorHandle& op, const 
   return out;
 }
 
+namespace {
+/// Where an operator's `outputs` results start on the stack after its call.
+std::size_t first_output(const torch::jit::Stack& stack, std::size_t outputs) {
+  return stack.size() >= outputs ? stack.size() - outputs : 0;
+}
+}  // namespace
+
 void wait_functional_outputs(const torch::jit::Stack& stack, std::size_t outputs) {
   static const c10::OperatorHandle wait_tensor =
       c10::Dispatcher::singleton().findSchemaOrThrow("_c10d_functional::wait_tensor", "");
   static const auto typed = wait_tensor.typed<at::Tensor(const at::Tensor&)>();
   std::vector<at::Tensor> tensors;
-  const std::size_t first = stack.size() >= outputs ? stack.size() - outputs : 0;
-  for (std::size_t i = first; i < stack.size(); ++i) tensors_of(stack[i], tensors);
+  for (std::size_t i = first_output(stack, outputs); i < stack.size(); ++i) tensors_of(stack[i], tensors);
   for (const at::Tensor& t : tensors) (void)typed.call(t);
 }
 
-int hold_until_done(Gate& gate, const DirtyTracker& tracker, const torch::jit::Stack& stack, std::size_t outputs,
-                    std::vector<at::Tensor> tensors) {
-  int held = 0;
-  const std::size_t first = stack.size() >= outputs ? stack.size() - outputs : 0;
-  for (std::size_t i = first; i < stack.size(); ++i) {
+void hold_until_done(Gate& gate, const DirtyTracker& tracker, const torch::jit::Stack& stack, std::size_t outputs,
+                     std::vector<at::Tensor> tensors) {
+  for (std::size_t i = first_output(stack, outputs); i < stack.size(); ++i) {
     c10::intrusive_ptr<c10d::Work> work = work_of(stack[i]);
     if (!work) continue;
     auto pending = std::make_shared<PendingWork>(gate, tracker, tensors);
-    ++held;
     c10::intrusive_ptr<c10::ivalue::Future> future;
     try {
       future = work->getFuture();
@@ -116,7 +119,6 @@ int hold_until_done(Gate& gate, const DirtyTracker& tracker, const torch::jit::S
       }).detach();
     }
   }
-  return held;
 }
 
 }  // namespace acb::torch_hook

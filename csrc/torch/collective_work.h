@@ -50,9 +50,9 @@ std::vector<at::Tensor> collective_tensors(const c10::OperatorHandle& op, const 
 
 /// After a c10d operator returned `outputs` (its results, on top of the stack)
 /// inside the gate: keeps the gate held for each Work among them until it is
-/// done, then marks `tensors` written. Returns how many Works it holds for.
-int hold_until_done(Gate& gate, const DirtyTracker& tracker, const torch::jit::Stack& stack,
-                    std::size_t outputs, std::vector<at::Tensor> tensors);
+/// done, then marks `tensors` written.
+void hold_until_done(Gate& gate, const DirtyTracker& tracker, const torch::jit::Stack& stack,
+                     std::size_t outputs, std::vector<at::Tensor> tensors);
 
 /// After a functional collective (`_c10d_functional::all_reduce`, ...) returned
 /// `outputs` on top of the stack: waits for their work (wait_tensor on each

@@ -48,22 +48,10 @@ void run_hooked(const ActiveHook& hook, const c10::OperatorHandle& op, c10::Disp
                 torch::jit::Stack* stack) {
   detail::OpScope scope(detail::gate_if_outermost(hook));
   const OpWrites& writes = hook.tracker->writes_of(op);
-  if (writes.functional_collective && hook.gate_all_ops) [[unlikely]] {
-    // Emulation: the backend (gloo) writes host memory of the arena after the
-    // op returns, until wait_tensor; wait inside the gate (collective_work.h).
-    WrittenStorages written;
-    hook.tracker->collect_written_args(writes, op, *stack, written);
-    try {
-      op.redispatchBoxed(next, stack);
-      wait_functional_outputs(*stack, op.schema().returns().size());
-    } catch (...) {
-      hook.tracker->mark_written_args(written);
-      throw;
-    }
-    hook.tracker->mark_written_args(written);
-    return;
-  }
-  if (writes.written_args.empty()) {
+  // Emulation: gloo writes a functional collective's tensors (host memory of
+  // the arena) until wait_tensor; the op waits inside its gate (collective_work.h).
+  const bool wait_for_outputs = writes.functional_collective && hook.gate_all_ops;
+  if (writes.written_args.empty() && !wait_for_outputs) {
     // Most operators write only fresh outputs, which the arena marked when
     // it allocated them: nothing to collect before or mark after.
     op.redispatchBoxed(next, stack);
@@ -77,6 +65,7 @@ void run_hooked(const ActiveHook& hook, const c10::OperatorHandle& op, c10::Disp
   if (writes.collective) [[unlikely]] collective = collective_tensors(op, *stack);
   try {
     op.redispatchBoxed(next, stack);
+    if (wait_for_outputs) [[unlikely]] wait_functional_outputs(*stack, op.schema().returns().size());
   } catch (...) {
     hook.tracker->mark_written_args(written);
     throw;
