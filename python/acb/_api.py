@@ -79,9 +79,9 @@ def default_local_device(environ: Mapping[str, str], emulated: bool = False) -> 
     unless CUDA_VISIBLE_DEVICES leaves fewer devices than that (one GPU per rank:
     it is device 0); else 0. On the emulated device always 0: a process has one,
     the CPU, whatever its rank."""
-    rank = environ.get("LOCAL_RANK", "").strip()
     if emulated:
         return 0
+    rank = environ.get("LOCAL_RANK", "").strip()
     if not rank.isdigit():
         return 0
     entries = visible_devices(environ.get("CUDA_VISIBLE_DEVICES"))

@@ -131,17 +131,16 @@ def render_status(status: Message, address: str) -> str:
     out = [head, "", _format.table(["DEV", "NAME", "CAPACITY", "RESIDENT", "USE", "HOLDER", "QUEUE", ""],
                                    device_rows, right=(0, 2, 3))]
     if clients:
+        ordered = sorted(clients, key=lambda c: c["client_id"])
+        with_gangs = any(c.get("gang") for c in clients)  # ranks of multi-process jobs: which job, which rank
         client_rows = [[c["client_id"], c.get("name", ""), c.get("pid", ""), c.get("priority", ""),
                         c.get("device", ""), c.get("state", ""), _format.human_bytes(c.get("resident_bytes")),
                         _format.human_bytes(c.get("need_bytes")), c.get("grants", 0),
-                        _format.human_duration_us(c.get("waited_us_total")), c.get("preemptions", 0)]
-                       for c in sorted(clients, key=lambda c: c["client_id"])]
+                        _format.human_duration_us(c.get("waited_us_total")), c.get("preemptions", 0),
+                        *([_gang_label(c)] if with_gangs else [])]
+                       for c in ordered]
         headers = ["ID", "NAME", "PID", "PRIORITY", "DEV", "STATE", "RESIDENT", "NEED", "GRANTS", "WAITED",
-                   "PREEMPTED"]
-        if any(c.get("gang") for c in clients):  # ranks of multi-process jobs: which job, which rank
-            headers.append("GANG")
-            for row, c in zip(client_rows, sorted(clients, key=lambda c: c["client_id"])):
-                row.append(_gang_label(c))
+                   "PREEMPTED", *(["GANG"] if with_gangs else [])]
         out += ["", _format.table(headers, client_rows, right=(0, 2, 4, 6, 7, 8, 9, 10))]
     else:
         out += ["", "no clients connected"]
