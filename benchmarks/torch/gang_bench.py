@@ -19,10 +19,14 @@ FIGURE gang_sequential_makespan_s, gang_acb_makespan_s, gang_offloads, gang_swit
 
 from __future__ import annotations
 
+import sys
 import tempfile
 from pathlib import Path
 
-from bench_common import ON_CUDA, Broker, figure, job_cmd, plain_env, run_all, status
+from bench_common import JOBS, ON_CUDA, Broker, figure, job_cmd, plain_env, run_all, status
+
+sys.path.insert(0, str(JOBS))
+from torchrun_env import free_port, torchrun_env  # noqa: E402
 
 STEPS = "12"
 PHASES = ("--cpu-ms", "10", "--wait-ms", "120")
@@ -30,20 +34,6 @@ DDP_JOBS = {"ddp_a": "3", "ddp_b": "4"}  # name -> seed
 SINGLE_JOBS = {"single_0": "5", "single_1": "6"}
 CAPACITY = "32MiB"  # a DDP rank keeps about 20 MiB, a single MLP job about 19
 BROKER_FLAGS = ("--quantum-ms", "100", "--aging-ms", "300", "--quantum-deadline-ms", "2000")
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def rank_env(rank: int, port: int) -> dict:
-    """What torchrun gives rank `rank` of a 2-rank job on this node."""
-    return {"RANK": str(rank), "WORLD_SIZE": "2", "LOCAL_RANK": str(rank), "LOCAL_WORLD_SIZE": "2",
-            "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "GLOO_SOCKET_IFNAME": "lo"}
 
 
 def commands(work: Path, label: str, names: list) -> tuple:
@@ -57,7 +47,7 @@ def commands(work: Path, label: str, names: list) -> tuple:
                 argv = job_cmd("ddp_job.py", "--seed", DDP_JOBS[name], "--steps", STEPS, *PHASES,
                                "--barrier", str(barrier), "--out", str(work / f"{label}-{name}.{rank}.pt"),
                                "--status", str(work / f"{label}-{name}.{rank}.json"))
-                out.append((f"{name}.{rank}", argv, rank, rank_env(rank, port)))
+                out.append((f"{name}.{rank}", argv, rank, torchrun_env(rank, 2, port)))
         else:
             argv = job_cmd("train_job.py", "--model", "mlp", "--seed", SINGLE_JOBS[name], "--steps", STEPS, *PHASES,
                            "--barrier", str(barrier), "--out", str(work / f"{label}-{name}.pt"),

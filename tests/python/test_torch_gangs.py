@@ -24,6 +24,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "torch_jobs"))
 import harness as h  # noqa: E402
+from torchrun_env import free_port, torchrun_env  # noqa: E402
 
 torch = pytest.importorskip("torch")
 dist = pytest.importorskip("torch.distributed")
@@ -38,12 +39,12 @@ STEPS = "6"
 def _jobs(tmp: Path) -> dict:
     """name -> (script, args, extra environment, broker device) of every process."""
     run_id = f"ddp-a-{uuid.uuid4().hex[:8]}"
-    ports = {"ddp_a": h.free_port(), "ddp_b": h.free_port()}
+    ports = {"ddp_a": free_port(), "ddp_b": free_port()}
     jobs = {}
     for job, seed, rid in (("ddp_a", "3", run_id), ("ddp_b", "4", "none")):
         for rank in range(2):
             jobs[f"{job}.{rank}"] = ("ddp_job.py", ("--seed", seed, "--steps", STEPS),
-                                     h.torchrun_env(rank, 2, ports[job], rid), rank)
+                                     torchrun_env(rank, 2, ports[job], rid), rank)
     jobs["single"] = ("train_job.py", ("--model", "mlp", "--seed", "5", "--steps", STEPS), {}, 0)
     return jobs
 
