@@ -10,8 +10,8 @@
 namespace acb::broker {
 
 namespace {
-std::uint64_t sat_sub(std::uint64_t a, std::uint64_t b) { return a > b ? a - b : 0; }
-std::uint64_t sat_add(std::uint64_t a, std::uint64_t b) { return a > UINT64_MAX - b ? UINT64_MAX : a + b; }
+using policy::saturating_add;
+using policy::saturating_sub;
 
 // How long a client that answered an evict having released nothing is left
 // alone (ClientRec::unevictable_bytes): long enough that asking again does
@@ -107,7 +107,7 @@ void Arbiter::State::apply_residency(ClientRec& c, std::uint64_t reported, TimeU
   const DeviceRec& d = devices.at(c.device);
   // More than the device can hold as accounted (a stale or wrong report): only
   // what fits is accounted, and the rest is asked back.
-  c.resident_bytes = std::min(reported, sat_sub(d.capacity_bytes, device_bytes(d, c.id)));
+  c.resident_bytes = std::min(reported, saturating_sub(d.capacity_bytes, device_bytes(d, c.id)));
   const std::uint64_t unaccounted = reported - c.resident_bytes;
   c.unaccounted_bytes = unaccounted;
   // Over the quota: still accounted (the bytes are really there) until evicted.
@@ -175,14 +175,14 @@ bool Arbiter::State::make_room(DeviceRec& d, ClientRec& requester, std::uint64_t
     const ClientRec& m = clients.at(id);
     // Bytes reported beyond what fit are really on the device, and already
     // asked back (apply_residency): no grant counts on them, none re-asks.
-    others = sat_add(others, sat_add(reserved_bytes(m), m.unaccounted_bytes));
-    pending = sat_add(pending, sat_add(m.pending_evict_bytes, m.unaccounted_bytes));
+    others = saturating_add(others, saturating_add(reserved_bytes(m), m.unaccounted_bytes));
+    pending = saturating_add(pending, saturating_add(m.pending_evict_bytes, m.unaccounted_bytes));
     if (m.pinned) {
       pinned += m.resident_bytes;  // counted, never evicted
       continue;
     }
     const std::uint64_t kept = now < m.unevictable_until_us ? m.unevictable_bytes : 0;
-    const std::uint64_t evictable = sat_sub(m.resident_bytes, m.pending_evict_bytes + kept);
+    const std::uint64_t evictable = saturating_sub(m.resident_bytes, m.pending_evict_bytes + kept);
     if (!m.holds() && evictable > 0)
       residents.push_back({id, m.priority, m.last_grant_us, evictable});
   }
@@ -224,7 +224,7 @@ void Arbiter::State::schedule(DeviceRec& d, TimeUs now, Decisions& out) {
       revoke(RevokeReason::drain, config.quantum_deadline_ms);
       return;
     }
-    const bool quantum_used = sat_sub(now, h.lease_start_us) >= config.quantum_ms * 1000;
+    const bool quantum_used = saturating_sub(now, h.lease_start_us) >= config.quantum_ms * 1000;
     if (h.state == ClientState::revoked) {
       // Already revoked with a longer deadline (quantum, drain) or none
       // (share), and the head of the queue got more urgent: a better class

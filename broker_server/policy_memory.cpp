@@ -1,16 +1,14 @@
 #include "broker_server/policy_memory.h"
 
 #include <algorithm>
-#include <cstdint>
 #include <tuple>
 
 namespace acb::broker::policy {
 
 std::uint64_t fit_deficit(std::uint64_t capacity_bytes, std::uint64_t others_bytes,
                           std::uint64_t own_resident_bytes, std::uint64_t need_bytes) {
-  const std::uint64_t own = std::max(need_bytes, own_resident_bytes);
   // Saturating: reports beyond the capacity may be near 2^64 (make_room counts them).
-  const std::uint64_t want = others_bytes > UINT64_MAX - own ? UINT64_MAX : others_bytes + own;
+  const std::uint64_t want = saturating_add(others_bytes, std::max(need_bytes, own_resident_bytes));
   return want > capacity_bytes ? want - capacity_bytes : 0;
 }
 

@@ -21,6 +21,15 @@
 
 namespace acb::broker::policy {
 
+/// Byte sums and differences that stop at the ends of the range: a client may
+/// report any 64-bit count, and none may wrap the device's accounting.
+inline std::uint64_t saturating_add(std::uint64_t a, std::uint64_t b) {
+  return a > UINT64_MAX - b ? UINT64_MAX : a + b;
+}
+inline std::uint64_t saturating_sub(std::uint64_t a, std::uint64_t b) {
+  return a > b ? a - b : 0;
+}
+
 /// Bytes that must leave the device before a grantee fits; 0 when it fits.
 std::uint64_t fit_deficit(std::uint64_t capacity_bytes, std::uint64_t others_bytes,
                           std::uint64_t own_resident_bytes, std::uint64_t need_bytes);
