@@ -108,7 +108,12 @@ class Connection:
     def _authenticate(self, address: str, token: str, role: str, hello: Message) -> Message:
         """hello -> challenge (checked) -> auth -> welcome; returns the welcome."""
         client_nonce = _handshake.fresh_nonce()
-        self.send({"op": "hello", "versions": [PROTOCOL_VERSION], "client_nonce": client_nonce.hex(), **hello})
+        try:
+            self.send({"op": "hello", "versions": [PROTOCOL_VERSION], "client_nonce": client_nonce.hex(), **hello})
+        except (BrokenPipeError, ConnectionResetError):
+            # The broker may refuse a hello (too large, malformed) and close
+            # before all of it was sent: its error frame is already here to read.
+            pass
         challenge = self.recv()
         if challenge.get("op") == "error":
             raise BrokerError(f"broker refused the connection: {challenge.get('reason', challenge)}")
